@@ -1,0 +1,69 @@
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Kernels.Cpu;
+
+namespace Afm.Gpu.Accelerators.Cpu;
+
+/// <summary>The always-available accelerator: managed kernels, SIMD, parallel over the batch.</summary>
+public sealed class CpuAccelerator : Accelerator
+{
+    /// <summary>Creates the CPU accelerator.</summary>
+    /// <param name="maxThreads">Worker threads for kernels; 0 means one per logical core.</param>
+    public CpuAccelerator(int maxThreads = 0)
+    {
+        MaxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
+        Descriptor = Describe();
+    }
+
+    /// <summary>The descriptor of the host CPU.</summary>
+    public static AcceleratorDescriptor Describe()
+    {
+        string isa = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "AVX-512"
+            : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "AVX2" : "SSE/NEON";
+        long mem = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return new AcceleratorDescriptor(AcceleratorKind.Cpu, 0, "CPU (managed kernels)",
+            $"{Environment.ProcessorCount} logical cores, {isa}, {System.Runtime.InteropServices.RuntimeInformation.OSArchitecture}",
+            mem, Environment.ProcessorCount, IsGpu: false);
+    }
+
+    /// <inheritdoc />
+    public override AcceleratorDescriptor Descriptor { get; }
+
+    /// <summary>Worker threads used by the kernels.</summary>
+    public int MaxThreads { get; }
+
+    /// <inheritdoc />
+    public override DeviceBuffer<T> Allocate<T>(long length) => new CpuBuffer<T>(length);
+
+    /// <inheritdoc />
+    public override AfmKernels CreateKernels(ModelShape shape) => new CpuAfmKernels(this, shape);
+}
+
+/// <summary>A CPU "device" buffer: a managed array.</summary>
+public sealed class CpuBuffer<T> : DeviceBuffer<T> where T : unmanaged
+{
+    internal CpuBuffer(long length) : base(length)
+    {
+        if (length > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(length), length, "too large for one CPU buffer");
+        Data = new T[length];
+    }
+
+    /// <summary>The backing array.</summary>
+    internal T[] Data { get; }
+
+    /// <inheritdoc />
+    public override void CopyFrom(ReadOnlySpan<T> source, long offset = 0)
+    {
+        CheckRange(offset, source.Length);
+        source.CopyTo(Data.AsSpan((int)offset));
+    }
+
+    /// <inheritdoc />
+    public override void CopyTo(Span<T> destination, long offset = 0)
+    {
+        CheckRange(offset, destination.Length);
+        Data.AsSpan((int)offset, destination.Length).CopyTo(destination);
+    }
+
+    /// <inheritdoc />
+    public override void Clear() => Array.Clear(Data);
+}

@@ -1,0 +1,70 @@
+using Afm.Gpu.Accelerators;
+
+namespace Afm.Gpu.Kernels;
+
+/// <summary>
+/// The AFM/FM kernel set of one accelerator, specialised for one <see cref="ModelShape"/>.
+/// A training step is <see cref="ForwardBackward"/>, <see cref="ReduceDense"/>,
+/// <see cref="UpdateSparse"/>, <see cref="UpdateDense"/>; inference is <see cref="Forward"/>.
+/// </summary>
+public abstract class AfmKernels : IDisposable
+{
+    /// <summary>Creates the kernel set.</summary>
+    protected AfmKernels(Accelerator accelerator, ModelShape shape)
+    {
+        Accelerator = accelerator;
+        Shape = shape;
+    }
+
+    /// <summary>The accelerator the kernels run on.</summary>
+    public Accelerator Accelerator { get; }
+
+    /// <summary>The shape the kernels are specialised for.</summary>
+    public ModelShape Shape { get; }
+
+    /// <summary>How many partial dense-gradient blocks <see cref="ForwardBackward"/> writes.</summary>
+    protected abstract int PartialCount { get; }
+
+    /// <summary>Allocates parameters and the state of <paramref name="optimizer"/>.</summary>
+    public DeviceModel CreateModel(OptimizerKind optimizer = OptimizerKind.Sgd) => new(Accelerator, Shape, optimizer);
+
+    /// <summary>Allocates a batch.</summary>
+    public DeviceBatch CreateBatch() => new(Accelerator, Shape);
+
+    /// <summary>Allocates the training step's buffers.</summary>
+    public TrainWorkspace CreateWorkspace() => new(Accelerator, Shape, PartialCount);
+
+    /// <summary>
+    /// Inference: raw scores ŷ per row into <paramref name="yhat"/>; when <paramref name="attention"/>
+    /// is given (rows x Pairs), each row's attention weights over its real pairs (0 elsewhere).
+    /// </summary>
+    public abstract void Forward(DeviceModel model, DeviceBatch batch, DeviceBuffer<float> yhat, DeviceBuffer<float>? attention);
+
+    /// <summary>
+    /// Fused forward and backward with dropout: writes ŷ, dL/dŷ, loss per row, dL/de per slot and
+    /// per-block partial dense gradients. Nothing of size rows x pairs x (k or t) is stored.
+    /// </summary>
+    public abstract void ForwardBackward(DeviceModel model, DeviceBatch batch, TrainWorkspace work, in StepParams step);
+
+    /// <summary>Sums the partial blocks into <see cref="TrainWorkspace.DenseGrad"/> and adds the loss to <see cref="TrainWorkspace.LossSum"/>.</summary>
+    public abstract void ReduceDense(TrainWorkspace work);
+
+    /// <summary>
+    /// For every distinct id of the batch: gathers dV = Σ de x and dw = Σ g x over its slots and
+    /// applies the optimizer to that embedding row and linear weight. Deterministic, no atomics.
+    /// </summary>
+    public abstract void UpdateSparse(DeviceModel model, DeviceBatch batch, TrainWorkspace work, in OptimizerParams opt);
+
+    /// <summary>Applies the optimizer to the dense parameters, adding 2 λ W to W's gradient. For FM, p stays fixed.</summary>
+    public abstract void UpdateDense(DeviceModel model, TrainWorkspace work, in OptimizerParams opt);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases kernel objects.</summary>
+    protected virtual void Dispose(bool disposing) { }
+}

@@ -1,0 +1,69 @@
+using Afm.Gpu.Model;
+
+namespace Afm.Gpu.Training;
+
+/// <summary>Evaluation metrics of predictions against labels.</summary>
+/// <param name="Rmse">Root mean squared error (regression).</param>
+/// <param name="Mae">Mean absolute error (regression).</param>
+/// <param name="LogLoss">Mean logistic loss (binary; NaN for regression).</param>
+/// <param name="Auc">Area under the ROC curve (binary; NaN for regression or a single class).</param>
+/// <param name="Rows">Rows evaluated.</param>
+public sealed record Metrics(double Rmse, double Mae, double LogLoss, double Auc, int Rows)
+{
+    /// <summary>The score early stopping minimises: RMSE for squared loss, log loss for logistic.</summary>
+    public double Objective(LossKind loss) => loss == LossKind.Squared ? Rmse : LogLoss;
+
+    /// <summary>A short text such as <c>rmse 0.9412 mae 0.7401</c>.</summary>
+    public string Format(LossKind loss) => loss == LossKind.Squared
+        ? $"rmse {Rmse:F4} mae {Mae:F4}"
+        : $"logloss {LogLoss:F4} auc {Auc:F4}";
+
+    /// <summary>
+    /// Computes metrics of final predictions (after the link: clipped values for regression,
+    /// probabilities for logistic) against labels.
+    /// </summary>
+    public static Metrics Compute(ReadOnlySpan<float> predictions, ReadOnlySpan<float> labels, LossKind loss)
+    {
+        if (predictions.Length != labels.Length) throw new ArgumentException("predictions and labels differ in length");
+        int n = labels.Length;
+        if (n == 0) return new Metrics(double.NaN, double.NaN, double.NaN, double.NaN, 0);
+        double se = 0, ae = 0, ll = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double y = loss == LossKind.Logistic ? (labels[i] > 0 ? 1 : 0) : labels[i];
+            double d = predictions[i] - y;
+            se += d * d;
+            ae += Math.Abs(d);
+            if (loss == LossKind.Logistic)
+            {
+                double p = Math.Clamp(predictions[i], 1e-7, 1 - 1e-7);
+                ll -= y * Math.Log(p) + (1 - y) * Math.Log(1 - p);
+            }
+        }
+        double auc = loss == LossKind.Logistic ? RocAuc(predictions, labels) : double.NaN;
+        return new Metrics(Math.Sqrt(se / n), ae / n, loss == LossKind.Logistic ? ll / n : double.NaN, auc, n);
+    }
+
+    /// <summary>ROC AUC with ties counted half (rank-sum form); NaN when one class is missing.</summary>
+    public static double RocAuc(ReadOnlySpan<float> scores, ReadOnlySpan<float> labels)
+    {
+        int n = scores.Length;
+        var order = new int[n];
+        var keys = scores.ToArray();
+        for (int i = 0; i < n; i++) order[i] = i;
+        Array.Sort(keys, order);
+        double pos = 0, rankSum = 0;
+        for (int i = 0; i < n;)
+        {
+            int j = i;
+            while (j + 1 < n && keys[j + 1] == keys[i]) j++;
+            double avgRank = (i + j) / 2.0 + 1;
+            for (int q = i; q <= j; q++)
+                if (labels[order[q]] > 0) { pos++; rankSum += avgRank; }
+            i = j + 1;
+        }
+        double neg = n - pos;
+        if (pos == 0 || neg == 0) return double.NaN;
+        return (rankSum - pos * (pos + 1) / 2) / (pos * neg);
+    }
+}

@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using Afm.Gpu.Accelerators;
+using Afm.Gpu.Data;
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+
+namespace Afm.Gpu.Training;
+
+/// <summary>One finished epoch.</summary>
+/// <param name="Epoch">1-based epoch number.</param>
+/// <param name="TrainLoss">Mean training loss of the epoch (with dropout, without the λ term).</param>
+/// <param name="Validation">Validation metrics after the epoch, or null without a validation set.</param>
+/// <param name="Seconds">Wall time of the epoch's training steps.</param>
+/// <param name="SamplesPerSecond">Training rows per second in this epoch.</param>
+/// <param name="IsBest">Whether this epoch is the best so far (kept as the result).</param>
+public sealed record EpochReport(int Epoch, double TrainLoss, Metrics? Validation, double Seconds, double SamplesPerSecond, bool IsBest);
+
+/// <summary>Progress inside an epoch.</summary>
+/// <param name="Epoch">1-based epoch.</param>
+/// <param name="RowsDone">Rows trained so far in this epoch.</param>
+/// <param name="RowsTotal">Rows in an epoch.</param>
+public readonly record struct TrainProgress(int Epoch, long RowsDone, long RowsTotal);
+
+/// <summary>The outcome of a training run.</summary>
+/// <param name="Model">The best epoch's model (the last one without validation).</param>
+/// <param name="BestEpoch">The epoch it comes from (0: the initial model was never beaten).</param>
+/// <param name="History">Every epoch.</param>
+public sealed record TrainResult(AfmModel Model, int BestEpoch, IReadOnlyList<EpochReport> History);
+
+/// <summary>
+/// Mini-batch training on an accelerator: shuffling, dropout, Adagrad/Adam/SGD, validation after
+/// each epoch and early stopping that keeps the best epoch. The model lives on the device during
+/// training; it is copied back only when an epoch improves on the best.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly Accelerator _accelerator;
+    private readonly TrainerOptions _options;
+
+    /// <summary>Creates a trainer; the options are validated here.</summary>
+    public Trainer(Accelerator accelerator, TrainerOptions options)
+    {
+        _accelerator = accelerator ?? throw new ArgumentNullException(nameof(accelerator));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        options.Validate();
+    }
+
+    /// <summary>Called after every epoch.</summary>
+    public event Action<EpochReport>? EpochCompleted;
+
+    /// <summary>Called now and then during an epoch.</summary>
+    public event Action<TrainProgress>? Progress;
+
+    /// <summary>A freshly initialised model as in the paper's code: V ~ N(0, std), w = w0 = 0, W and b ~ N(0, sqrt(2/(t+k))), h ~ N(0, 1), p = 1.</summary>
+    public static AfmModel Initialize(TrainerOptions o, int featureCount)
+    {
+        var model = new AfmModel(o.Model, featureCount, o.K, o.T, o.Loss);
+        var rng = new Random(o.Seed);
+        Fill(model.V, o.InitStd, rng);
+        if (o.Model == ModelKind.Afm)
+        {
+            float glorot = MathF.Sqrt(2f / (o.T + o.K));
+            Fill(model.AttnW, glorot, rng);
+            Fill(model.AttnB, glorot, rng);
+            Fill(model.AttnH, 1f, rng);
+            Array.Fill(model.Proj, 1f);
+        }
+        return model;
+    }
+
+    /// <summary>An AFM initialised from a trained FM: embeddings, linear terms and bias copied, attention fresh.</summary>
+    public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm)
+    {
+        if (fm.Kind != ModelKind.Fm) throw new ArgumentException("the pre-trained model must be an FM", nameof(fm));
+        if (fm.K != o.K) throw new ArgumentException($"the FM has k = {fm.K} but the AFM asks for k = {o.K}; they must match", nameof(fm));
+        var model = Initialize(o, fm.FeatureCount);
+        fm.V.CopyTo(model.V, 0);
+        fm.Linear.CopyTo(model.Linear, 0);
+        model.W0[0] = fm.W0[0];
+        return model;
+    }
+
+    private static void Fill(float[] a, float std, Random rng)
+    {
+        for (int i = 0; i < a.Length; i++)
+        {
+            // Box-Muller
+            double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+            a[i] = (float)(std * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        }
+    }
+
+    /// <summary>Splits off a seeded random fraction of the rows as a validation set.</summary>
+    public static (SparseDataset Train, SparseDataset Validation) Split(SparseDataset data, float fraction, int seed)
+    {
+        var idx = Enumerable.Range(0, data.Rows).ToArray();
+        new Random(seed ^ 0x5EED).Shuffle(idx);
+        int nValid = (int)Math.Round(data.Rows * (double)fraction);
+        return (data.Subset(idx.AsSpan(nValid), data.Name), data.Subset(idx.AsSpan(0, nValid), data.Name + " (held out)"));
+    }
+
+    /// <summary>
+    /// Trains on <paramref name="train"/>. Without <paramref name="validation"/>, holds out
+    /// <see cref="TrainerOptions.ValidationFraction"/> of the training rows. Starts from
+    /// <paramref name="initial"/> when given (e.g. <see cref="InitializeFromFm"/>).
+    /// </summary>
+    public TrainResult Train(SparseDataset train, SparseDataset? validation = null, AfmModel? initial = null, CancellationToken cancel = default)
+    {
+        var o = _options;
+        if (train.Rows == 0) throw new ArgumentException($"{train.Name}: no training rows", nameof(train));
+        if (validation is null && o.ValidationFraction > 0 && train.Rows >= 10)
+            (train, validation) = Split(train, o.ValidationFraction, o.Seed);
+        int featureCount = Math.Max(train.FeatureCount, validation?.FeatureCount ?? 0);
+        if (initial is not null && initial.FeatureCount < featureCount)
+            throw new ArgumentException($"the initial model has {initial.FeatureCount} features but the data uses ids up to {featureCount - 1}");
+        var model = initial?.Clone() ?? Initialize(o, featureCount);
+        if (model.Kind != o.Model || model.K != o.K || (o.Model == ModelKind.Afm && model.T != o.T))
+            throw new ArgumentException("the initial model's kind or shape differs from the options");
+        if (o.Loss == LossKind.Squared)
+        {
+            float lo = float.PositiveInfinity, hi = float.NegativeInfinity;
+            foreach (float y in train.Labels) { lo = MathF.Min(lo, y); hi = MathF.Max(hi, y); }
+            model.LabelMin = lo;
+            model.LabelMax = hi;
+        }
+
+        int maxNnz = Math.Max(2, Math.Max(train.MaxNnz, validation?.MaxNnz ?? 0));
+        int batchSize = Math.Min(o.BatchSize, train.Rows);
+        var shape = ModelShape.Of(model, maxNnz, Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)));
+        using var kernels = _accelerator.CreateKernels(shape);
+        using var device = kernels.CreateModel(o.Optimizer);
+        using var batch = kernels.CreateBatch();
+        using var work = kernels.CreateWorkspace();
+        device.Upload(model);
+        var host = new HostBatch(shape.BatchCapacity, maxNnz, model.FeatureCount);
+
+        var history = new List<EpochReport>();
+        var best = model.Clone();
+        int bestEpoch = 0;
+        double bestScore = validation is null ? double.PositiveInfinity : Evaluate(kernels, device, batch, host, work, validation, model).Objective(o.Loss);
+        var order = Enumerable.Range(0, train.Rows).ToArray();
+        var rng = new Random(o.Seed);
+        var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
+        long step = 0;
+        int sinceBest = 0;
+        for (int epoch = 1; epoch <= o.Epochs; epoch++)
+        {
+            rng.Shuffle(order);
+            work.LossSum.Clear();
+            var sw = Stopwatch.StartNew();
+            for (int start = 0; start < train.Rows; start += batchSize)
+            {
+                cancel.ThrowIfCancellationRequested();
+                int count = Math.Min(batchSize, train.Rows - start);
+                host.Fill(train, order.AsSpan(start, count), forTraining: true);
+                batch.Upload(host);
+                step++;
+                var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count);
+                var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps);
+                kernels.ForwardBackward(device, batch, work, sp);
+                kernels.ReduceDense(work);
+                kernels.UpdateSparse(device, batch, work, op);
+                kernels.UpdateDense(device, work, op);
+                Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
+            }
+            _accelerator.Synchronize();
+            double seconds = sw.Elapsed.TotalSeconds;
+            double trainLoss = work.LossSum.ToArray()[0] / train.Rows;
+            if (!double.IsFinite(trainLoss))
+                throw new InvalidOperationException($"training diverged in epoch {epoch} (loss {trainLoss}); lower the learning rate");
+            Metrics? metrics = validation is null ? null : Evaluate(kernels, device, batch, host, work, validation, model);
+            bool isBest = metrics is null || metrics.Objective(o.Loss) < bestScore;
+            if (isBest)
+            {
+                bestScore = metrics?.Objective(o.Loss) ?? bestScore;
+                bestEpoch = epoch;
+                device.Download(best);
+                sinceBest = 0;
+            }
+            else sinceBest++;
+            var report = new EpochReport(epoch, trainLoss, metrics, seconds, train.Rows / Math.Max(seconds, 1e-9), isBest);
+            history.Add(report);
+            EpochCompleted?.Invoke(report);
+            if (o.Patience > 0 && sinceBest >= o.Patience) break;
+        }
+        return new TrainResult(best, bestEpoch, history);
+    }
+
+    private static Metrics Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
+        SparseDataset data, AfmModel model)
+    {
+        int cap = kernels.Shape.BatchCapacity;
+        var pred = new float[data.Rows];
+        var rows = new int[cap];
+        for (int start = 0; start < data.Rows; start += cap)
+        {
+            int count = Math.Min(cap, data.Rows - start);
+            for (int i = 0; i < count; i++) rows[i] = start + i;
+            host.Fill(data, rows.AsSpan(0, count), forTraining: false);
+            batch.Upload(host);
+            kernels.Forward(device, batch, work.Yhat, null);
+            work.Yhat.CopyTo(pred.AsSpan(start, count));
+        }
+        for (int i = 0; i < pred.Length; i++) pred[i] = Predictor.Link(model, pred[i]);
+        return Metrics.Compute(pred, data.Labels, model.Loss);
+    }
+}

@@ -1,0 +1,59 @@
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+
+namespace Afm.Gpu.Training;
+
+/// <summary>Everything a training run can be told. <see cref="Validate"/> names the first bad option.</summary>
+public sealed class TrainerOptions
+{
+    /// <summary>AFM (default) or FM.</summary>
+    public ModelKind Model { get; set; } = ModelKind.Afm;
+    /// <summary>Embedding size k (default 16).</summary>
+    public int K { get; set; } = 16;
+    /// <summary>Attention factor t, the attention MLP's hidden size (default 16; ignored for FM).</summary>
+    public int T { get; set; } = 16;
+    /// <summary>Passes over the training data (default 20).</summary>
+    public int Epochs { get; set; } = 20;
+    /// <summary>Rows per mini-batch (default 4096).</summary>
+    public int BatchSize { get; set; } = 4096;
+    /// <summary>Learning rate (default 0.05).</summary>
+    public float LearningRate { get; set; } = 0.05f;
+    /// <summary>Optimizer (default Adagrad).</summary>
+    public OptimizerKind Optimizer { get; set; } = OptimizerKind.Adagrad;
+    /// <summary>L2 penalty λ on the attention weights W: the loss gains λ ‖W‖² (default 0).</summary>
+    public float Lambda { get; set; }
+    /// <summary>Keep probability of dropout on the attention weights (default 1: off).</summary>
+    public float Keep0 { get; set; } = 1f;
+    /// <summary>Keep probability of dropout on the pooled vector (default 1: off).</summary>
+    public float Keep1 { get; set; } = 1f;
+    /// <summary>Loss: squared (regression, default) or logistic (binary labels).</summary>
+    public LossKind Loss { get; set; } = LossKind.Squared;
+    /// <summary>Seed of initialisation, shuffling, the validation split and dropout (default 1).</summary>
+    public int Seed { get; set; } = 1;
+    /// <summary>Fraction of the training rows held out for validation when no validation set is given (default 0.1; 0 = none).</summary>
+    public float ValidationFraction { get; set; } = 0.1f;
+    /// <summary>Stop after this many epochs without a better validation score, keeping the best epoch's model (default 5; 0 = never stop early).</summary>
+    public int Patience { get; set; } = 5;
+    /// <summary>Standard deviation of the embedding initialisation (default 0.01, as the paper's code).</summary>
+    public float InitStd { get; set; } = 0.01f;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first option out of range.</summary>
+    public void Validate()
+    {
+        static void Check(bool ok, string name, object value, string rule)
+        {
+            if (!ok) throw new ArgumentException($"option {name} = {value}: {rule}", name);
+        }
+        Check(K is > 0 and <= 4096, nameof(K), K, "must be in 1..4096");
+        Check(Model == ModelKind.Fm || T is > 0 and <= 4096, nameof(T), T, "must be in 1..4096");
+        Check(Epochs >= 0, nameof(Epochs), Epochs, "must not be negative");
+        Check(BatchSize is > 0 and <= 1 << 20, nameof(BatchSize), BatchSize, "must be in 1..1048576");
+        Check(float.IsFinite(LearningRate) && LearningRate > 0, nameof(LearningRate), LearningRate, "must be a positive number");
+        Check(float.IsFinite(Lambda) && Lambda >= 0, nameof(Lambda), Lambda, "must be >= 0");
+        Check(Keep0 is > 0 and <= 1, nameof(Keep0), Keep0, "must be in (0, 1]");
+        Check(Keep1 is > 0 and <= 1, nameof(Keep1), Keep1, "must be in (0, 1]");
+        Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
+        Check(Patience >= 0, nameof(Patience), Patience, "must not be negative");
+        Check(float.IsFinite(InitStd) && InitStd > 0, nameof(InitStd), InitStd, "must be a positive number");
+    }
+}

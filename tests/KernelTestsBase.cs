@@ -1,0 +1,298 @@
+using Afm.Gpu.Accelerators;
+using Afm.Gpu.Data;
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+using Afm.Gpu.Tests.Reference;
+using Afm.Gpu.Training;
+
+namespace Afm.Gpu.Tests;
+
+/// <summary>
+/// Kernel assertions written once and bound to each accelerator by a thin subclass. Tolerances:
+/// the kernels compute in float32 against a float64 reference; sums run over at most a few
+/// hundred terms of magnitude ~1, so 2e-4 relative plus 2e-5 absolute (scaled to the tensor's
+/// largest element) covers rounding with room to spare while catching any real error.
+/// </summary>
+public abstract class KernelTestsBase
+{
+    protected const double RelTol = 2e-4, AbsTol = 2e-5;
+
+    /// <summary>The accelerator under test, or null (with a reason) when absent on this machine.</summary>
+    protected abstract Accelerator? CreateAccelerator(out string? skipReason);
+
+    protected bool TryAccelerator(out Accelerator acc)
+    {
+        var a = CreateAccelerator(out string? why);
+        if (a is null)
+        {
+            Console.WriteLine($"SKIPPED {GetType().Name}: {why}");
+            acc = null!;
+            return false;
+        }
+        acc = a;
+        return true;
+    }
+
+    private static readonly int[] Lengths = [5, 3, 2, 4, 1, 0, 7, 6];
+
+    public static TheoryData<ModelKind, LossKind, int, int> Shapes => new()
+    {
+        { ModelKind.Afm, LossKind.Squared, 4, 3 },
+        { ModelKind.Afm, LossKind.Logistic, 16, 8 },
+        { ModelKind.Afm, LossKind.Squared, 19, 5 },
+        { ModelKind.Fm, LossKind.Squared, 8, 0 },
+        { ModelKind.Fm, LossKind.Logistic, 5, 0 },
+    };
+
+    private sealed class Setup : IDisposable
+    {
+        public required AfmKernels Kernels;
+        public required DeviceModel Device;
+        public required DeviceBatch Batch;
+        public required TrainWorkspace Work;
+        public void Dispose() { Work.Dispose(); Batch.Dispose(); Device.Dispose(); Kernels.Dispose(); }
+    }
+
+    private static Setup Prepare(Accelerator acc, AfmModel model, SparseDataset data, OptimizerKind opt, int maxNnz = 0)
+    {
+        var shape = ModelShape.Of(model, Math.Max(maxNnz, data.MaxNnz), data.Rows);
+        var kernels = acc.CreateKernels(shape);
+        var s = new Setup { Kernels = kernels, Device = kernels.CreateModel(opt), Batch = kernels.CreateBatch(), Work = kernels.CreateWorkspace() };
+        s.Device.Upload(model);
+        var host = new HostBatch(shape.BatchCapacity, shape.MaxNnz, model.FeatureCount);
+        host.Fill(data, Enumerable.Range(0, data.Rows).ToArray(), forTraining: true);
+        s.Batch.Upload(host);
+        return s;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void ForwardMatchesReference(ModelKind kind, LossKind loss, int k, int t)
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int features = 23;
+        var model = Fixtures.RandomModel(kind, features, k, t, loss, seed: 3);
+        var data = Fixtures.RaggedData(features, Lengths, loss, seed: 5);
+        using var s = Prepare(acc, model, data, OptimizerKind.Sgd);
+        using var yhat = acc.Allocate<float>(data.Rows);
+        using var att = acc.Allocate<float>((long)data.Rows * s.Kernels.Shape.Pairs);
+        s.Kernels.Forward(s.Device, s.Batch, yhat, att);
+        var y = yhat.ToArray();
+        var a = att.ToArray();
+        var prm = RefParams.From(model);
+        var rows = Fixtures.Rows(data);
+        int pairs = s.Kernels.Shape.Pairs;
+        for (int r = 0; r < rows.Count; r++)
+        {
+            var reference = AfmReference.Forward(kind, prm, k, t, rows[r]);
+            Fixtures.AssertClose([y[r]], [reference.Yhat], RelTol, AbsTol * 10, $"yhat row {r}");
+            if (kind == ModelKind.Afm)
+                Fixtures.AssertClose(a.AsSpan(r * pairs, reference.A.Length), reference.A, RelTol, AbsTol, $"attention row {r}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void GradientsMatchReference(ModelKind kind, LossKind loss, int k, int t)
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int features = 23;
+        const float lambda = 0.05f;
+        var model = Fixtures.RandomModel(kind, features, k, t, loss, seed: 13);
+        var data = Fixtures.RaggedData(features, Lengths, loss, seed: 17);
+        using var s = Prepare(acc, model, data, OptimizerKind.Sgd);
+        var step = new StepParams(loss, 1f, 1f, 123, 1f / data.Rows);
+        s.Kernels.ForwardBackward(s.Device, s.Batch, s.Work, step);
+        s.Kernels.ReduceDense(s.Work);
+
+        var prm = RefParams.From(model);
+        var rows = Fixtures.Rows(data);
+        var grad = AfmReference.Gradient(kind, loss, prm, k, t, rows, 0, out double dW0);
+        var sh = s.Kernels.Shape;
+        var dense = s.Work.DenseGrad.ToArray();
+        double scale(double[] x) => x.Length == 0 ? 1 : Math.Max(1, x.Max(Math.Abs));
+        Fixtures.AssertClose(dense.AsSpan(sh.OffsetW0, 1), [dW0], RelTol, AbsTol, "dw0");
+        if (kind == ModelKind.Afm)
+        {
+            Fixtures.AssertClose(dense.AsSpan(0, t * k), grad.AttnW, RelTol, AbsTol * scale(grad.AttnW), "dW");
+            Fixtures.AssertClose(dense.AsSpan(sh.OffsetB, t), grad.B, RelTol, AbsTol * scale(grad.B), "db");
+            Fixtures.AssertClose(dense.AsSpan(sh.OffsetH, t), grad.H, RelTol, AbsTol * scale(grad.H), "dh");
+            Fixtures.AssertClose(dense.AsSpan(sh.OffsetP, k), grad.P, RelTol, AbsTol * scale(grad.P), "dp");
+        }
+
+        // Sparse gradients through the update kernel: plain SGD with lr = 1 gives new = old - grad.
+        var op = new OptimizerParams(OptimizerKind.Sgd, 1f, lambda, 1);
+        s.Kernels.UpdateSparse(s.Device, s.Batch, s.Work, op);
+        s.Kernels.UpdateDense(s.Device, s.Work, op);
+        var after = new AfmModel(kind, features, k, Math.Max(t, 1), loss);
+        s.Device.Download(after);
+        var dV = new float[model.V.Length];
+        var dw = new float[model.Linear.Length];
+        for (int i = 0; i < dV.Length; i++) dV[i] = model.V[i] - after.V[i];
+        for (int i = 0; i < dw.Length; i++) dw[i] = model.Linear[i] - after.Linear[i];
+        // Subtraction of O(1) parameters costs ~1e-7 absolute, hence the looser absolute term.
+        Fixtures.AssertClose(dV, grad.V, RelTol, 1e-6 + AbsTol * scale(grad.V), "dV");
+        Fixtures.AssertClose(dw, grad.W, RelTol, 1e-6 + AbsTol * scale(grad.W), "dw");
+        if (kind == ModelKind.Afm)
+        {
+            var expectW = new double[model.AttnW.Length];
+            for (int i = 0; i < expectW.Length; i++) expectW[i] = model.AttnW[i] - (grad.AttnW[i] + 2 * lambda * model.AttnW[i]);
+            Fixtures.AssertClose(after.AttnW, expectW, RelTol, 1e-6, "W after SGD step with λ");
+        }
+        else Assert.All(after.Proj, p => Assert.Equal(1f, p));
+    }
+
+    [Theory]
+    [InlineData(OptimizerKind.Adagrad)]
+    [InlineData(OptimizerKind.Adam)]
+    public void OptimizerStepsMatchScalarFormula(OptimizerKind opt)
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int features = 15, k = 8, t = 4;
+        var model = Fixtures.RandomModel(ModelKind.Afm, features, k, t, LossKind.Squared, seed: 21);
+        var data = Fixtures.RaggedData(features, Lengths, LossKind.Squared, seed: 22);
+        using var s = Prepare(acc, model, data, opt);
+        var prm = RefParams.From(model);
+        var rows = Fixtures.Rows(data);
+        // Two steps on the same batch: the second exercises non-zero optimizer state. The sparse
+        // update moves V and w; the dense parameters are not updated here, so the reference's
+        // W, b, h, p stay valid.
+        var cur = prm.Clone();
+        var state = new Dictionary<string, (double[] M1, double[] M2)>
+        {
+            ["V"] = (new double[prm.V.Length], new double[prm.V.Length]),
+            ["w"] = (new double[prm.W.Length], new double[prm.W.Length]),
+        };
+        var touched = new HashSet<int>(rows.SelectMany(r => r.Ids));
+        for (int stepNo = 1; stepNo <= 2; stepNo++)
+        {
+            var op = new OptimizerParams(opt, 0.05f, 0, stepNo, Epsilon: opt == OptimizerKind.Adam ? 1e-8f : 1e-10f);
+            var g = AfmReference.Gradient(ModelKind.Afm, LossKind.Squared, cur, k, t, rows, 0, out _);
+            void Step(double[] w, double[] grad, (double[] M1, double[] M2) st, int width)
+            {
+                foreach (int id in touched) // rows no sample touches get no update (lazy sparse update)
+                {
+                    for (int d = 0; d < width; d++)
+                    {
+                        int i = id * width + d;
+                        double gi = grad[i];
+                        if (opt == OptimizerKind.Adagrad)
+                        {
+                            st.M1[i] += gi * gi;
+                            w[i] -= 0.05 * gi / (Math.Sqrt(st.M1[i]) + 1e-10);
+                        }
+                        else
+                        {
+                            st.M1[i] = 0.9 * st.M1[i] + 0.1 * gi;
+                            st.M2[i] = 0.999 * st.M2[i] + 0.001 * gi * gi;
+                            double mh = st.M1[i] / (1 - Math.Pow(0.9, stepNo)), vh = st.M2[i] / (1 - Math.Pow(0.999, stepNo));
+                            w[i] -= 0.05 * mh / (Math.Sqrt(vh) + 1e-8);
+                        }
+                    }
+                }
+            }
+            Step(cur.V, g.V, state["V"], k);
+            Step(cur.W, g.W, state["w"], 1);
+            s.Kernels.ForwardBackward(s.Device, s.Batch, s.Work, new StepParams(LossKind.Squared, 1, 1, 1, 1f / data.Rows));
+            s.Kernels.ReduceDense(s.Work);
+            s.Kernels.UpdateSparse(s.Device, s.Batch, s.Work, op);
+            Fixtures.AssertClose(s.Device.V.ToArray(), cur.V, 1e-4, 2e-6, $"V after {opt} step {stepNo}");
+            Fixtures.AssertClose(s.Device.Linear.ToArray(), cur.W, 1e-4, 2e-6, $"w after {opt} step {stepNo}");
+        }
+    }
+
+    [Fact]
+    public void AttentionIsOnSumsToOneAndDiffersAcrossPairs()
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        var model = Fixtures.RandomModel(ModelKind.Afm, 30, 8, 6, LossKind.Squared, seed: 31);
+        var data = Fixtures.RaggedData(30, [6, 4, 9, 3, 2], LossKind.Squared, seed: 32);
+        using var predictor = new Predictor(acc, model, data.MaxNnz);
+        predictor.Predict(data, out var attention);
+        for (int r = 0; r < data.Rows; r++)
+        {
+            var a = attention[r];
+            Assert.Equal(data.RowLength(r) * (data.RowLength(r) - 1) / 2, a.Length);
+            Assert.InRange(a.Sum(), 1 - 1e-5, 1 + 1e-5);
+            Assert.All(a, x => Assert.InRange(x, 0f, 1f));
+            if (a.Length >= 2) Assert.True(a.Max() - a.Min() > 1e-3, $"row {r}: attention is uniform ({string.Join(", ", a)})");
+        }
+    }
+
+    [Fact]
+    public void RaggedRowsEqualTheSameRowsPadded()
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        var model = Fixtures.RandomModel(ModelKind.Afm, 40, 8, 5, LossKind.Squared, seed: 41);
+        var data = Fixtures.RaggedData(40, [4, 11, 2, 7, 0, 1, 3], LossKind.Squared, seed: 42);
+        // Each row alone, padded only to its own length, against all rows in one batch padded to 11
+        // and again padded to 20 slots: padding must never enter the softmax or the sums.
+        var yhatTogether = ForwardRaw(acc, model, data, 0, out var attTogether, out int pairsTogether);
+        var yhatWide = ForwardRaw(acc, model, data, 20, out var attWide, out int pairsWide);
+        for (int r = 0; r < data.Rows; r++)
+        {
+            var single = data.Subset([r]);
+            var y1 = ForwardRaw(acc, model, single, 0, out var att1, out _);
+            int np = ModelShape.PairCount(data.RowLength(r));
+            Assert.Equal(y1[0], yhatTogether[r]);
+            Assert.Equal(y1[0], yhatWide[r]);
+            Assert.Equal(att1.AsSpan(0, np).ToArray(), attTogether.AsSpan(r * pairsTogether, np).ToArray());
+            Assert.Equal(att1.AsSpan(0, np).ToArray(), attWide.AsSpan(r * pairsWide, np).ToArray());
+        }
+    }
+
+    private static float[] ForwardRaw(Accelerator acc, AfmModel model, SparseDataset data, int maxNnz, out float[] attention, out int pairs)
+    {
+        using var s = Prepare(acc, model, data, OptimizerKind.Sgd, Math.Max(2, maxNnz));
+        using var yhat = acc.Allocate<float>(data.Rows);
+        using var att = acc.Allocate<float>((long)data.Rows * s.Kernels.Shape.Pairs);
+        s.Kernels.Forward(s.Device, s.Batch, yhat, att);
+        attention = att.ToArray();
+        pairs = s.Kernels.Shape.Pairs;
+        return yhat.ToArray();
+    }
+
+    [Fact]
+    public void DropoutMasksFollowTheSharedCounterRng()
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        // With keep0 = keep1 = 0.5 the loss gradient must equal the reference evaluated with the
+        // masks the shared RNG defines; here we check the cheap consequence: ŷ equals
+        // w0 + linear + p · (u ⊙ mask1 / keep1) where u uses a ⊙ mask0 / keep0.
+        const int k = 6, t = 4;
+        var model = Fixtures.RandomModel(ModelKind.Afm, 20, k, t, LossKind.Squared, seed: 51);
+        var data = Fixtures.RaggedData(20, [5, 4, 6, 3], LossKind.Squared, seed: 52);
+        using var s = Prepare(acc, model, data, OptimizerKind.Sgd);
+        uint seed = DropoutRng.StepSeed(99, 3);
+        s.Kernels.ForwardBackward(s.Device, s.Batch, s.Work, new StepParams(LossKind.Squared, 0.5f, 0.5f, seed, 1f));
+        var y = s.Work.Yhat.ToArray();
+        var prm = RefParams.From(model);
+        var rows = Fixtures.Rows(data);
+        for (int r = 0; r < rows.Count; r++)
+        {
+            var row = rows[r];
+            var a = AfmReference.Forward(ModelKind.Afm, prm, k, t, row).A;
+            var pairs = AfmReference.Pairs(row.Ids.Length);
+            double yhat = prm.W0;
+            for (int s2 = 0; s2 < row.Ids.Length; s2++) yhat += prm.W[row.Ids[s2]] * row.Values[s2];
+            for (int d = 0; d < k; d++)
+            {
+                double u = 0;
+                for (int p = 0; p < pairs.Count; p++)
+                {
+                    if (!DropoutRng.Keep(seed, r, DropoutRng.AttentionStream, p, 0.5f)) continue;
+                    var (i, j) = pairs[p];
+                    u += a[p] / 0.5 * prm.V[row.Ids[i] * k + d] * row.Values[i] * prm.V[row.Ids[j] * k + d] * row.Values[j];
+                }
+                if (DropoutRng.Keep(seed, r, DropoutRng.PooledStream, d, 0.5f)) yhat += prm.P[d] * u / 0.5;
+            }
+            Fixtures.AssertClose([y[r]], [yhat], RelTol, AbsTol * 10, $"row {r} with dropout");
+        }
+    }
+}
