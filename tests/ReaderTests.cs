@@ -1,0 +1,257 @@
+using System.Diagnostics;
+using Afm.Gpu.Data;
+using Xunit.Abstractions;
+
+namespace Afm.Gpu.Tests;
+
+public sealed class ReaderTests(ITestOutputHelper output)
+{
+    /// <summary>A uniquely named file under the temp directory, deleted on dispose.</summary>
+    private sealed class TempFile : IDisposable
+    {
+        public TempFile(string content)
+        {
+            Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"afm-reader-{Guid.NewGuid():N}.libfm");
+            File.WriteAllText(Path, content);
+        }
+
+        public string Path { get; }
+
+        public void Dispose() => File.Delete(Path);
+    }
+
+    private static SparseDataset ReadText(string content, LibFmReadOptions? options = null)
+    {
+        using var file = new TempFile(content);
+        return LibFmReader.Read(file.Path, options);
+    }
+
+    private static DataFormatException ReadFails(string content, long expectedLine, string expectedProblem, LibFmReadOptions? options = null)
+    {
+        using var file = new TempFile(content);
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(file.Path, options));
+        Assert.Equal(file.Path, e.File);
+        Assert.Equal(expectedLine, e.Line);
+        Assert.Contains(expectedProblem, e.Problem);
+        Assert.Contains(System.IO.Path.GetFileName(file.Path), e.Message);
+        Assert.StartsWith(expectedLine > 0 ? $"{file.Path}:{expectedLine}: " : $"{file.Path}: ", e.Message);
+        return e;
+    }
+
+    [Fact]
+    public void ValuesAreHonoured()
+    {
+        var d = ReadText("4 1:0.5 7:2\n-1.5 0:1e-3\t3:-2.25\n");
+        Assert.Equal(2, d.Rows);
+        Assert.Equal([4f, -1.5f], d.Labels);
+        Assert.Equal([1, 7], d.RowIds(0).ToArray());
+        Assert.Equal([0.5f, 2f], d.RowValues(0).ToArray());
+        Assert.Equal([0, 3], d.RowIds(1).ToArray());
+        Assert.Equal([1e-3f, -2.25f], d.RowValues(1).ToArray());
+        Assert.Equal(8, d.FeatureCount);
+    }
+
+    [Fact]
+    public void RaggedAndEmptyRows()
+    {
+        var d = ReadText("1 0:1\n2\n3 1:1 2:1 3:1 4:1\n4   \n5 9:1 9:2\n");
+        Assert.Equal(5, d.Rows);
+        Assert.Equal([0L, 1, 1, 5, 5, 7], d.Offsets);
+        Assert.Equal(0, d.RowLength(1));
+        Assert.Equal(0, d.RowLength(3));
+        Assert.Equal(4, d.MaxNnz);
+        Assert.Equal(7, d.NonZeros);
+        Assert.Equal(10, d.FeatureCount);
+        // duplicate ids are kept as given
+        Assert.Equal([9, 9], d.RowIds(4).ToArray());
+        Assert.Equal([1f, 2f], d.RowValues(4).ToArray());
+    }
+
+    [Fact]
+    public void SkipsBlankAndCommentLines()
+    {
+        var d = ReadText("# header\n\n   \n\t\n1 0:1\n  # indented comment\n2 1:1\n\n");
+        Assert.Equal([1f, 2f], d.Labels);
+        Assert.Equal([0, 1], d.FeatureIds);
+    }
+
+    [Fact]
+    public void AcceptsCrlf()
+    {
+        var d = ReadText("1 0:1 2:0.5\r\n\r\n2\r\n3 1:2\r\n");
+        Assert.Equal([1f, 2f, 3f], d.Labels);
+        Assert.Equal([0L, 2, 2, 3], d.Offsets);
+        Assert.Equal([1f, 0.5f, 2f], d.Values);
+    }
+
+    [Fact]
+    public void AcceptsMissingFinalNewlineAndSpacing()
+    {
+        var d = ReadText("  1 \t 0:1  \t 3:2 \n+2 1:.5");
+        Assert.Equal([1f, 2f], d.Labels);
+        Assert.Equal([0, 3, 1], d.FeatureIds);
+        Assert.Equal([1f, 2f, 0.5f], d.Values);
+    }
+
+    [Fact]
+    public void ReadsFromTextReader()
+    {
+        using var reader = new StringReader("1 0:1\n0 2:3\n");
+        var d = LibFmReader.Read(reader, "inline");
+        Assert.Equal("inline", d.Name);
+        Assert.Equal(2, d.Rows);
+        Assert.Equal(3, d.FeatureCount);
+    }
+
+    [Fact]
+    public void NameIsThePath()
+    {
+        using var file = new TempFile("1 0:1\n");
+        Assert.Equal(file.Path, LibFmReader.Read(file.Path).Name);
+    }
+
+    [Fact]
+    public void FeatureCountFromOptions()
+    {
+        var d = ReadText("1 0:1 4:1\n", new LibFmReadOptions { FeatureCount = 100 });
+        Assert.Equal(100, d.FeatureCount);
+    }
+
+    [Fact]
+    public void FeatureCountLimitIsEnforced()
+    {
+        var e = ReadFails("1 0:1\n2 1:1 5:1\n", 2, "feature id 5 is not below the model's feature count 5",
+            new LibFmReadOptions { FeatureCount = 5 });
+        Assert.Equal("feature id 5 is not below the model's feature count 5", e.Problem);
+    }
+
+    [Fact]
+    public void MaxRowsStopsEarly()
+    {
+        var d = ReadText("# c\n1 0:1\n\n2 1:1\n3 2:1\nnot even parsed\n", new LibFmReadOptions { MaxRows = 3 });
+        Assert.Equal([1f, 2f, 3f], d.Labels);
+        Assert.Equal(3, d.FeatureCount);
+    }
+
+    [Fact]
+    public void ExceptionMessageFormat()
+    {
+        var e = new DataFormatException("train.libfm", 12, "malformed token 'abc' (expected id:value)");
+        Assert.Equal("train.libfm:12: malformed token 'abc' (expected id:value)", e.Message);
+        Assert.Equal("train.libfm: no data rows", new DataFormatException("train.libfm", 0, "no data rows").Message);
+    }
+
+    [Fact]
+    public void NegativeOptionsAreRejected()
+    {
+        using var reader = new StringReader("1 0:1\n");
+        Assert.Throws<ArgumentOutOfRangeException>(() => LibFmReader.Read(reader, "x", new LibFmReadOptions { FeatureCount = -1 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => LibFmReader.Read(reader, "x", new LibFmReadOptions { MaxRows = -1 }));
+    }
+
+    [Fact]
+    public void FileNotFound()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"afm-reader-missing-{Guid.NewGuid():N}.libfm");
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path));
+        Assert.Equal(0, e.Line);
+        Assert.Equal("file not found", e.Problem);
+        Assert.Equal($"{path}: file not found", e.Message);
+    }
+
+    [Fact]
+    public void MissingDirectoryIsFileNotFound()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"afm-reader-nodir-{Guid.NewGuid():N}", "x.libfm");
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path));
+        Assert.Equal("file not found", e.Problem);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("\n\n  \n")]
+    [InlineData("# only\r\n# comments\r\n")]
+    public void NoDataRows(string content) => ReadFails(content, 0, "no data rows");
+
+    [Theory]
+    [InlineData("3", "malformed token '3' (expected id:value)")]
+    [InlineData("a:1", "malformed token 'a:1' (expected id:value)")]
+    [InlineData("3:", "malformed token '3:' (expected id:value)")]
+    [InlineData("3:x", "malformed token '3:x' (expected id:value)")]
+    [InlineData(":1", "malformed token ':1' (expected id:value)")]
+    [InlineData("3:1:2", "malformed token '3:1:2' (expected id:value)")]
+    [InlineData("qid:3", "malformed token 'qid:3' (expected id:value)")]
+    [InlineData("-3:1", "negative feature id in '-3:1'")]
+    [InlineData("2147483648:1", "feature id in '2147483648:1' is too large")]
+    [InlineData("99999999999999999999:1", "is too large")]
+    [InlineData("3:NaN", "value in '3:NaN' is not finite")]
+    [InlineData("3:Infinity", "value in '3:Infinity' is not finite")]
+    [InlineData("3:-1e39", "value in '3:-1e39' is not finite")]
+    public void BadFeatureTokens(string token, string problem) =>
+        ReadFails($"# comment\n1 0:1\n\n2 1:1 {token} 4:1\n3 0:1\n", 4, problem);
+
+    [Theory]
+    [InlineData("1:1 2:1", "missing label")]
+    [InlineData("abc 2:1", "malformed label 'abc' (expected a number)")]
+    [InlineData("NaN 2:1", "label 'NaN' is not finite")]
+    [InlineData("-Infinity 2:1", "label '-Infinity' is not finite")]
+    [InlineData("1e39", "label '1e39' is not finite")]
+    public void BadLabels(string line, string problem) => ReadFails($"1 0:1\r\n2 1:1\r\n{line}\r\n", 3, problem);
+
+    [Fact]
+    public void ErrorOnFirstLine() => ReadFails("x 0:1\n", 1, "malformed label 'x'");
+
+    [Fact]
+    public void ReadsLargeFileQuickly()
+    {
+        var rng = new Random(7);
+        var sb = new System.Text.StringBuilder();
+        for (int r = 0; r < 100_000; r++)
+        {
+            sb.Append(rng.Next(1, 6));
+            int nnz = rng.Next(0, 12);
+            for (int k = 0; k < nnz; k++)
+                sb.Append(' ').Append(rng.Next(0, 5000)).Append(':').Append(k % 2 == 0 ? "1" : "0.25");
+            sb.Append('\n');
+        }
+        using var file = new TempFile(sb.ToString());
+        LibFmReader.Read(file.Path); // warm up the JIT
+        // best of three, so that a busy machine does not fail the test
+        var best = TimeSpan.MaxValue;
+        SparseDataset? d = null;
+        for (int i = 0; i < 3; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            d = LibFmReader.Read(file.Path);
+            if (sw.Elapsed < best) best = sw.Elapsed;
+        }
+        output.WriteLine($"{new FileInfo(file.Path).Length / 1e6:F1} MB, {d!.Rows} rows, {d.NonZeros} nnz in {best.TotalMilliseconds:F0} ms");
+        Assert.Equal(100_000, d.Rows);
+        Assert.True(best < TimeSpan.FromSeconds(1), $"took {best}");
+    }
+
+    [Fact]
+    public void ReadsMovieLensTrainWhenPresent()
+    {
+        string? dir = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && dir is null; d = d.Parent)
+        {
+            string candidate = Path.Combine(d.FullName, "shared", "data", "ml-100k-libfm");
+            if (Directory.Exists(candidate)) dir = candidate;
+        }
+        string? path = dir is null ? null : Path.Combine(dir, "train.libfm");
+        if (path is null || !File.Exists(path))
+        {
+            output.WriteLine("skipped: shared/data/ml-100k-libfm/train.libfm not found above " + AppContext.BaseDirectory);
+            return;
+        }
+
+        var sw = Stopwatch.StartNew();
+        var data = LibFmReader.Read(path);
+        output.WriteLine($"{path}: {data.Rows} rows, {data.NonZeros} nnz, {data.FeatureCount} features, max nnz {data.MaxNnz}, {sw.ElapsedMilliseconds} ms");
+        Assert.Equal(80_000, data.Rows);
+        Assert.All(data.Labels, l => Assert.InRange(l, 1f, 5f));
+        Assert.InRange(data.MaxNnz, 7, 12);
+        Assert.True(data.FeatureCount <= 2693, $"FeatureCount {data.FeatureCount}");
+    }
+}
