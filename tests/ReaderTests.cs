@@ -202,32 +202,26 @@ public sealed class ReaderTests(ITestOutputHelper output)
     public void ErrorOnFirstLine() => ReadFails("x 0:1\n", 1, "malformed label 'x'");
 
     [Fact]
-    public void ReadsLargeFileQuickly()
+    public void ReadsALargeFileExactly()
     {
+        // Read speed is a benchmark figure (bench/), not a unit-test assertion; this checks content.
         var rng = new Random(7);
         var sb = new System.Text.StringBuilder();
+        long nnzTotal = 0;
         for (int r = 0; r < 100_000; r++)
         {
             sb.Append(rng.Next(1, 6));
             int nnz = rng.Next(0, 12);
+            nnzTotal += nnz;
             for (int k = 0; k < nnz; k++)
                 sb.Append(' ').Append(rng.Next(0, 5000)).Append(':').Append(k % 2 == 0 ? "1" : "0.25");
             sb.Append('\n');
         }
         using var file = new TempFile(sb.ToString());
-        LibFmReader.Read(file.Path); // warm up the JIT
-        // best of three, so that a busy machine does not fail the test
-        var best = TimeSpan.MaxValue;
-        SparseDataset? d = null;
-        for (int i = 0; i < 3; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            d = LibFmReader.Read(file.Path);
-            if (sw.Elapsed < best) best = sw.Elapsed;
-        }
-        output.WriteLine($"{new FileInfo(file.Path).Length / 1e6:F1} MB, {d!.Rows} rows, {d.NonZeros} nnz in {best.TotalMilliseconds:F0} ms");
+        var d = LibFmReader.Read(file.Path);
         Assert.Equal(100_000, d.Rows);
-        Assert.True(best < TimeSpan.FromSeconds(1), $"took {best}");
+        Assert.Equal(nnzTotal, d.NonZeros);
+        Assert.All(d.Values, v => Assert.True(v == 1f || v == 0.25f));
     }
 
     [Fact]
