@@ -1,1 +1,4 @@
-return 0;
+using Afm.Cli;
+using CommandLine;
+
+return Cli.Run(args, Console.Out, Console.Error);

@@ -50,15 +50,18 @@ public static class AcceleratorRegistry
     /// the CPU accelerator (never the PoCL-style OpenCL CPU device); <paramref name="note"/> says what
     /// was picked and why.
     /// </summary>
+    /// <param name="selector">auto, cpu, opencl[:N] or cuda[:N].</param>
+    /// <param name="note">What was picked, for the user.</param>
+    /// <param name="cpuThreads">Worker threads if the CPU accelerator is used (0 = all cores).</param>
     /// <exception cref="AcceleratorUnavailableException">The selector is malformed or names an absent device.</exception>
-    public static Accelerator Create(string selector, out string note)
+    public static Accelerator Create(string selector, out string note, int cpuThreads = 0)
     {
         string s = (selector ?? "auto").Trim().ToLowerInvariant();
-        if (s is "" or "auto") return CreateAuto(out note);
+        if (s is "" or "auto") return CreateAuto(out note, cpuThreads);
         if (s == "cpu")
         {
             note = "using the CPU accelerator";
-            return new CpuAccelerator();
+            return new CpuAccelerator(cpuThreads);
         }
         string[] parts = s.Split(':');
         AcceleratorKind kind = parts[0] switch
@@ -81,7 +84,7 @@ public static class AcceleratorRegistry
         return backend.Create(device);
     }
 
-    private static Accelerator CreateAuto(out string note)
+    private static Accelerator CreateAuto(out string note, int cpuThreads)
     {
         var reasons = new List<string>();
         foreach (var kind in new[] { AcceleratorKind.Cuda, AcceleratorKind.OpenCl })
@@ -106,6 +109,6 @@ public static class AcceleratorRegistry
             else reasons.Add($"{kind.ToString().ToLowerInvariant()}: {why ?? "no GPU device"}");
         }
         note = reasons.Count == 0 ? "auto: using the CPU accelerator" : $"auto: using the CPU accelerator ({string.Join("; ", reasons)})";
-        return new CpuAccelerator();
+        return new CpuAccelerator(cpuThreads);
     }
 }

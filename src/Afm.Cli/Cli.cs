@@ -1,0 +1,123 @@
+using System.Globalization;
+using Afm.Gpu.Accelerators;
+using Afm.Gpu.Data;
+using Afm.Gpu.Explain;
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+using Afm.Gpu.Synthetic;
+using Afm.Gpu.Training;
+using CommandLine;
+
+namespace Afm.Cli;
+
+/// <summary>The afm-gpu command. <see cref="Run"/> never throws for a user's mistake: it prints one line and returns non-zero.</summary>
+public static class Cli
+{
+    /// <summary>Exit code of a user error (bad input, bad option, missing device).</summary>
+    public const int UserError = 1;
+    /// <summary>Exit code of a command-line syntax error.</summary>
+    public const int UsageError = 2;
+
+    /// <summary>Runs the command line and returns the exit code.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        using var parser = new Parser(s =>
+        {
+            s.HelpWriter = stderr;
+            s.CaseInsensitiveEnumValues = true;
+            s.AutoVersion = false;
+        });
+        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, DevicesOptions>(args);
+        try
+        {
+            return parsed.MapResult(
+                (TrainOptions o) => new TrainCommand(o, stdout, stderr).Run(),
+                (EvaluateOptions o) => Evaluate(o, stdout, stderr),
+                (PredictOptions o) => Predict(o, stdout, stderr),
+                (DevicesOptions _) => Devices(stdout),
+                errs => errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError) ? 0 : UsageError);
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            stderr.WriteLine($"afm-gpu: error: {e.Message}");
+            return UserError;
+        }
+    }
+
+    private static bool IsUserError(Exception e) => e is DataFormatException or ModelFormatException or AcceleratorUnavailableException
+        or ArgumentException or IOException or UnauthorizedAccessException or OperationCanceledException;
+
+    internal static Accelerator OpenAccelerator(IAcceleratorOptions o, TextWriter stderr)
+    {
+        var acc = AcceleratorRegistry.Create(o.Accelerator, out string note, o.Threads);
+        stderr.WriteLine(note);
+        return acc;
+    }
+
+    private static int Evaluate(EvaluateOptions o, TextWriter stdout, TextWriter stderr)
+    {
+        var model = ModelFile.Load(o.Model);
+        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        using var acc = OpenAccelerator(o, stderr);
+        using var predictor = new Predictor(acc, model, data.MaxNnz);
+        var pred = predictor.Predict(data);
+        var m = Metrics.Compute(pred, data.Labels, model.Loss);
+        stdout.WriteLine($"{o.Data}: {m.Rows} rows  {m.Format(model.Loss)}");
+        return 0;
+    }
+
+    private static int Predict(PredictOptions o, TextWriter stdout, TextWriter stderr)
+    {
+        var model = ModelFile.Load(o.Model);
+        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        using var acc = OpenAccelerator(o, stderr);
+        using var predictor = new Predictor(acc, model, data.MaxNnz);
+        var pred = predictor.Predict(data);
+        if (o.Output is null)
+        {
+            foreach (float p in pred) stdout.WriteLine(p.ToString("R", CultureInfo.InvariantCulture));
+            return 0;
+        }
+        AtomicFile.WriteLines(o.Output, pred.Select(p => p.ToString("R", CultureInfo.InvariantCulture)));
+        stderr.WriteLine($"wrote {pred.Length} predictions to {o.Output}");
+        return 0;
+    }
+
+    private static int Devices(TextWriter stdout)
+    {
+        var notes = new List<string>();
+        var devices = AcceleratorRegistry.Enumerate(notes);
+        stdout.WriteLine($"{"selector",-10} {"kind",-6} {"memory",10} {"units",6}  name / details");
+        foreach (var d in devices)
+        {
+            stdout.WriteLine($"{d.Selector,-10} {(d.IsGpu ? "gpu" : "cpu"),-6} {d.MemoryBytes / (1024.0 * 1024 * 1024),7:F1} GiB {d.ComputeUnits,6}  {d.Name}");
+            stdout.WriteLine($"{"",-36}{d.Details}");
+        }
+        foreach (var n in notes) stdout.WriteLine($"(none) {n}");
+        return 0;
+    }
+}
+
+/// <summary>Writes text files via a temporary file and a rename, so a failure never leaves half a file.</summary>
+internal static class AtomicFile
+{
+    public static void WriteLines(string path, IEnumerable<string> lines)
+    {
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{path}: directory '{dir}' does not exist");
+        string tmp = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        try
+        {
+            using (var w = new StreamWriter(tmp))
+                foreach (var l in lines) w.WriteLine(l);
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(tmp);
+            throw;
+        }
+    }
+}

@@ -1,0 +1,119 @@
+using CommandLine;
+
+namespace Afm.Cli;
+
+internal interface IAcceleratorOptions
+{
+    string Accelerator { get; }
+    int Threads { get; }
+}
+
+[Verb("train", HelpText = "Train an AFM or FM model. With no --train file, trains on a built-in synthetic dataset with planted interactions (the demo).")]
+internal sealed class TrainOptions : IAcceleratorOptions
+{
+    [Option("train", HelpText = "Training data (libFM format). Omit to run the synthetic demo.")]
+    public string? TrainFile { get; set; }
+
+    [Option("validation", HelpText = "Validation data for early stopping. Default: hold out --validation-fraction of the training rows.")]
+    public string? ValidationFile { get; set; }
+
+    [Option("validation-fraction", Default = 0.1f, HelpText = "Fraction of training rows held out when no --validation file is given (0 = none).")]
+    public float ValidationFraction { get; set; }
+
+    [Option("test", HelpText = "Test data, scored with the final (best) model after training.")]
+    public string? TestFile { get; set; }
+
+    [Option("model", Default = "afm", HelpText = "Model: afm or fm.")]
+    public string Model { get; set; } = "afm";
+
+    [Option('k', "dim", Default = 16, HelpText = "Embedding size k.")]
+    public int K { get; set; }
+
+    [Option('t', "attention-factor", Default = 16, HelpText = "Attention factor t (hidden size of the attention MLP).")]
+    public int T { get; set; }
+
+    [Option("epochs", Default = 20, HelpText = "Maximum number of epochs.")]
+    public int Epochs { get; set; }
+
+    [Option("batch", Default = 4096, HelpText = "Mini-batch size.")]
+    public int Batch { get; set; }
+
+    [Option("lr", Default = 0.05f, HelpText = "Learning rate.")]
+    public float LearningRate { get; set; }
+
+    [Option("optimizer", Default = "adagrad", HelpText = "Optimizer: adagrad, adam or sgd.")]
+    public string Optimizer { get; set; } = "adagrad";
+
+    [Option("lambda", Default = 0f, HelpText = "L2 penalty on the attention weights W.")]
+    public float Lambda { get; set; }
+
+    [Option("keep0", Default = 1f, HelpText = "Keep probability of dropout on the attention weights (1 = off).")]
+    public float Keep0 { get; set; }
+
+    [Option("keep1", Default = 1f, HelpText = "Keep probability of dropout on the pooled vector (1 = off).")]
+    public float Keep1 { get; set; }
+
+    [Option("loss", Default = "squared", HelpText = "Loss: squared (regression) or logistic (binary labels 0/1 or -1/1).")]
+    public string Loss { get; set; } = "squared";
+
+    [Option("seed", Default = 1, HelpText = "Seed of initialisation, shuffling, validation split and dropout.")]
+    public int Seed { get; set; }
+
+    [Option("patience", Default = 5, HelpText = "Early stopping: epochs without improvement before stopping (0 = off).")]
+    public int Patience { get; set; }
+
+    [Option("pretrain-fm", HelpText = "Initialise the AFM's embeddings, linear terms and bias from this trained FM model file.")]
+    public string? PretrainFm { get; set; }
+
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    public string Accelerator { get; set; } = "auto";
+
+    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
+    public int Threads { get; set; }
+
+    [Option('o', "output", HelpText = "Where to write the model (default: model.afm, or demo.afm for the demo).")]
+    public string? Output { get; set; }
+
+    [Option("no-progress", HelpText = "Do not draw the progress line during an epoch.")]
+    public bool NoProgress { get; set; }
+}
+
+[Verb("evaluate", HelpText = "Score a model on labelled data and print its metrics.")]
+internal sealed class EvaluateOptions : IAcceleratorOptions
+{
+    [Option('m', "model", Required = true, HelpText = "Model file.")]
+    public string Model { get; set; } = "";
+
+    [Option('d', "data", Required = true, HelpText = "Data (libFM format).")]
+    public string Data { get; set; } = "";
+
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    public string Accelerator { get; set; } = "auto";
+
+    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
+    public int Threads { get; set; }
+}
+
+[Verb("predict", HelpText = "Write one prediction per input line.")]
+internal sealed class PredictOptions : IAcceleratorOptions
+{
+    [Option('m', "model", Required = true, HelpText = "Model file.")]
+    public string Model { get; set; } = "";
+
+    [Option('d', "data", Required = true, HelpText = "Data (libFM format; the label column is required but ignored).")]
+    public string Data { get; set; } = "";
+
+    [Option('o', "output", HelpText = "Output file (default: standard output). Written atomically.")]
+    public string? Output { get; set; }
+
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    public string Accelerator { get; set; } = "auto";
+
+    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
+    public int Threads { get; set; }
+}
+
+[Verb("devices", HelpText = "List the accelerators on this machine.")]
+internal sealed class DevicesOptions
+{
+}

@@ -1,0 +1,193 @@
+using System.Diagnostics;
+using Afm.Gpu.Accelerators;
+using Afm.Gpu.Data;
+using Afm.Gpu.Explain;
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+using Afm.Gpu.Synthetic;
+using Afm.Gpu.Training;
+
+namespace Afm.Cli;
+
+internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter stderr)
+{
+    public int Run()
+    {
+        var options = BuildOptions();
+        bool demo = o.TrainFile is null;
+        SparseDataset train;
+        SparseDataset? validation = null, test = null;
+        PlantedData? planted = null;
+        if (demo)
+        {
+            planted = PlantedData.Generate();
+            train = planted.Train;
+            test = planted.Test;
+            stdout.WriteLine($"demo: synthetic data, {planted.Fields} fields x {planted.ValuesPerField} values, {train.Rows} training rows, {test.Rows} test rows;");
+            stdout.WriteLine($"      planted interactions on field pairs {string.Join(", ", planted.PlantedPairs.Select(p => $"({p.F},{p.G})"))}");
+        }
+        else
+        {
+            var sw = Stopwatch.StartNew();
+            train = LibFmReader.Read(o.TrainFile!);
+            if (o.ValidationFile is not null) validation = LibFmReader.Read(o.ValidationFile);
+            if (o.TestFile is not null) test = LibFmReader.Read(o.TestFile);
+            stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {train.FeatureCount} features, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)");
+        }
+        int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
+        train = train.WithFeatureCount(features);
+
+        AfmModel? initial = null;
+        if (o.PretrainFm is not null)
+        {
+            if (options.Model != ModelKind.Afm) throw new ArgumentException("--pretrain-fm applies to --model afm");
+            var fm = ModelFile.Load(o.PretrainFm);
+            if (fm.Kind != ModelKind.Fm) throw new ArgumentException($"{o.PretrainFm}: not an FM model (it is {fm.Kind})");
+            if (fm.FeatureCount < features) throw new ArgumentException($"{o.PretrainFm}: the FM has {fm.FeatureCount} features but the data uses ids up to {features - 1}");
+            if (fm.Loss != options.Loss) throw new ArgumentException($"{o.PretrainFm}: the FM was trained with {fm.Loss} loss, this run uses {options.Loss}");
+            initial = Trainer.InitializeFromFm(options, fm);
+            stdout.WriteLine($"initialised embeddings, linear terms and bias from FM {o.PretrainFm}");
+        }
+
+        using var acc = Cli.OpenAccelerator(o, stderr);
+        string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
+        CheckWritable(output);
+
+        if (demo)
+        {
+            // The demo also trains an FM on the same data so the two can be compared.
+            var fmOptions = BuildOptions();
+            fmOptions.Model = ModelKind.Fm;
+            stdout.WriteLine("-- FM (for comparison)");
+            var fmResult = RunTrainer(acc, fmOptions, train, validation, null);
+            var fmTest = Score(acc, fmResult.Model, test!);
+            stdout.WriteLine($"FM test {fmTest.Format(options.Loss)}");
+            stdout.WriteLine($"-- {options.Model.ToString().ToUpperInvariant()}");
+        }
+
+        var result = RunTrainer(acc, options, train, validation, initial);
+        var meta = new ModelMetadata();
+        meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
+        meta.Properties["options"] = Describe(options);
+        meta.Properties["accelerator"] = acc.Descriptor.Name;
+        meta.Properties["best_epoch"] = result.BestEpoch.ToString();
+        ModelFile.Save(result.Model, output, meta);
+        stdout.WriteLine($"best epoch {result.BestEpoch}; model written to {output}");
+        if (test is not null)
+        {
+            var m = Score(acc, result.Model, test);
+            stdout.WriteLine($"test ({test.Name}): {m.Rows} rows  {m.Format(options.Loss)}");
+        }
+        if (demo && options.Model == ModelKind.Afm) PrintAttention(acc, result.Model, planted!);
+        return 0;
+    }
+
+    private TrainResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial)
+    {
+        var trainer = new Trainer(acc, options);
+        bool progress = !o.NoProgress && !Console.IsErrorRedirected;
+        var lastDraw = Stopwatch.StartNew();
+        var epochClock = Stopwatch.StartNew();
+        trainer.Progress += p =>
+        {
+            if (p.RowsDone <= options.BatchSize) epochClock.Restart();
+            if (!progress || lastDraw.ElapsedMilliseconds < 200) return;
+            lastDraw.Restart();
+            double frac = (double)p.RowsDone / p.RowsTotal;
+            int bar = (int)(frac * 30);
+            double rate = p.RowsDone / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);
+            stderr.Write($"\repoch {p.Epoch,3} [{new string('#', bar)}{new string('.', 30 - bar)}] {frac * 100,5:F1}%  {rate,12:N0} samples/s ");
+        };
+        trainer.EpochCompleted += r =>
+        {
+            if (progress) stderr.Write("\r" + new string(' ', 78) + "\r");
+            string valid = r.Validation is null ? "" : $"  valid {r.Validation.Format(options.Loss)}";
+            stdout.WriteLine($"epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
+        };
+        return trainer.Train(train, validation, initial);
+    }
+
+    private static Metrics Score(Accelerator acc, AfmModel model, SparseDataset data)
+    {
+        using var predictor = new Predictor(acc, model, data.MaxNnz);
+        return Metrics.Compute(predictor.Predict(data), data.Labels, model.Loss);
+    }
+
+    private void PrintAttention(Accelerator acc, AfmModel model, PlantedData planted)
+    {
+        using var predictor = new Predictor(acc, model, planted.Test.MaxNnz);
+        predictor.Predict(planted.Test, out var attention);
+        var ranking = FieldPairAttention.Rank(planted.Test, attention, planted.FieldOf);
+        int pairs = planted.Fields * (planted.Fields - 1) / 2;
+        stdout.WriteLine($"field pairs by mean attention on the test rows (uniform would be {1.0 / pairs:F4}):");
+        foreach (var s in ranking.Take(6))
+        {
+            bool isPlanted = planted.PlantedPairs.Contains((s.FieldA, s.FieldB));
+            stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4}{(isPlanted ? "   <- planted" : "")}");
+        }
+    }
+
+    private static void CheckWritable(string output)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(output))!;
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"--output {output}: directory '{dir}' does not exist");
+    }
+
+    private TrainerOptions BuildOptions()
+    {
+        var options = new TrainerOptions
+        {
+            Model = o.Model.ToLowerInvariant() switch
+            {
+                "afm" => ModelKind.Afm,
+                "fm" => ModelKind.Fm,
+                _ => throw new ArgumentException($"--model {o.Model}: use afm or fm"),
+            },
+            K = o.K,
+            T = o.T,
+            Epochs = o.Epochs,
+            BatchSize = o.Batch,
+            LearningRate = o.LearningRate,
+            Optimizer = o.Optimizer.ToLowerInvariant() switch
+            {
+                "adagrad" => OptimizerKind.Adagrad,
+                "adam" => OptimizerKind.Adam,
+                "sgd" => OptimizerKind.Sgd,
+                _ => throw new ArgumentException($"--optimizer {o.Optimizer}: use adagrad, adam or sgd"),
+            },
+            Lambda = o.Lambda,
+            Keep0 = o.Keep0,
+            Keep1 = o.Keep1,
+            Loss = o.Loss.ToLowerInvariant() switch
+            {
+                "squared" or "square" or "mse" => LossKind.Squared,
+                "logistic" or "log" or "logloss" => LossKind.Logistic,
+                _ => throw new ArgumentException($"--loss {o.Loss}: use squared or logistic"),
+            },
+            Seed = o.Seed,
+            Patience = o.Patience,
+            ValidationFraction = o.ValidationFraction,
+        };
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException("--" + OptionFlag(e.ParamName) + ": " + e.Message, e);
+        }
+        return options;
+    }
+
+    private static string OptionFlag(string? name) => name switch
+    {
+        nameof(TrainerOptions.BatchSize) => "batch",
+        nameof(TrainerOptions.LearningRate) => "lr",
+        nameof(TrainerOptions.ValidationFraction) => "validation-fraction",
+        null => "?",
+        _ => name.ToLowerInvariant(),
+    };
+
+    private static string Describe(TrainerOptions t) =>
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={t.Lambda} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed}";
+}
