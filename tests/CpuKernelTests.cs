@@ -12,3 +12,13 @@ public class CpuKernelTests : KernelTestsBase
         return new CpuAccelerator();
     }
 }
+
+/// <summary>The same suite on the CPU accelerator's readable stage-by-stage kernels.</summary>
+public class CpuReadableKernelTests : KernelTestsBase
+{
+    protected override Accelerator? CreateAccelerator(out string? skipReason)
+    {
+        skipReason = null;
+        return new CpuAccelerator(variant: CpuKernelVariant.Readable);
+    }
+}

@@ -8,9 +8,11 @@ public sealed class CpuAccelerator : Accelerator
 {
     /// <summary>Creates the CPU accelerator.</summary>
     /// <param name="maxThreads">Worker threads for kernels; 0 means one per logical core.</param>
-    public CpuAccelerator(int maxThreads = 0)
+    /// <param name="variant">Which AFM kernels to run (the fast blocked path unless testing).</param>
+    public CpuAccelerator(int maxThreads = 0, CpuKernelVariant variant = CpuKernelVariant.Fast)
     {
         MaxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
+        Variant = variant;
         Descriptor = Describe();
     }
 
@@ -31,11 +33,23 @@ public sealed class CpuAccelerator : Accelerator
     /// <summary>Worker threads used by the kernels.</summary>
     public int MaxThreads { get; }
 
+    /// <summary>Which AFM kernels run.</summary>
+    public CpuKernelVariant Variant { get; }
+
     /// <inheritdoc />
     public override DeviceBuffer<T> Allocate<T>(long length) => new CpuBuffer<T>(length);
 
     /// <inheritdoc />
     public override AfmKernels CreateKernels(ModelShape shape) => new CpuAfmKernels(this, shape);
+}
+
+/// <summary>The CPU accelerator's AFM kernel implementations.</summary>
+public enum CpuKernelVariant
+{
+    /// <summary>Register-blocked matrix products for the attention MLP, 512-bit vectors, padded rows.</summary>
+    Fast,
+    /// <summary>The readable stage-by-stage kernels (a reference for the fast path).</summary>
+    Readable,
 }
 
 /// <summary>A CPU "device" buffer: a managed array.</summary>

@@ -16,11 +16,18 @@ internal sealed class CpuAfmKernels : AfmKernels
 
     private readonly ParallelOptions _parallel;
     private readonly ThreadLocal<SampleScratch> _scratch;
+    private readonly ThreadLocal<FastScratch>? _fastScratch;
+    private readonly PaddedParams? _padded;
 
     public CpuAfmKernels(CpuAccelerator accelerator, ModelShape shape) : base(accelerator, shape)
     {
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = accelerator.MaxThreads };
         _scratch = new ThreadLocal<SampleScratch>(() => new SampleScratch(shape));
+        if (shape.Kind == ModelKind.Afm && accelerator.Variant == CpuKernelVariant.Fast)
+        {
+            _fastScratch = new ThreadLocal<FastScratch>(() => new FastScratch(shape), trackAllValues: true);
+            _padded = new PaddedParams(shape);
+        }
     }
 
     protected override int PartialCount => (Shape.BatchCapacity + ChunkRows - 1) / ChunkRows;
@@ -36,16 +43,20 @@ internal sealed class CpuAfmKernels : AfmKernels
         float[] vals = D(batch.Values), y = D(yhat);
         float[]? att = attention is null ? null : D(attention);
         if (att is not null && sh.Kind == ModelKind.Afm) Array.Clear(att, 0, rows * pairs);
+        _padded?.Load(sh, dense);
         int chunks = (rows + ChunkRows - 1) / ChunkRows;
         Parallel.For(0, chunks, _parallel, c =>
         {
             var sc = _scratch.Value!;
+            var fast = _fastScratch?.Value;
             int end = Math.Min(rows, (c + 1) * ChunkRows);
             for (int r = c * ChunkRows; r < end; r++)
             {
                 int n = counts[r];
                 var aOut = att is null || sh.Kind != ModelKind.Afm ? Span<float>.Empty : att.AsSpan(r * pairs, ModelShape.PairCount(n));
-                y[r] = AfmSample.Forward(sh, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), sc, aOut);
+                y[r] = fast is null
+                    ? AfmSample.Forward(sh, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), sc, aOut)
+                    : FastAfm.Forward(sh, _padded!, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), fast, aOut);
             }
         });
     }
@@ -59,10 +70,13 @@ internal sealed class CpuAfmKernels : AfmKernels
         int[] ids = D(batch.Ids), counts = D(batch.Counts);
         float[] vals = D(batch.Values), labels = D(batch.Labels);
         float[] yhat = D(work.Yhat), grad = D(work.Gradient), loss = D(work.Loss), de = D(work.EmbeddingGrad), partials = D(work.Partials);
+        _padded?.Load(sh, dense);
         int chunks = (rows + ChunkRows - 1) / ChunkRows;
         Parallel.For(0, chunks, _parallel, c =>
         {
             var sc = _scratch.Value!;
+            var fast = _fastScratch?.Value;
+            fast?.ClearAccumulators();
             var part = partials.AsSpan(c * stride, stride);
             part.Clear();
             var dDense = part[..sh.DenseSize];
@@ -71,10 +85,15 @@ internal sealed class CpuAfmKernels : AfmKernels
             for (int r = c * ChunkRows; r < end; r++)
             {
                 int n = counts[r];
-                yhat[r] = AfmSample.ForwardBackward(sh, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), labels[r], r, st,
-                    sc, de.AsSpan(r * m * k, m * k), dDense, out grad[r], out loss[r]);
+                var rowIds = ids.AsSpan(r * m, n);
+                var rowVals = vals.AsSpan(r * m, n);
+                var rowDe = de.AsSpan(r * m * k, m * k);
+                yhat[r] = fast is null
+                    ? AfmSample.ForwardBackward(sh, dense, v, lin, rowIds, rowVals, labels[r], r, st, sc, rowDe, dDense, out grad[r], out loss[r])
+                    : FastAfm.ForwardBackward(sh, _padded!, dense, v, lin, rowIds, rowVals, labels[r], r, st, fast, rowDe, dDense, out grad[r], out loss[r]);
                 lossSum += loss[r];
             }
+            if (fast is not null) FastAfm.FlushAccumulators(sh, fast, dDense);
             part[sh.DenseSize] = lossSum;
         });
         for (int c = chunks; c < PartialCount; c++) partials.AsSpan(c * stride, stride).Clear();
@@ -146,7 +165,14 @@ internal sealed class CpuAfmKernels : AfmKernels
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _scratch.Dispose();
+        if (!disposing) return;
+        _scratch.Dispose();
+        if (_fastScratch is not null)
+        {
+            foreach (var s in _fastScratch.Values) s.Dispose();
+            _fastScratch.Dispose();
+        }
+        _padded?.Dispose();
     }
 }
 
