@@ -32,14 +32,14 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option('t', "attention-factor", Default = 16, HelpText = "Attention factor t (hidden size of the attention MLP).")]
     public int T { get; set; }
 
-    [Option("epochs", Default = 20, HelpText = "Maximum number of epochs.")]
-    public int Epochs { get; set; }
+    [Option("epochs", HelpText = "Maximum number of epochs (default 20; demo 30).")]
+    public int? Epochs { get; set; }
 
-    [Option("batch", Default = 4096, HelpText = "Mini-batch size.")]
-    public int Batch { get; set; }
+    [Option("batch", HelpText = "Mini-batch size (default 4096; demo 512).")]
+    public int? Batch { get; set; }
 
-    [Option("lr", Default = 0.05f, HelpText = "Learning rate.")]
-    public float LearningRate { get; set; }
+    [Option("lr", HelpText = "Learning rate (default 0.05; demo 0.1).")]
+    public float? LearningRate { get; set; }
 
     [Option("optimizer", Default = "adagrad", HelpText = "Optimizer: adagrad, adam or sgd.")]
     public string Optimizer { get; set; } = "adagrad";

@@ -145,9 +145,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             },
             K = o.K,
             T = o.T,
-            Epochs = o.Epochs,
-            BatchSize = o.Batch,
-            LearningRate = o.LearningRate,
+            Epochs = o.Epochs ?? (o.TrainFile is null ? 30 : 20),
+            BatchSize = o.Batch ?? (o.TrainFile is null ? 512 : 4096),
+            LearningRate = o.LearningRate ?? (o.TrainFile is null ? 0.1f : 0.05f),
             Optimizer = o.Optimizer.ToLowerInvariant() switch
             {
                 "adagrad" => OptimizerKind.Adagrad,

@@ -37,11 +37,15 @@ public sealed class PlantedData
     /// <summary>Feature id of value <paramref name="v"/> of field <paramref name="f"/>.</summary>
     public int FeatureId(int f, int v) => f * ValuesPerField + v;
 
-    /// <summary>Generates the default demo data: 8 fields of 20 values, planted pairs (0,1), (2,5), (3,7).</summary>
+    /// <summary>
+    /// Generates the default demo data: 8 fields of 20 values, rank-8 interactions planted on the
+    /// field pairs (0,1), (2,5), (3,7), (4,6). Representing them all at once takes 32 dimensions,
+    /// more than a k = 16 FM has, while an AFM can attend to the planted pairs and reuse dimensions.
+    /// </summary>
     public static PlantedData Generate(int trainRows = 40_000, int testRows = 10_000, int seed = 2017,
-        int fields = 8, int valuesPerField = 20, IReadOnlyList<(int, int)>? planted = null, int rank = 4, float strength = 1.5f, float noise = 0.1f)
+        int fields = 8, int valuesPerField = 20, IReadOnlyList<(int, int)>? planted = null, int rank = 8, float strength = 1.5f, float noise = 0.1f)
     {
-        planted ??= [(0, 1), (2, 5), (3, 7)];
+        planted ??= [(0, 1), (2, 5), (3, 7), (4, 6)];
         foreach (var (f, g) in planted)
             if (f < 0 || g <= f || g >= fields) throw new ArgumentException($"planted pair ({f},{g}) is not a pair of distinct fields below {fields}");
         var rng = new Random(seed);
