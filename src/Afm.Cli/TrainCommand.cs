@@ -45,7 +45,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             if (fm.Kind != ModelKind.Fm) throw new ArgumentException($"{o.PretrainFm}: not an FM model (it is {fm.Kind})");
             if (fm.FeatureCount < features) throw new ArgumentException($"{o.PretrainFm}: the FM has {fm.FeatureCount} features but the data uses ids up to {features - 1}");
             if (fm.Loss != options.Loss) throw new ArgumentException($"{o.PretrainFm}: the FM was trained with {fm.Loss} loss, this run uses {options.Loss}");
-            initial = Trainer.InitializeFromFm(options, fm);
+            initial = Trainer.InitializeFromFm(options, fm, train);
             stdout.WriteLine($"initialised embeddings, linear terms and bias from FM {o.PretrainFm}");
         }
 

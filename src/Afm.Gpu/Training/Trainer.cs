@@ -68,8 +68,14 @@ public sealed class Trainer
         return model;
     }
 
-    /// <summary>An AFM initialised from a trained FM: embeddings, linear terms and bias copied, attention fresh.</summary>
-    public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm)
+    /// <summary>
+    /// An AFM initialised from a trained FM, as in the paper: embeddings, linear terms and bias are
+    /// copied. So that the AFM starts where the FM stands, h starts at 0 (uniform attention) and p at
+    /// the mean number of pairs per training row: the uniform average of the pairs times that mean is
+    /// the FM's pair sum for a row of average length (with p = 1 the interactions would shrink by
+    /// the pair count and the first epochs would be spent undoing that).
+    /// </summary>
+    public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm, SparseDataset train)
     {
         if (fm.Kind != ModelKind.Fm) throw new ArgumentException("the pre-trained model must be an FM", nameof(fm));
         if (fm.K != o.K) throw new ArgumentException($"the FM has k = {fm.K} but the AFM asks for k = {o.K}; they must match", nameof(fm));
@@ -77,6 +83,10 @@ public sealed class Trainer
         fm.V.CopyTo(model.V, 0);
         fm.Linear.CopyTo(model.Linear, 0);
         model.W0[0] = fm.W0[0];
+        double pairs = 0;
+        for (int r = 0; r < train.Rows; r++) pairs += ModelShape.PairCount(train.RowLength(r));
+        Array.Fill(model.Proj, (float)Math.Max(1, pairs / Math.Max(1, train.Rows)));
+        Array.Clear(model.AttnH);
         return model;
     }
 
