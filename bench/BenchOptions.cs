@@ -1,0 +1,93 @@
+using System.Globalization;
+
+namespace Afm.Bench;
+
+/// <summary>Command-line options of afm-bench.</summary>
+internal sealed class BenchOptions
+{
+    public const string Usage = """
+        afm-bench: training / inference throughput, FLOP rate and memory of the AFM kernels.
+        Run in Release: dotnet run -c Release --project bench -- [options]
+
+          --accelerators LIST   cpu,opencl:0,cuda:0,... (default: every device found, except OpenCL CPU devices)
+          --shapes LIST         shape names or prefixes (default: all; see --list)
+          --quick               short run: 1 warm-up step, >= 3 timed steps, >= 0.25 s per measurement
+          --warmup N            warm-up steps before each measurement, and at least min(1 s, min-seconds / 2) (default 3)
+          --min-steps N         timed steps at least (default 10)
+          --min-seconds S       timed seconds at least (default 2)
+          --threads N           CPU accelerator worker threads (default 0 = all logical cores)
+          --movielens DIR       folder with ml-100k-libfm train.libfm (default: found by walking up to shared/data)
+          --json PATH           JSON results (default bench/results/bench-<timestamp>.json)
+          --clock-ghz X         CPU clock for the peak (default: max "cpu MHz" in /proc/cpuinfo)
+          --fma-units N         FMA pipes per core for the peak (default 2)
+          --peak-gflops X       CPU peak in GFLOP/s, overriding the computed one
+          --gpu-peak-gflops X   fp32 peak of the OpenCL/CUDA devices (default: unknown, % peak not shown)
+          --compare-torch       after each synthetic shape, run bench/reference/afm_torch.py throughput and compare
+          --torch-script PATH   the PyTorch reference script (default: bench/reference/afm_torch.py, found by walking up)
+          --list                list shapes and accelerators, then exit
+          -h, --help            this text
+        """;
+
+    public List<string>? Accelerators { get; private set; }
+    public List<string>? Shapes { get; private set; }
+    public bool Quick { get; private set; }
+    public int Warmup { get; private set; } = 3;
+    public int MinSteps { get; private set; } = 10;
+    public double MinSeconds { get; private set; } = 2;
+    public int Threads { get; private set; }
+    public string? MovieLens { get; private set; }
+    public string? Json { get; private set; }
+    public double? ClockGhz { get; private set; }
+    public int FmaUnits { get; private set; } = 2;
+    public double? PeakGflops { get; private set; }
+    public double? GpuPeakGflops { get; private set; }
+    public bool CompareTorch { get; private set; }
+    public string? TorchScript { get; private set; }
+    public bool List { get; private set; }
+    public bool Help { get; private set; }
+
+    /// <summary>Parses the arguments; throws <see cref="ArgumentException"/> with a one-line message on a bad one.</summary>
+    public static BenchOptions Parse(string[] args)
+    {
+        var o = new BenchOptions();
+        bool warmupSet = false, stepsSet = false, secondsSet = false;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{a} needs a value");
+            int Int(int min) => int.TryParse(Value(), CultureInfo.InvariantCulture, out int v) && v >= min ? v
+                : throw new ArgumentException($"{a} needs an integer >= {min}, not '{args[i]}'");
+            double Real() => double.TryParse(Value(), CultureInfo.InvariantCulture, out double v) && v > 0 && double.IsFinite(v) ? v
+                : throw new ArgumentException($"{a} needs a positive number, not '{args[i]}'");
+            List<string> Items() => [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+            switch (a)
+            {
+                case "--accelerators": o.Accelerators = Items(); break;
+                case "--shapes": o.Shapes = Items(); break;
+                case "--quick": o.Quick = true; break;
+                case "--warmup": o.Warmup = Int(0); warmupSet = true; break;
+                case "--min-steps": o.MinSteps = Int(1); stepsSet = true; break;
+                case "--min-seconds": o.MinSeconds = Real(); secondsSet = true; break;
+                case "--threads": o.Threads = Int(0); break;
+                case "--movielens": o.MovieLens = Value(); break;
+                case "--json": o.Json = Value(); break;
+                case "--clock-ghz": o.ClockGhz = Real(); break;
+                case "--fma-units": o.FmaUnits = Int(1); break;
+                case "--peak-gflops": o.PeakGflops = Real(); break;
+                case "--gpu-peak-gflops": o.GpuPeakGflops = Real(); break;
+                case "--compare-torch": o.CompareTorch = true; break;
+                case "--torch-script": o.TorchScript = Value(); break;
+                case "--list": o.List = true; break;
+                case "-h" or "--help": o.Help = true; break;
+                default: throw new ArgumentException($"unknown option '{a}' (see --help)");
+            }
+        }
+        if (o.Quick)
+        {
+            if (!warmupSet) o.Warmup = 1;
+            if (!stepsSet) o.MinSteps = 3;
+            if (!secondsSet) o.MinSeconds = 0.25;
+        }
+        return o;
+    }
+}
