@@ -18,11 +18,13 @@ internal sealed class CpuAfmKernels : AfmKernels
     private readonly ThreadLocal<SampleScratch> _scratch;
     private readonly ThreadLocal<FastScratch>? _fastScratch;
     private readonly PaddedParams? _padded;
+    private readonly float[] _denseGrad;
 
     public CpuAfmKernels(CpuAccelerator accelerator, ModelShape shape) : base(accelerator, shape)
     {
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = accelerator.MaxThreads };
         _scratch = new ThreadLocal<SampleScratch>(() => new SampleScratch(shape));
+        _denseGrad = new float[shape.DenseSize];
         if (shape.Kind == ModelKind.Afm && accelerator.Variant == CpuKernelVariant.Fast)
         {
             _fastScratch = new ThreadLocal<FastScratch>(() => new FastScratch(shape), trackAllValues: true);
@@ -150,7 +152,8 @@ internal sealed class CpuAfmKernels : AfmKernels
         float[] dense = D(model.Dense), grad = D(work.DenseGrad);
         float[]? s1 = model.DenseState1 is null ? null : D(model.DenseState1), s2 = model.DenseState2 is null ? null : D(model.DenseState2);
         int wLen = sh.T * sh.K;
-        Span<float> g = grad.AsSpan().ToArray();
+        Span<float> g = _denseGrad;
+        grad.CopyTo(g);
         for (int i = 0; i < wLen; i++) g[i] += 2f * opt.Lambda * dense[i];
         int fixedP = sh.Kind == ModelKind.Fm ? sh.OffsetP : -1;
         // For FM, p is not a parameter: update [0, OffsetP) and w0 only.

@@ -1,0 +1,159 @@
+using System.Globalization;
+using CliApp = Afm.Cli.Cli;
+using Afm.Gpu.Accelerators.Cpu;
+using Afm.Gpu.Data;
+using Afm.Gpu.Model;
+using Afm.Gpu.Training;
+
+namespace Afm.Gpu.Tests;
+
+/// <summary>The afm-gpu command end to end, in process.</summary>
+public sealed class CliTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("afm-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private string WriteData(string name, int rows, int seed)
+    {
+        var rng = new Random(seed);
+        var lines = new List<string>();
+        for (int r = 0; r < rows; r++)
+        {
+            int user = rng.Next(30), item = 30 + rng.Next(40), extra = rng.Next(3);
+            var parts = new List<string> { (1 + (user + item) % 5).ToString(CultureInfo.InvariantCulture), $"{user}:1", $"{item}:1" };
+            for (int x = 0; x < extra; x++) parts.Add($"{70 + rng.Next(10)}:{0.5 + x * 0.25:0.00}");
+            lines.Add(string.Join(' ', parts));
+        }
+        string path = Path.Combine(_dir, name);
+        File.WriteAllLines(path, lines);
+        return path;
+    }
+
+    [Fact]
+    public void TrainEvaluatePredictRoundTrip()
+    {
+        string train = WriteData("train.libfm", 600, 1), test = WriteData("test.libfm", 150, 2);
+        string model = Path.Combine(_dir, "m.afm");
+        var (code, stdout, stderr) = Run("train", "--train", train, "--test", test, "-k", "8", "-t", "4", "--epochs", "3", "--batch", "128", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Contains("epoch   1", stdout);
+        Assert.Contains("samples/s", stdout);
+        Assert.Matches(@"test \(.*\): 150 rows  rmse \d\.\d{4}", stdout);
+        Assert.True(File.Exists(model));
+
+        var (ecode, eout, _) = Run("evaluate", "-m", model, "-d", test, "--accelerator", "cpu");
+        Assert.Equal(0, ecode);
+        Assert.Matches(@"150 rows  rmse \d\.\d{4} mae \d\.\d{4}", eout);
+
+        string predictions = Path.Combine(_dir, "pred.txt");
+        var (pcode, _, perr) = Run("predict", "-m", model, "-d", test, "-o", predictions, "--accelerator", "cpu");
+        Assert.True(pcode == 0, perr);
+        var lines = File.ReadAllLines(predictions);
+        Assert.Equal(150, lines.Length);
+        // The printed predictions are the model's predictions, bit for bit (round-trip formatting).
+        var loaded = ModelFile.Load(model);
+        var data = LibFmReader.Read(test);
+        using var acc = new CpuAccelerator();
+        using var predictor = new Predictor(acc, loaded, data.MaxNnz);
+        var expected = predictor.Predict(data);
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], float.Parse(lines[i], CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public void FmThenAfmPretrainedFromIt()
+    {
+        string train = WriteData("train.libfm", 400, 3);
+        string fm = Path.Combine(_dir, "fm.afm"), afm = Path.Combine(_dir, "afm.afm");
+        var r1 = Run("train", "--train", train, "--model", "fm", "-k", "8", "--epochs", "2", "--accelerator", "cpu", "-o", fm, "--no-progress");
+        Assert.True(r1.Code == 0, r1.Err);
+        var r2 = Run("train", "--train", train, "--model", "afm", "-k", "8", "-t", "8", "--epochs", "2", "--pretrain-fm", fm, "--accelerator", "cpu", "-o", afm, "--no-progress");
+        Assert.True(r2.Code == 0, r2.Err);
+        Assert.Contains("initialised embeddings", r2.Out);
+        var fmModel = ModelFile.Load(fm);
+        var r3 = Run("train", "--train", train, "--model", "afm", "-k", "4", "--epochs", "1", "--pretrain-fm", fm, "--accelerator", "cpu", "-o", afm, "--no-progress");
+        Assert.Equal(CliApp.UserError, r3.Code);
+        Assert.Contains("k = 8", r3.Err);
+        Assert.Equal(8, fmModel.K);
+    }
+
+    [Theory]
+    [InlineData("5 1:1 2:x\n", ":1: malformed token '2:x'")]
+    [InlineData("3 1:1\n4 -2:1\n", ":2: negative feature id")]
+    [InlineData("3 1:1\nnan 2:1\n", ":2: label")]
+    [InlineData("", "no data rows")]
+    [InlineData("1:1 2:1\n", ":1: missing label")]
+    public void BadDataGivesOneLineErrorWithFileAndLine(string content, string expected)
+    {
+        string path = Path.Combine(_dir, "bad.libfm");
+        File.WriteAllText(path, content);
+        var (code, _, err) = Run("train", "--train", path, "--accelerator", "cpu", "-o", Path.Combine(_dir, "x.afm"));
+        Assert.Equal(CliApp.UserError, code);
+        Assert.Contains("bad.libfm", err);
+        Assert.Contains(expected, err);
+        Assert.DoesNotContain("   at ", err); // no stack trace
+        Assert.False(File.Exists(Path.Combine(_dir, "x.afm")));
+    }
+
+    [Fact]
+    public void UserMistakesExitNonZeroWithoutStackTraces()
+    {
+        string train = WriteData("t.libfm", 50, 4);
+        string corrupt = Path.Combine(_dir, "corrupt.afm");
+        File.WriteAllBytes(corrupt, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        string[][] cases =
+        [
+            ["train", "--train", Path.Combine(_dir, "missing.libfm"), "--accelerator", "cpu"],
+            ["train", "--train", train, "--accelerator", "tpu"],
+            ["train", "--train", train, "--accelerator", "opencl:x"],
+            ["train", "--train", train, "--lr", "-1", "--accelerator", "cpu"],
+            ["train", "--train", train, "--keep0", "0", "--accelerator", "cpu"],
+            ["train", "--train", train, "--optimizer", "rmsprop", "--accelerator", "cpu"],
+            ["train", "--train", train, "--accelerator", "cpu", "-o", Path.Combine(_dir, "no", "such", "dir", "m.afm")],
+            ["evaluate", "-m", corrupt, "-d", train, "--accelerator", "cpu"],
+            ["predict", "-m", Path.Combine(_dir, "missing.afm"), "-d", train],
+        ];
+        foreach (var args in cases)
+        {
+            var (code, _, err) = Run(args);
+            Assert.True(code == CliApp.UserError, $"{string.Join(' ', args)} -> {code}: {err}");
+            Assert.StartsWith("afm-gpu: error: ", err.Split('\n').Last(l => l.Length > 0));
+            Assert.DoesNotContain("   at ", err);
+        }
+        Assert.Equal(CliApp.UsageError, Run("train", "--no-such-option").Code);
+        Assert.Equal(CliApp.UsageError, Run("frobnicate").Code);
+    }
+
+    [Fact]
+    public void DevicesListsTheCpu()
+    {
+        var (code, stdout, _) = Run("devices");
+        Assert.Equal(0, code);
+        Assert.Contains("cpu ", stdout);
+        Assert.Contains("CPU (managed kernels)", stdout);
+    }
+
+    [Fact]
+    public void SavedModelPredictsBitForBitAfterLoad()
+    {
+        string train = WriteData("train.libfm", 300, 5);
+        var data = LibFmReader.Read(train);
+        using var acc = new CpuAccelerator();
+        var result = new Trainer(acc, new TrainerOptions { K = 8, T = 6, Epochs = 2, BatchSize = 64 }).Train(data);
+        string path = Path.Combine(_dir, "rt.afm");
+        ModelFile.Save(result.Model, path);
+        using var p1 = new Predictor(acc, result.Model, data.MaxNnz);
+        using var p2 = new Predictor(acc, ModelFile.Load(path), data.MaxNnz);
+        var a = p1.Predict(data);
+        var b = p2.Predict(data);
+        Assert.Equal(a.Select(BitConverter.SingleToInt32Bits), b.Select(BitConverter.SingleToInt32Bits));
+    }
+}
