@@ -158,12 +158,18 @@ public sealed class Trainer
             rng.Shuffle(order);
             work.LossSum.Clear();
             var sw = Stopwatch.StartNew();
+            // The next batch is assembled on the host while the accelerator runs the current step.
+            Task fill = Task.Run(() => host.Fill(train, order.AsSpan(0, Math.Min(batchSize, train.Rows)), forTraining: true), cancel);
             for (int start = 0; start < train.Rows; start += batchSize)
             {
                 cancel.ThrowIfCancellationRequested();
                 int count = Math.Min(batchSize, train.Rows - start);
-                host.Fill(train, order.AsSpan(start, count), forTraining: true);
+                fill.Wait(cancel);
                 batch.Upload(host);
+                int nextStart = start + batchSize;
+                fill = nextStart < train.Rows
+                    ? Task.Run(() => host.Fill(train, order.AsSpan(nextStart, Math.Min(batchSize, train.Rows - nextStart)), forTraining: true), cancel)
+                    : Task.CompletedTask;
                 step++;
                 var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count);
                 var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps);
@@ -173,6 +179,7 @@ public sealed class Trainer
                 kernels.UpdateDense(device, work, op);
                 Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
             }
+            fill.Wait(cancel);
             _accelerator.Synchronize();
             double seconds = sw.Elapsed.TotalSeconds;
             double trainLoss = work.LossSum.ToArray()[0] / train.Rows;

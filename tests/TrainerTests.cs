@@ -1,0 +1,86 @@
+using Afm.Gpu.Accelerators.Cpu;
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+using Afm.Gpu.Tests.Reference;
+using Afm.Gpu.Training;
+
+namespace Afm.Gpu.Tests;
+
+public class TrainerTests
+{
+    private static int[] Bits(float[] a) => Array.ConvertAll(a, BitConverter.SingleToInt32Bits);
+
+    [Theory]
+    [InlineData(OptimizerKind.Adagrad)]
+    [InlineData(OptimizerKind.Adam)]
+    [InlineData(OptimizerKind.Sgd)]
+    public void TrainingIsDeterministicAcrossRunsAndThreadCounts(OptimizerKind opt)
+    {
+        var data = Fixtures.RaggedData(60, Enumerable.Range(0, 700).Select(i => 2 + i % 9).ToArray(), LossKind.Squared, seed: 5);
+        var o = new TrainerOptions { K = 8, T = 5, Epochs = 3, BatchSize = 100, Optimizer = opt, Keep0 = 0.8f, Keep1 = 0.7f, Lambda = 0.01f, Seed = 9 };
+        AfmModel Run(int threads)
+        {
+            using var acc = new CpuAccelerator(threads);
+            return new Trainer(acc, o).Train(data).Model;
+        }
+        var a = Run(2);
+        var b = Run(2);
+        var c = Run(1);
+        foreach (var ((name, x, _), (_, y, _), (_, z, _)) in a.Tensors().Zip(b.Tensors(), c.Tensors()))
+        {
+            Assert.True(Bits(x).SequenceEqual(Bits(y)), $"{name} differs between two identical runs");
+            Assert.True(Bits(x).SequenceEqual(Bits(z)), $"{name} differs between 1 and 2 threads");
+        }
+    }
+
+    [Fact]
+    public void EarlyStoppingKeepsTheBestEpoch()
+    {
+        var data = Fixtures.RaggedData(40, Enumerable.Range(0, 400).Select(i => 2 + i % 5).ToArray(), LossKind.Squared, seed: 6);
+        var (train, valid) = Trainer.Split(data, 0.25f, 1);
+        using var acc = new CpuAccelerator();
+        // A large learning rate overfits this small random set quickly, so validation turns up.
+        var o = new TrainerOptions { K = 16, T = 8, Epochs = 40, BatchSize = 32, LearningRate = 0.3f, Patience = 3 };
+        var result = new Trainer(acc, o).Train(train, valid);
+        var best = result.History.Where(h => h.IsBest).Last();
+        Assert.Equal(best.Epoch, result.BestEpoch);
+        Assert.True(result.History.Count < 40, "early stopping never triggered");
+        Assert.Equal(result.BestEpoch + 3, result.History.Count);
+        using var p = new Predictor(acc, result.Model, valid.MaxNnz);
+        var m = Metrics.Compute(p.Predict(valid), valid.Labels, LossKind.Squared);
+        Assert.Equal(best.Validation!.Rmse, m.Rmse, 6);
+        Assert.All(result.History, h => Assert.True(h.Validation!.Rmse >= best.Validation.Rmse - 1e-12));
+    }
+
+    [Fact]
+    public void MetricsMatchBruteForce()
+    {
+        var rng = new Random(3);
+        var scores = Enumerable.Range(0, 300).Select(_ => (float)Math.Round(rng.NextDouble(), 2)).ToArray();
+        var labels = scores.Select(s => rng.NextDouble() < s ? 1f : 0f).ToArray();
+        double wins = 0, total = 0;
+        for (int i = 0; i < scores.Length; i++)
+            for (int j = 0; j < scores.Length; j++)
+                if (labels[i] > 0 && labels[j] <= 0)
+                {
+                    total++;
+                    wins += scores[i] > scores[j] ? 1 : scores[i] == scores[j] ? 0.5 : 0;
+                }
+        var m = Metrics.Compute(scores, labels, LossKind.Logistic);
+        Assert.Equal(wins / total, m.Auc, 12);
+        double ll = -scores.Zip(labels).Average(p => p.Second > 0 ? Math.Log(Math.Clamp(p.First, 1e-7, 1 - 1e-7)) : Math.Log(1 - Math.Clamp(p.First, 1e-7, 1 - 1e-7)));
+        Assert.Equal(ll, m.LogLoss, 9);
+        var r = Metrics.Compute([1f, 2f, 4f], [1f, 3f, 2f], LossKind.Squared);
+        Assert.Equal(Math.Sqrt(5.0 / 3), r.Rmse, 12);
+        Assert.Equal(1.0, r.Mae, 12);
+    }
+
+    [Fact]
+    public void OptionsAreValidatedByName()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new TrainerOptions { Keep1 = 1.5f }.Validate());
+        Assert.Equal("Keep1", e.ParamName);
+        e = Assert.Throws<ArgumentException>(() => new TrainerOptions { BatchSize = 0 }.Validate());
+        Assert.Equal("BatchSize", e.ParamName);
+    }
+}
