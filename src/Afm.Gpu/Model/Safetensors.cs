@@ -1,0 +1,303 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace Afm.Gpu.Model;
+
+/// <summary>
+/// Exports and imports models in the safetensors format (<c>docs/safetensors.md</c>), so that
+/// Python (numpy, PyTorch) can read them: an 8-byte little-endian header length N, N bytes of
+/// UTF-8 JSON (padded with spaces to a multiple of 8), then the tensors' bytes back to back.
+/// Tensors are F32, named and shaped as in <see cref="AfmModel.Tensors"/>; <c>__metadata__</c>
+/// holds <c>format</c> = <c>afm-gpu</c>, <c>model</c>, <c>loss</c>, <c>k</c>, <c>t</c>,
+/// <c>label_min</c> and <c>label_max</c>, plus any caller-supplied properties.
+/// </summary>
+public static class Safetensors
+{
+    /// <summary>The value of the <c>format</c> metadata entry.</summary>
+    public const string FormatName = "afm-gpu";
+
+    /// <summary>The largest header accepted, as in the reference implementation (100 MB).</summary>
+    public const long MaxHeaderBytes = 100_000_000;
+
+    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max"];
+    private const int ChunkFloats = 1 << 18;
+
+    /// <summary>
+    /// Writes <paramref name="model"/> to <paramref name="path"/> atomically (a temporary file in the
+    /// same directory, flushed, then renamed over <paramref name="path"/>).
+    /// </summary>
+    /// <param name="model">The model to export.</param>
+    /// <param name="path">The file to write, conventionally <c>*.safetensors</c>.</param>
+    /// <param name="metadata">Extra string properties for <c>__metadata__</c>; the reserved keys
+    /// (format, model, loss, k, t, label_min, label_max) may not be among them.</param>
+    /// <exception cref="ArgumentException">A metadata key is reserved.</exception>
+    public static void Export(AfmModel model, string path, ModelMetadata? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var extra = metadata?.Properties ?? [];
+        foreach (string key in Reserved)
+            if (extra.ContainsKey(key)) throw new ArgumentException($"metadata key '{key}' is reserved", nameof(metadata));
+        byte[] header = Header(model, extra);
+
+        string full = Path.GetFullPath(path);
+        string tmp = $"{full}.tmp-{RandomNumberGenerator.GetHexString(12, lowercase: true)}";
+        try
+        {
+            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                Span<byte> length = stackalloc byte[8];
+                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+                stream.Write(length);
+                stream.Write(header);
+                foreach (var (_, data, _) in model.Tensors()) WriteFloats(stream, data);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+
+    /// <summary>Reads a model exported by <see cref="Export"/>; see <see cref="ImportWithMetadata"/>.</summary>
+    /// <exception cref="ModelFormatException">The file is not a valid afm-gpu safetensors file.</exception>
+    public static AfmModel Import(string path) => ImportWithMetadata(path).Model;
+
+    /// <summary>
+    /// Reads a model and the non-reserved <c>__metadata__</c> entries, checking the header length,
+    /// the JSON, every tensor's dtype, shape and byte range (contiguous from 0, covering the whole
+    /// buffer), and the agreement of shapes with the metadata.
+    /// </summary>
+    /// <exception cref="ModelFormatException">The file is truncated, malformed or inconsistent.</exception>
+    /// <exception cref="FileNotFoundException">There is no file at <paramref name="path"/>.</exception>
+    public static (AfmModel Model, ModelMetadata Metadata) ImportWithMetadata(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        long fileLength = stream.Length;
+        if (fileLength < 8) throw Bad(path, $"truncated: {fileLength} bytes, too short for the 8-byte header length");
+        Span<byte> prefix = stackalloc byte[8];
+        stream.ReadExactly(prefix);
+        ulong n = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+        if (n > MaxHeaderBytes) throw Bad(path, $"header length {n} exceeds the limit of {MaxHeaderBytes} bytes");
+        if ((long)n > fileLength - 8) throw Bad(path, $"truncated: header length {n} but only {fileLength - 8} bytes follow");
+        var headerBytes = new byte[n];
+        stream.ReadExactly(headerBytes);
+        long bufferLength = fileLength - 8 - (long)n;
+
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(headerBytes); }
+        catch (JsonException e) { throw Bad(path, $"header is not valid JSON: {e.Message}", e); }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header is not a JSON object");
+            var (meta, tensors) = ParseHeader(doc.RootElement, path);
+            var model = BuildModel(meta, tensors, bufferLength, path);
+            var byName = model.Tensors().ToDictionary(x => x.Name, x => x.Data);
+            foreach (var t in tensors.OrderBy(t => t.Begin))
+            {
+                stream.Position = 8 + (long)n + t.Begin;
+                ReadFloats(stream, byName[t.Name]);
+            }
+            var metadata = new ModelMetadata();
+            foreach (var (key, value) in meta)
+                if (!Reserved.Contains(key)) metadata.Properties[key] = value;
+            return (model, metadata);
+        }
+    }
+
+    private sealed record TensorEntry(string Name, string Dtype, long[] Shape, long Begin, long End);
+
+    private static byte[] Header(AfmModel model, IReadOnlyDictionary<string, string> extra)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("__metadata__");
+            w.WriteString("format", FormatName);
+            w.WriteString("model", model.Kind == ModelKind.Afm ? "afm" : "fm");
+            w.WriteString("loss", model.Loss == LossKind.Squared ? "squared" : "logistic");
+            w.WriteString("k", model.K.ToString(CultureInfo.InvariantCulture));
+            w.WriteString("t", model.T.ToString(CultureInfo.InvariantCulture));
+            w.WriteString("label_min", model.LabelMin.ToString("R", CultureInfo.InvariantCulture));
+            w.WriteString("label_max", model.LabelMax.ToString("R", CultureInfo.InvariantCulture));
+            foreach (var (key, value) in extra.OrderBy(p => p.Key, StringComparer.Ordinal))
+                w.WriteString(key, value ?? throw new ArgumentException($"metadata value for '{key}' is null"));
+            w.WriteEndObject();
+            long offset = 0;
+            foreach (var (name, data, shape) in model.Tensors())
+            {
+                w.WriteStartObject(name);
+                w.WriteString("dtype", "F32");
+                w.WriteStartArray("shape");
+                foreach (int d in shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                offset += data.LongLength * sizeof(float);
+                w.WriteNumberValue(offset);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        int padded = (buffer.WrittenCount + 7) / 8 * 8;
+        var header = new byte[padded];
+        buffer.WrittenSpan.CopyTo(header);
+        header.AsSpan(buffer.WrittenCount).Fill((byte)' ');
+        return header;
+    }
+
+    private static (Dictionary<string, string> Meta, List<TensorEntry> Tensors) ParseHeader(
+        JsonElement root, string path)
+    {
+        var meta = new Dictionary<string, string>(StringComparer.Ordinal);
+        var tensors = new List<TensorEntry>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in root.EnumerateObject())
+        {
+            if (!seen.Add(entry.Name)) throw Bad(path, $"duplicate header key '{entry.Name}'");
+            if (entry.Name == "__metadata__")
+            {
+                if (entry.Value.ValueKind != JsonValueKind.Object) throw Bad(path, "__metadata__ is not an object");
+                foreach (var p in entry.Value.EnumerateObject())
+                {
+                    if (p.Value.ValueKind != JsonValueKind.String) throw Bad(path, $"__metadata__ entry '{p.Name}' is not a string");
+                    if (!meta.TryAdd(p.Name, p.Value.GetString()!)) throw Bad(path, $"duplicate __metadata__ key '{p.Name}'");
+                }
+                continue;
+            }
+            string what = $"tensor '{entry.Name}'";
+            var v = entry.Value;
+            if (v.ValueKind != JsonValueKind.Object) throw Bad(path, $"{what} is not an object");
+            string dtype = v.TryGetProperty("dtype", out var d) && d.ValueKind == JsonValueKind.String
+                ? d.GetString()! : throw Bad(path, $"{what} has no string dtype");
+            long[] shape = Integers(v, "shape", what, path);
+            long[] offsets = Integers(v, "data_offsets", what, path);
+            if (offsets.Length != 2) throw Bad(path, $"{what}: data_offsets has {offsets.Length} entries, expected 2");
+            tensors.Add(new TensorEntry(entry.Name, dtype, shape, offsets[0], offsets[1]));
+        }
+        return (meta, tensors);
+    }
+
+    private static long[] Integers(JsonElement obj, string property, string what, string path)
+    {
+        if (!obj.TryGetProperty(property, out var array) || array.ValueKind != JsonValueKind.Array)
+            throw Bad(path, $"{what} has no {property} array");
+        var result = new long[array.GetArrayLength()];
+        int i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt64(out long x) || x < 0)
+                throw Bad(path, $"{what}: {property} holds '{item.GetRawText()}', not a non-negative integer");
+            result[i++] = x;
+        }
+        return result;
+    }
+
+    private static AfmModel BuildModel(Dictionary<string, string> meta, List<TensorEntry> tensors, long bufferLength,
+        string path)
+    {
+        string Meta(string key) => meta.TryGetValue(key, out var v) ? v : throw Bad(path, $"__metadata__ has no '{key}' entry");
+        int MetaInt(string key) => int.TryParse(Meta(key), NumberStyles.None, CultureInfo.InvariantCulture, out int x)
+            ? x : throw Bad(path, $"__metadata__ '{key}' = '{Meta(key)}' is not a non-negative integer");
+        float MetaFloat(string key) => !meta.ContainsKey(key) ? float.NaN
+            : float.TryParse(Meta(key), NumberStyles.Float, CultureInfo.InvariantCulture, out float x)
+            ? x : throw Bad(path, $"__metadata__ '{key}' = '{Meta(key)}' is not a number");
+
+        if (meta.TryGetValue("format", out var format) && format != FormatName)
+            throw Bad(path, $"__metadata__ format is '{format}', expected '{FormatName}'");
+        var kind = Meta("model") switch
+        {
+            "afm" => ModelKind.Afm,
+            "fm" => ModelKind.Fm,
+            var other => throw Bad(path, $"__metadata__ model is '{other}', expected 'afm' or 'fm'"),
+        };
+        var loss = Meta("loss") switch
+        {
+            "squared" => LossKind.Squared,
+            "logistic" => LossKind.Logistic,
+            var other => throw Bad(path, $"__metadata__ loss is '{other}', expected 'squared' or 'logistic'"),
+        };
+        int k = MetaInt("k"), t = MetaInt("t");
+
+        // Byte ranges: contiguous from 0, each as long as its shape says, together the whole buffer.
+        long expected = 0;
+        foreach (var e in tensors.OrderBy(e => e.Begin))
+        {
+            if (e.Dtype != "F32") throw Bad(path, $"tensor '{e.Name}' has dtype {e.Dtype}; only F32 is supported");
+            if (e.Begin != expected)
+                throw Bad(path, $"tensor '{e.Name}' starts at byte {e.Begin} of the buffer, expected {expected} (tensors must be contiguous)");
+            if (e.End < e.Begin) throw Bad(path, $"tensor '{e.Name}' ends at {e.End}, before it starts at {e.Begin}");
+            long elements = 1;
+            foreach (long dim in e.Shape)
+                if (dim > int.MaxValue || (elements *= dim) > Array.MaxLength)
+                    throw Bad(path, $"tensor '{e.Name}' shape [{string.Join(",", e.Shape)}] is too large");
+            if (e.End - e.Begin != elements * sizeof(float))
+                throw Bad(path, $"tensor '{e.Name}' spans {e.End - e.Begin} bytes, its shape [{string.Join(",", e.Shape)}] needs {elements * sizeof(float)}");
+            if (e.End > bufferLength)
+                throw Bad(path, $"truncated: tensor '{e.Name}' ends at byte {e.End} of the buffer, which has {bufferLength}");
+            expected = e.End;
+        }
+        if (expected != bufferLength)
+            throw Bad(path, $"the tensors cover {expected} bytes but the buffer has {bufferLength} (trailing or missing data)");
+
+        var byName = tensors.ToDictionary(e => e.Name);
+        long[] ShapeOf(string name) => byName.TryGetValue(name, out var e) ? e.Shape : throw Bad(path, $"missing tensor '{name}'");
+        long[] w = ShapeOf("w");
+        if (w.Length != 1 || w[0] == 0) throw Bad(path, $"tensor 'w' has shape [{string.Join(",", w)}], expected [n] with n > 0");
+        int n = (int)w[0];
+        if (k == 0 || k > ModelFile.MaxDimension) throw Bad(path, $"k = {k} is outside [1, {ModelFile.MaxDimension}]");
+        if (kind == ModelKind.Afm ? t == 0 || t > ModelFile.MaxDimension : t != 0)
+            throw Bad(path, $"t = {t} is invalid for {kind} (AFM needs 1..{ModelFile.MaxDimension}, FM needs 0)");
+
+        var model = new AfmModel(kind, n, k, Math.Max(t, 1), loss) { LabelMin = MetaFloat("label_min"), LabelMax = MetaFloat("label_max") };
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, _, shape) in model.Tensors())
+        {
+            names.Add(name);
+            long[] found = ShapeOf(name);
+            if (!found.SequenceEqual(shape.Select(x => (long)x)))
+                throw Bad(path, $"tensor '{name}' has shape [{string.Join(",", found)}], expected [{string.Join(",", shape)}] (n = {n}, k = {k}, t = {t})");
+        }
+        foreach (var e in tensors)
+            if (!names.Contains(e.Name)) throw Bad(path, $"unexpected tensor '{e.Name}' for {kind}");
+        return model;
+    }
+
+    private static ModelFormatException Bad(string path, string message, Exception? inner = null) => new(path, message, inner);
+
+    // Little-endian float32, in chunks so that no span exceeds int.MaxValue bytes.
+    private static void WriteFloats(Stream stream, float[] data)
+    {
+        var bytes = new byte[ChunkFloats * sizeof(float)];
+        for (int i = 0; i < data.Length; i += ChunkFloats)
+        {
+            var chunk = data.AsSpan(i, Math.Min(ChunkFloats, data.Length - i));
+            var dest = MemoryMarshal.Cast<byte, int>(bytes.AsSpan())[..chunk.Length];
+            MemoryMarshal.Cast<float, int>(chunk).CopyTo(dest);
+            if (!BitConverter.IsLittleEndian) BinaryPrimitives.ReverseEndianness(dest, dest);
+            stream.Write(MemoryMarshal.AsBytes(dest));
+        }
+    }
+
+    private static void ReadFloats(Stream stream, float[] data)
+    {
+        for (int i = 0; i < data.Length; i += ChunkFloats)
+        {
+            var chunk = MemoryMarshal.Cast<float, int>(data.AsSpan(i, Math.Min(ChunkFloats, data.Length - i)));
+            stream.ReadExactly(MemoryMarshal.AsBytes(chunk));
+            if (!BitConverter.IsLittleEndian) BinaryPrimitives.ReverseEndianness(chunk, chunk);
+        }
+    }
+}
