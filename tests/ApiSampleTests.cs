@@ -52,9 +52,9 @@ public sealed class ApiSampleTests : IDisposable
         int begin = source.IndexOf("// sample begin\n", StringComparison.Ordinal) + "// sample begin\n".Length;
         int end = source.IndexOf("        // sample end", begin, StringComparison.Ordinal);
         string sample = string.Join('\n', source[begin..end].Split('\n').Select(l => l.Length >= 8 ? l[8..] : l.TrimStart())).TrimEnd();
-        string doc = File.ReadAllText(Path.Combine(root, "docs", "api-sample.md"));
         const string Prelude = "using Afm.Gpu;\nusing Afm.Gpu.Training;\n\nstring path = \"ratings.afm\";\n";
-        Assert.Contains("```csharp\n" + Prelude + sample + "\n```", doc);
+        foreach (string page in new[] { Path.Combine("docs", "api-sample.md"), "README.md" })
+            Assert.Contains("```csharp\n" + Prelude + sample + "\n```", File.ReadAllText(Path.Combine(root, page)));
     }
 
     private static SparseDataset RandomRows(int features, int rows, int seed)

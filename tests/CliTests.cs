@@ -133,6 +133,33 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ExplainAndSafetensorsExport()
+    {
+        string train = WriteData("train.libfm", 300, 7);
+        string model = Path.Combine(_dir, "m.afm");
+        Assert.Equal(0, Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "2", "--accelerator", "cpu", "-o", model, "--no-progress").Code);
+        string svg = Path.Combine(_dir, "h.svg"), csv = Path.Combine(_dir, "h.csv"), json = Path.Combine(_dir, "h.json");
+        var (code, stdout, stderr) = Run("explain", "-m", model, "-d", train, "--rows", "2", "--top", "3",
+            "--fields", "user:0-29,item:30-69,extra:70-79", "--svg", svg, "--csv", csv, "--json", json, "--accelerator", "cpu");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("row 1", stdout);
+        Assert.Contains("user x item", stdout);
+        Assert.StartsWith("<svg", File.ReadAllText(svg).TrimStart().Replace("<?xml", "<svg"));
+        Assert.Contains("user", File.ReadAllText(csv));
+        using (System.Text.Json.JsonDocument.Parse(File.ReadAllText(json))) { }
+
+        string st = Path.Combine(_dir, "m.safetensors"), back = Path.Combine(_dir, "back.afm");
+        Assert.Equal(0, Run("export", "-m", model, "-o", st).Code);
+        Assert.Equal(0, Run("export", "--import", "-m", st, "-o", back).Code);
+        var a = ModelFile.Load(model);
+        var b = ModelFile.Load(back);
+        foreach (var ((name, x, _), (_, y, _)) in a.Tensors().Zip(b.Tensors()))
+            Assert.True(x.AsSpan().SequenceEqual(y), name);
+        // predict and evaluate accept the safetensors file directly
+        Assert.Equal(0, Run("evaluate", "-m", st, "-d", train, "--accelerator", "cpu").Code);
+    }
+
+    [Fact]
     public void DevicesListsTheCpu()
     {
         var (code, stdout, _) = Run("devices");

@@ -28,13 +28,15 @@ public static class Cli
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, DevicesOptions>(args);
+        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, ExplainOptions, ExportOptions, DevicesOptions>(args);
         try
         {
             return parsed.MapResult(
                 (TrainOptions o) => new TrainCommand(o, stdout, stderr).Run(),
                 (EvaluateOptions o) => Evaluate(o, stdout, stderr),
                 (PredictOptions o) => Predict(o, stdout, stderr),
+                (ExplainOptions o) => ExplainCommand.Run(o, stdout, stderr),
+                (ExportOptions o) => ExplainCommand.Export(o, stderr),
                 (DevicesOptions _) => Devices(stdout),
                 errs => errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError) ? 0 : UsageError);
         }
@@ -57,7 +59,7 @@ public static class Cli
 
     private static int Evaluate(EvaluateOptions o, TextWriter stdout, TextWriter stderr)
     {
-        var model = ModelFile.Load(o.Model);
+        var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
         var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
@@ -69,7 +71,7 @@ public static class Cli
 
     private static int Predict(PredictOptions o, TextWriter stdout, TextWriter stderr)
     {
-        var model = ModelFile.Load(o.Model);
+        var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
         var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);

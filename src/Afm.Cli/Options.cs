@@ -117,3 +117,56 @@ internal sealed class PredictOptions : IAcceleratorOptions
 internal sealed class DevicesOptions
 {
 }
+
+[Verb("explain", HelpText = "Explain predictions: top pairs per row by attention, and attention per field pair (table, CSV, JSON, SVG heat map).")]
+internal sealed class ExplainOptions : IAcceleratorOptions
+{
+    [Option('m', "model", Required = true, HelpText = "Model file (.afm or safetensors).")]
+    public string Model { get; set; } = "";
+
+    [Option('d', "data", Required = true, HelpText = "Data (libFM format).")]
+    public string Data { get; set; } = "";
+
+    [Option("rows", Default = 5, HelpText = "Explain the first N rows one by one (0 = none).")]
+    public int Rows { get; set; }
+
+    [Option("top", Default = 5, HelpText = "Pairs shown per row.")]
+    public int Top { get; set; }
+
+    [Option("feature-map", HelpText = "Feature map file: lines 'id name [field]'; names and fields in the output come from it.")]
+    public string? FeatureMap { get; set; }
+
+    [Option("fields", HelpText = "Fields from id ranges, e.g. 'user:0-942,item:943-2624' (ids outside go to 'other').")]
+    public string? Fields { get; set; }
+
+    [Option("csv", HelpText = "Write the field-pair summary as CSV to this file.")]
+    public string? Csv { get; set; }
+
+    [Option("json", HelpText = "Write the row explanations and the field-pair summary as JSON to this file.")]
+    public string? Json { get; set; }
+
+    [Option("svg", HelpText = "Write a field x field heat map (SVG) to this file.")]
+    public string? Svg { get; set; }
+
+    [Option("heat", Default = "attention", HelpText = "Heat map value: attention (mean attention) or contribution (mean |contribution|).")]
+    public string Heat { get; set; } = "attention";
+
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    public string Accelerator { get; set; } = "auto";
+
+    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
+    public int Threads { get; set; }
+}
+
+[Verb("export", HelpText = "Export a model's weights as safetensors (tensor names in docs/safetensors.md), or import them back with --import.")]
+internal sealed class ExportOptions
+{
+    [Option('m', "model", Required = true, HelpText = "Model file to read (.afm, or safetensors with --import).")]
+    public string Model { get; set; } = "";
+
+    [Option('o', "output", Required = true, HelpText = "File to write: safetensors (or .afm with --import). Written atomically.")]
+    public string Output { get; set; } = "";
+
+    [Option("import", HelpText = "Convert a safetensors export back to the native .afm format.")]
+    public bool Import { get; set; }
+}

@@ -13,6 +13,19 @@ namespace Afm.Gpu;
 /// </summary>
 public static class AfmEngine
 {
+    /// <summary>Loads a model file in either format: the native <c>.afm</c> file or a safetensors export (told apart by content).</summary>
+    /// <exception cref="ModelFormatException">The file is neither a valid model file nor a valid safetensors export.</exception>
+    public static AfmModel LoadModel(string path)
+    {
+        bool native;
+        using (var stream = File.OpenRead(path))
+        {
+            Span<byte> magic = stackalloc byte[6];
+            native = stream.ReadAtLeast(magic, magic.Length, throwOnEndOfStream: false) == magic.Length && magic.SequenceEqual("AFMGPU"u8);
+        }
+        return native ? ModelFile.Load(path) : Safetensors.Import(path);
+    }
+
     /// <summary>Trains a model and readies it for prediction on the same accelerator.</summary>
     /// <param name="train">Training rows.</param>
     /// <param name="options">Model shape and training settings.</param>
@@ -96,7 +109,7 @@ public sealed class TrainedModel : IDisposable
     /// <exception cref="AcceleratorUnavailableException">The accelerator cannot be used.</exception>
     public static TrainedModel Load(string path, string accelerator = "auto")
     {
-        var model = IsModelFile(path) ? ModelFile.Load(path) : Safetensors.Import(path);
+        var model = AfmEngine.LoadModel(path);
         var acc = AcceleratorRegistry.Create(accelerator, out string note);
         try
         {
@@ -107,13 +120,6 @@ public sealed class TrainedModel : IDisposable
             acc.Dispose();
             throw;
         }
-    }
-
-    private static bool IsModelFile(string path)
-    {
-        using var stream = File.OpenRead(path);
-        Span<byte> magic = stackalloc byte[6];
-        return stream.ReadAtLeast(magic, magic.Length, throwOnEndOfStream: false) == magic.Length && magic.SequenceEqual("AFMGPU"u8);
     }
 
     /// <inheritdoc />

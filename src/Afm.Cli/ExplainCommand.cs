@@ -1,0 +1,77 @@
+using Afm.Gpu;
+using Afm.Gpu.Data;
+using Afm.Gpu.Explain;
+using Afm.Gpu.Model;
+using Afm.Gpu.Training;
+
+namespace Afm.Cli;
+
+internal static class ExplainCommand
+{
+    public static int Run(ExplainOptions o, TextWriter stdout, TextWriter stderr)
+    {
+        if (o.FeatureMap is not null && o.Fields is not null) throw new ArgumentException("give --feature-map or --fields, not both");
+        var heat = o.Heat.ToLowerInvariant() switch
+        {
+            "attention" => HeatMapValue.MeanAttention,
+            "contribution" => HeatMapValue.MeanAbsContribution,
+            _ => throw new ArgumentException($"--heat {o.Heat}: use attention or contribution"),
+        };
+        if (o.Rows < 0 || o.Top <= 0) throw new ArgumentException("--rows must be >= 0 and --top > 0");
+        var model = AfmEngine.LoadModel(o.Model);
+        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        var map = o.FeatureMap is not null ? FeatureMap.Load(o.FeatureMap)
+            : o.Fields is not null ? FeatureMap.FromRanges(o.Fields, model.FeatureCount)
+            : null;
+        using var acc = Cli.OpenAccelerator(o, stderr);
+        using var predictor = new Predictor(acc, model, data.MaxNnz);
+        var explainer = new Explainer(predictor);
+
+        int shown = Math.Min(o.Rows, data.Rows);
+        var rows = shown == 0 ? [] : explainer.Explain(data.Subset(Enumerable.Range(0, shown).ToArray()));
+        for (int r = 0; r < rows.Count; r++)
+        {
+            stdout.WriteLine($"row {r + 1} (line {r + 1} of {o.Data}): label {data.Labels[r]}");
+            stdout.WriteLine(rows[r].ToTable(map, o.Top));
+        }
+
+        if (map is null)
+        {
+            stdout.WriteLine("(no --feature-map or --fields: each feature is its own field in the summary)");
+            map = FeatureMap.FromFields(Enumerable.Range(0, model.FeatureCount).ToArray());
+        }
+        var summary = explainer.Summarize(data, map);
+        stdout.WriteLine($"field pairs over {summary.Rows} rows:");
+        stdout.WriteLine(summary.ToTable());
+        if (o.Csv is not null) Write(o.Csv, summary.ToCsv(), stderr);
+        if (o.Svg is not null) Write(o.Svg, summary.ToSvg(heat), stderr);
+        if (o.Json is not null)
+        {
+            string json = "{\"rows\":[" + string.Join(",", rows.Select(r => r.ToJson(map))) + "],\"fieldPairs\":" + summary.ToJson() + "}";
+            Write(o.Json, json, stderr);
+        }
+        return 0;
+    }
+
+    private static void Write(string path, string text, TextWriter stderr)
+    {
+        AtomicFile.WriteLines(path, [text.TrimEnd('\n')]);
+        stderr.WriteLine($"wrote {path}");
+    }
+
+    public static int Export(ExportOptions o, TextWriter stderr)
+    {
+        if (o.Import)
+        {
+            var model = Safetensors.Import(o.Model);
+            ModelFile.Save(model, o.Output);
+        }
+        else
+        {
+            var model = ModelFile.Load(o.Model);
+            Safetensors.Export(model, o.Output);
+        }
+        stderr.WriteLine($"wrote {o.Output}");
+        return 0;
+    }
+}
