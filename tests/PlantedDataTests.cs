@@ -1,4 +1,5 @@
 using Afm.Gpu.Accelerators.Cpu;
+using Afm.Gpu.Data;
 using Afm.Gpu.Explain;
 using Afm.Gpu.Model;
 using Afm.Gpu.Synthetic;
@@ -15,16 +16,16 @@ public class PlantedDataTests(ITestOutputHelper output)
     {
         var data = PlantedData.Generate();
         using var acc = new CpuAccelerator();
-        double Rmse(AfmModel m, out float[][] attention)
+        double Rmse(AfmModel m, out IReadOnlyList<FieldPairStat> ranking)
         {
             using var p = new Predictor(acc, m, data.Test.MaxNnz);
-            return Metrics.Compute(p.Predict(data.Test, out attention), data.Test.Labels, LossKind.Squared).Rmse;
+            ranking = new Explainer(p).Summarize(data.Test, FeatureMap.FromFields(data.FieldOf)).Pairs;
+            return Metrics.Compute(p.Predict(data.Test), data.Test.Labels, LossKind.Squared).Rmse;
         }
         TrainerOptions Options(ModelKind kind) => new() { Model = kind, K = 16, T = 16, Epochs = 30, BatchSize = 512, LearningRate = 0.1f, Seed = 3 };
         var fm = new Trainer(acc, Options(ModelKind.Fm)).Train(data.Train).Model;
         var afm = new Trainer(acc, Options(ModelKind.Afm)).Train(data.Train).Model;
-        double fmRmse = Rmse(fm, out _), afmRmse = Rmse(afm, out var attention);
-        var ranking = FieldPairAttention.Rank(data.Test, attention, data.FieldOf);
+        double fmRmse = Rmse(fm, out _), afmRmse = Rmse(afm, out var ranking);
         output.WriteLine($"test RMSE: FM {fmRmse:F4}, AFM {afmRmse:F4}");
         foreach (var s in ranking.Take(6)) output.WriteLine($"({s.FieldA},{s.FieldB}) {s.MeanAttention:F4}");
 

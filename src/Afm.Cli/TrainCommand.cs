@@ -116,14 +116,13 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     private void PrintAttention(Accelerator acc, AfmModel model, PlantedData planted)
     {
         using var predictor = new Predictor(acc, model, planted.Test.MaxNnz);
-        predictor.Predict(planted.Test, out var attention);
-        var ranking = FieldPairAttention.Rank(planted.Test, attention, planted.FieldOf);
+        var summary = new Explainer(predictor).Summarize(planted.Test, FeatureMap.FromFields(planted.FieldOf));
         int pairs = planted.Fields * (planted.Fields - 1) / 2;
         stdout.WriteLine($"field pairs by mean attention on the test rows (uniform would be {1.0 / pairs:F4}):");
-        foreach (var s in ranking.Take(6))
+        foreach (var s in summary.Pairs.Take(6))
         {
             bool isPlanted = planted.PlantedPairs.Contains((s.FieldA, s.FieldB));
-            stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4}{(isPlanted ? "   <- planted" : "")}");
+            stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4}  mean |contribution| {s.MeanAbsContribution:F4}{(isPlanted ? "   <- planted" : "")}");
         }
     }
 
