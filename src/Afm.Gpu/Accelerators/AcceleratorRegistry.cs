@@ -19,6 +19,11 @@ public static class AcceleratorRegistry
 
     private static readonly List<IBackend> Backends = [];
 
+    static AcceleratorRegistry()
+    {
+        Register(new OpenCl.OpenClBackend());
+    }
+
     internal static void Register(IBackend backend)
     {
         lock (Backends)

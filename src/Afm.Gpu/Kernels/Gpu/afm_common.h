@@ -1,0 +1,91 @@
+/*
+ * afm_common.h: the few words that differ between OpenCL C (1.2) and CUDA C, so that
+ * afm_kernels.cu.cl compiles as either. Only dimension 0 of the thread / group ids is used.
+ *
+ *   KERNEL        kernel entry (CUDA: extern "C" __global__, unmangled, with launch bounds AFM_WG)
+ *   DEVICE_FN     helper function
+ *   GLOBAL        address space of a global-memory pointer parameter
+ *   LOCAL         declaration of a work-group (shared) array in a kernel body
+ *   LPTR          address space of a pointer parameter to such an array
+ *   RESTRICT      no-alias pointer qualifier
+ *   BARRIER       work-group barrier with a local-memory fence
+ *   LID / GID / LSIZE / GROUP_ID / NUM_GROUPS (0)
+ *   EXP, LOG, SQRT, FMAX, FABS    single-precision math
+ *   offs_t        64-bit signed integer for large buffer offsets
+ *   ATOMIC_ADD_F32(p, v)          float add by compare-and-swap (global memory; not used by the
+ *                                 AFM kernels, which are atomic-free, but kept for tools)
+ */
+#ifndef AFM_COMMON_H
+#define AFM_COMMON_H
+
+#if defined(__OPENCL_VERSION__) || defined(__OPENCL_C_VERSION__)
+
+#define KERNEL __kernel void
+#define DEVICE_FN static inline
+#define GLOBAL __global
+#define LOCAL __local
+#define LPTR __local
+#define RESTRICT restrict
+#define BARRIER barrier(CLK_LOCAL_MEM_FENCE)
+#define LID(d) ((int)get_local_id(d))
+#define GID(d) ((int)get_global_id(d))
+#define LSIZE(d) ((int)get_local_size(d))
+#define GROUP_ID(d) ((int)get_group_id(d))
+#define NUM_GROUPS(d) ((int)get_num_groups(d))
+#define EXP(x) exp(x)
+#define LOG(x) log(x)
+#define SQRT(x) sqrt(x)
+#define FMAX(a, b) fmax(a, b)
+#define FABS(x) fabs(x)
+typedef long offs_t;
+
+DEVICE_FN void afm_atomic_add_f32(volatile __global float* p, float v)
+{
+    volatile __global uint* u = (volatile __global uint*)p;
+    uint seen = *u, expected;
+    do {
+        expected = seen;
+        seen = atomic_cmpxchg(u, expected, as_uint(as_float(expected) + v));
+    } while (seen != expected);
+}
+#define ATOMIC_ADD_F32(p, v) afm_atomic_add_f32(p, v)
+
+#elif defined(__CUDACC__) || defined(__CUDA_ARCH__) || defined(__CUDACC_RTC__)
+
+#define KERNEL extern "C" __global__ void __launch_bounds__(AFM_WG)
+#define DEVICE_FN static __device__ __forceinline__
+#define GLOBAL
+#define LOCAL __shared__
+#define LPTR
+#define RESTRICT __restrict__
+#define BARRIER __syncthreads()
+#define AFM_DIM_(v, d) ((int)((d) == 0 ? v.x : (d) == 1 ? v.y : v.z))
+#define LID(d) AFM_DIM_(threadIdx, d)
+#define LSIZE(d) AFM_DIM_(blockDim, d)
+#define GROUP_ID(d) AFM_DIM_(blockIdx, d)
+#define NUM_GROUPS(d) AFM_DIM_(gridDim, d)
+#define GID(d) (GROUP_ID(d) * LSIZE(d) + LID(d))
+#define EXP(x) expf(x)
+#define LOG(x) logf(x)
+#define SQRT(x) sqrtf(x)
+#define FMAX(a, b) fmaxf(a, b)
+#define FABS(x) fabsf(x)
+typedef unsigned int uint;
+typedef long long offs_t;
+
+DEVICE_FN void afm_atomic_add_f32(float* p, float v)
+{
+    unsigned int* u = (unsigned int*)p;
+    unsigned int seen = *u, expected;
+    do {
+        expected = seen;
+        seen = atomicCAS(u, expected, __float_as_uint(__uint_as_float(expected) + v));
+    } while (seen != expected);
+}
+#define ATOMIC_ADD_F32(p, v) afm_atomic_add_f32(p, v)
+
+#else
+#error "afm_common.h: compile as OpenCL C or CUDA C"
+#endif
+
+#endif /* AFM_COMMON_H */

@@ -1,0 +1,540 @@
+/*
+ * AFM / FM kernels, one source for OpenCL C 1.2 and CUDA C (see afm_common.h).
+ * The CPU kernels (Kernels/Cpu/AfmSample.cs, CpuAfmKernels.cs) are the specification; every
+ * formula below mirrors them, in the same order where the order is cheap to keep.
+ *
+ * Specialisation (-D, see GpuKernelSource.cs):
+ *   AFM_K, AFM_T      embedding size, attention factor (AFM_T = 0 for FM)
+ *   AFM_M, AFM_P      slots per row, pair slots per row = M (M - 1) / 2
+ *   AFM_DENSE         packed dense vector length T K + 2 T + K + 1: [W | b | h | p | w0]
+ *   AFM_WG            work-group size (a power of two); every kernel is launched with it
+ *   AFM_TILE          pairs per backward tile (>= M - 1; tiles hold whole pair columns)
+ *   AFM_NTILES        number of such tiles for a row of M slots
+ *   AFM_RPG           rows per work-group of afm_forward_backward (group g: rows [g RPG, g RPG + RPG))
+ *   AFM_FM            1 for FM (a = 1, p = 1, sum-square pooling), 0 for AFM
+ *
+ * Mapping. afm_forward: one work-group per row. afm_forward_backward: a fixed number of
+ * work-groups, each taking AFM_RPG consecutive rows. Per row the group holds the row's
+ * embeddings e (M x K) in local memory; the pair products q = e_i * e_j and the attention
+ * pre-activations z = W q + b live in registers (one work-item per pair) and are recomputed in
+ * the backward pass, so nothing of size pairs x (K or T) reaches global memory. Local memory
+ * holds only per-pair scalars (score / da / ds, a, a') and one backward tile of relu(z)
+ * (TILE x T) and dq (TILE x K); a tile is a run of whole pair columns, so that each de_s can be
+ * summed by one work-item, in the CPU's pair order.
+ *
+ * No atomics: every dense-gradient element is owned by one work-item of the group and
+ * accumulated in local memory (acc) across the group's rows, then written once to the group's
+ * partial; afm_reduce_dense sums the partials in group order. The embedding scatter
+ * (afm_update_sparse) runs one work-item per (distinct id, dimension) over the host-built
+ * occurrence lists. Results are deterministic run to run.
+ *
+ * Every loop that holds a barrier has a trip count fixed at compile time (rows past the batch
+ * and tiles past a row are empty work): PoCL's work-group compiler mishandles barriers in
+ * loops with data-dependent trip counts (stores to local memory vanish).
+ */
+#include "afm_common.h"
+
+#define AFM_OFF_B (AFM_T * AFM_K)
+#define AFM_OFF_H (AFM_OFF_B + AFM_T)
+#define AFM_OFF_P (AFM_OFF_H + AFM_T)
+#define AFM_OFF_W0 (AFM_OFF_P + AFM_K)
+#define AFM_PA (AFM_P > 0 ? AFM_P : 1)
+#define AFM_TA (AFM_T > 0 ? AFM_T : 1)
+#define AFM_RED (AFM_WG > AFM_K ? AFM_WG : AFM_K)
+/* row stride of e in local memory: odd, so that work-items reading e_i for different i at the
+   same d hit different banks */
+#define AFM_ES (AFM_K | 1)
+/* pooling: the group splits into AFM_POOL_G teams of K work-items, each summing a run of pairs */
+#define AFM_POOL_G (AFM_WG >= AFM_K ? AFM_WG / AFM_K : 1)
+#define AFM_NEG_BIG (-3.402823466e38f)
+
+#define OPT_ADAGRAD 0
+#define OPT_ADAM 1
+#define OPT_SGD 2
+#define LOSS_SQUARED 0
+
+/* ---- shared pieces ----------------------------------------------------------------------- */
+
+/* lowbias32, as DropoutRng.Mix */
+DEVICE_FN uint afm_mix(uint x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+/* DropoutRng.Keep, bit for bit */
+DEVICE_FN int afm_keep(uint seed, int row, uint stream, int index, float keep)
+{
+    if (keep >= 1.0f) return 1;
+    uint h = afm_mix(seed ^ afm_mix((uint)row * 0x85EBCA6BU ^ afm_mix((uint)index * 2U + stream)));
+    return (float)(h >> 8) * (1.0f / 16777216.0f) < keep;
+}
+
+#if !AFM_FM
+/* Column j of pair p = j (j - 1) / 2 + i, i < j. */
+DEVICE_FN int afm_pair_col(int p)
+{
+    int j = (int)((1.0f + SQRT(8.0f * (float)p + 1.0f)) * 0.5f);
+    while (j * (j - 1) / 2 > p) --j;
+    while ((j + 1) * j / 2 <= p) ++j;
+    return j;
+}
+#endif
+
+/* Work-group sum / max; every work-item gets the result. Deterministic (fixed tree). */
+DEVICE_FN float afm_wg_sum(float v, LPTR float* red)
+{
+    int t = LID(0);
+    red[t] = v;
+    BARRIER;
+    for (int s = AFM_WG / 2; s > 0; s >>= 1) {
+        if (t < s) red[t] += red[t + s];
+        BARRIER;
+    }
+    float r = red[0];
+    BARRIER;
+    return r;
+}
+
+#if !AFM_FM
+DEVICE_FN float afm_wg_max(float v, LPTR float* red)
+{
+    int t = LID(0);
+    red[t] = v;
+    BARRIER;
+    for (int s = AFM_WG / 2; s > 0; s >>= 1) {
+        if (t < s) red[t] = FMAX(red[t], red[t + s]);
+        BARRIER;
+    }
+    float r = red[0];
+    BARRIER;
+    return r;
+}
+#endif
+
+/*
+ * Gather: sId/sX get the row's slots, sE[s ES + d] = v[id] x, sc[0] = Σ w_id x (sequential, as
+ * the CPU). Ends with a barrier.
+ */
+DEVICE_FN void afm_gather(int r, int n, GLOBAL const float* RESTRICT v, GLOBAL const float* RESTRICT lin,
+    GLOBAL const int* RESTRICT ids, GLOBAL const float* RESTRICT vals,
+    LPTR int* sId, LPTR float* sX, LPTR float* sE, LPTR float* sc)
+{
+    int tid = LID(0);
+    for (int s = tid; s < n; s += AFM_WG) {
+        sId[s] = ids[r * AFM_M + s];
+        sX[s] = vals[r * AFM_M + s];
+    }
+    BARRIER;
+    for (int it = tid; it < n * AFM_K; it += AFM_WG) {
+        int s = it / AFM_K, d = it % AFM_K;
+        sE[s * AFM_ES + d] = v[(offs_t)sId[s] * AFM_K + d] * sX[s];
+    }
+    if (tid == 0) {
+        float linear = 0.0f;
+        for (int s = 0; s < n; ++s) linear += lin[sId[s]] * sX[s];
+        sc[0] = linear;
+    }
+    BARRIER;
+}
+
+#if !AFM_FM
+/*
+ * Forward of the attention part for the row's np pairs: sS[p] = h · relu(W q + b) with q in
+ * registers, then a = softmax(s) into sA, then a' = a (masked, 1/keep0) into sAD when aDrop is
+ * not null, then u = Σ a' q into sU. Ends with a barrier.
+ */
+DEVICE_FN void afm_attention_forward(int row, int n, GLOBAL const float* RESTRICT dense,
+    LPTR const float* sE, LPTR float* sS, LPTR float* sA, LPTR float* sAD, LPTR float* sU, LPTR float* red,
+    uint seed, float keep0)
+{
+    int tid = LID(0), np = n * (n - 1) / 2;
+    float mx = AFM_NEG_BIG;
+    for (int p = tid; p < np; p += AFM_WG) {
+        int j = afm_pair_col(p), i = p - j * (j - 1) / 2;
+        float q[AFM_K];
+        for (int d = 0; d < AFM_K; ++d) q[d] = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
+        float score = 0.0f;
+        for (int t = 0; t < AFM_T; ++t) {
+            float z = 0.0f;
+            for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
+            z += dense[AFM_OFF_B + t];
+            if (z > 0.0f) score += dense[AFM_OFF_H + t] * z;
+        }
+        sS[p] = score;
+        mx = FMAX(mx, score);
+    }
+    mx = afm_wg_max(mx, red);
+    float part = 0.0f;
+    for (int p = tid; p < np; p += AFM_WG) {
+        float ex = EXP(sS[p] - mx);
+        sA[p] = ex;
+        part += ex;
+    }
+    float inv = 1.0f / afm_wg_sum(part, red);
+    float inv0 = 1.0f / keep0;
+    for (int p = tid; p < np; p += AFM_WG) {
+        float a = sA[p] * inv;
+        sA[p] = a;
+        sAD[p] = afm_keep(seed, row, 0U, p, keep0) ? a * inv0 : 0.0f;
+    }
+    BARRIER;
+    /* u: team g sums the pairs [g c, g c + c) for dimension d, then the teams are added in order */
+    int chunk = (np + AFM_POOL_G - 1) / AFM_POOL_G;
+    for (int it = tid; it < AFM_POOL_G * AFM_K; it += AFM_WG) {
+        int d = it % AFM_K, g = it / AFM_K;
+        int p0 = g * chunk, p1 = p0 + chunk < np ? p0 + chunk : np;
+        float acc = 0.0f;
+        if (p0 < p1) {
+            int j = afm_pair_col(p0), i = p0 - j * (j - 1) / 2;
+            for (int p = p0; p < p1; ++p) {
+                float q = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
+                acc += sAD[p] * q;
+                if (++i == j) { i = 0; ++j; }
+            }
+        }
+        red[it] = acc;
+    }
+    BARRIER;
+    for (int d = tid; d < AFM_K; d += AFM_WG) {
+        float u = 0.0f;
+        for (int g = 0; g < AFM_POOL_G; ++g) u += red[g * AFM_K + d];
+        sU[d] = u;
+    }
+    BARRIER;
+}
+#else
+/* FM pooling: u = ((Σ e)^2 - Σ e^2) / 2 into sU, Σ e into sESum. Ends with a barrier. */
+DEVICE_FN void afm_fm_pool(int n, LPTR const float* sE, LPTR float* sESum, LPTR float* sU)
+{
+    for (int d = LID(0); d < AFM_K; d += AFM_WG) {
+        float sum = 0.0f, sq = 0.0f;
+        for (int s = 0; s < n; ++s) {
+            float e = sE[s * AFM_ES + d];
+            sum += e;
+            sq += e * e;
+        }
+        sESum[d] = sum;
+        sU[d] = 0.5f * (sum * sum - sq);
+    }
+    BARRIER;
+}
+#endif
+
+/* ŷ = w0 + linear + p · u, with u already dropped out; every work-item gets it. */
+DEVICE_FN float afm_output(GLOBAL const float* RESTRICT dense, LPTR const float* sU, LPTR float* red, float linear)
+{
+    float part = 0.0f;
+    for (int d = LID(0); d < AFM_K; d += AFM_WG) part += dense[AFM_OFF_P + d] * sU[d];
+    return dense[AFM_OFF_W0] + linear + afm_wg_sum(part, red);
+}
+
+/* ---- inference ----------------------------------------------------------------------------- */
+
+/* One work-group per row: ŷ, and the row's attention weights (0 past its real pairs) if wantAtt. */
+KERNEL afm_forward(GLOBAL const float* RESTRICT dense, GLOBAL const float* RESTRICT v, GLOBAL const float* RESTRICT lin,
+    GLOBAL const int* RESTRICT ids, GLOBAL const float* RESTRICT vals, GLOBAL const int* RESTRICT counts,
+    int rows, GLOBAL float* RESTRICT yhat, GLOBAL float* RESTRICT attention, int wantAtt)
+{
+    LOCAL int sId[AFM_M];
+    LOCAL float sX[AFM_M];
+    LOCAL float sE[AFM_M * AFM_ES];
+    LOCAL float sU[AFM_K];
+    LOCAL float red[AFM_RED];
+    LOCAL float sc[1];
+#if !AFM_FM
+    LOCAL float sS[AFM_PA];
+    LOCAL float sA[AFM_PA];
+#else
+    LOCAL float sESum[AFM_K];
+#endif
+    int r = GROUP_ID(0), tid = LID(0);
+    int n = r < rows ? counts[r] : 0; /* the grid has exactly rows groups */
+    afm_gather(r, n, v, lin, ids, vals, sId, sX, sE, sc);
+#if !AFM_FM
+    afm_attention_forward(r, n, dense, sE, sS, sA, sA, sU, red, 0U, 1.0f);
+    if (wantAtt) {
+        int np = n * (n - 1) / 2;
+        for (int p = tid; p < AFM_P; p += AFM_WG) attention[(offs_t)r * AFM_P + p] = p < np ? sA[p] : 0.0f;
+    }
+#else
+    afm_fm_pool(n, sE, sESum, sU);
+#endif
+    float y = afm_output(dense, sU, red, sc[0]);
+    if (tid == 0 && r < rows) yhat[r] = y;
+}
+
+/* ---- training ------------------------------------------------------------------------------ */
+
+/*
+ * Fused forward + backward. Writes yhat, g (dL/dŷ times scale), the unscaled row loss, dE
+ * [rows x M x K] (0 in padding slots) and partials[group x (DENSE + 1)]: the group's dense
+ * gradient and, last, its loss sum.
+ */
+KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const float* RESTRICT v, GLOBAL const float* RESTRICT lin,
+    GLOBAL const int* RESTRICT ids, GLOBAL const float* RESTRICT vals, GLOBAL const int* RESTRICT counts,
+    GLOBAL const float* RESTRICT labels, int rows,
+    GLOBAL float* RESTRICT yhat, GLOBAL float* RESTRICT grad, GLOBAL float* RESTRICT loss,
+    GLOBAL float* RESTRICT de, GLOBAL float* RESTRICT partials,
+    int lossKind, float keep0, float keep1, uint seed, float scale)
+{
+    LOCAL int sId[AFM_M];
+    LOCAL float sX[AFM_M];
+    LOCAL float sE[AFM_M * AFM_ES];
+    LOCAL float sU[AFM_K];
+    LOCAL float sDU[AFM_K];
+    LOCAL float red[AFM_RED];
+    LOCAL float sc[2];
+    LOCAL float acc[AFM_DENSE];
+#if !AFM_FM
+    LOCAL float sDE[AFM_M * AFM_K];
+    LOCAL float sS[AFM_PA];   /* score, then da, then ds */
+    LOCAL float sA[AFM_PA];   /* a */
+    LOCAL float sAD[AFM_PA];  /* a' = a mask0 / keep0 */
+    LOCAL float sZR[AFM_TILE * AFM_TA]; /* relu(z) of the tile's pairs */
+    LOCAL float sDQ[AFM_TILE * AFM_K];  /* dq of the tile's pairs */
+    LOCAL int sTI[AFM_TILE];
+    LOCAL int sTJ[AFM_TILE];
+#else
+    LOCAL float sESum[AFM_K];
+#endif
+    int tid = LID(0);
+    for (int e = tid; e < AFM_DENSE; e += AFM_WG) acc[e] = 0.0f;
+    float lossSum = 0.0f; /* work-item 0's */
+    float inv1 = 1.0f / keep1;
+    BARRIER;
+
+    for (int i = 0; i < AFM_RPG; ++i) {
+        int r = GROUP_ID(0) * AFM_RPG + i;
+        int live = r < rows; /* past the batch: an empty row that writes nothing */
+        int n = live ? counts[r] : 0;
+        afm_gather(r, n, v, lin, ids, vals, sId, sX, sE, sc);
+#if !AFM_FM
+        afm_attention_forward(r, n, dense, sE, sS, sA, sAD, sU, red, seed, keep0);
+#else
+        afm_fm_pool(n, sE, sESum, sU);
+#endif
+        /* pooled-vector dropout: sDU holds the mask (0 or 1/keep1) until du is formed */
+        for (int d = tid; d < AFM_K; d += AFM_WG) {
+            float m1 = afm_keep(seed, r, 1U, d, keep1) ? inv1 : 0.0f;
+            sDU[d] = m1;
+            sU[d] = sU[d] * m1;
+        }
+        BARRIER;
+        float y = afm_output(dense, sU, red, sc[0]);
+        if (tid == 0) {
+            float label = live ? labels[r] : 0.0f, g0, l;
+            if (lossKind == LOSS_SQUARED) {
+                float res = y - label;
+                g0 = 2.0f * res;
+                l = res * res;
+            } else {
+                float t = label > 0.0f ? 1.0f : 0.0f;
+                float sig = y >= 0.0f ? 1.0f / (1.0f + EXP(-y)) : EXP(y) / (1.0f + EXP(y));
+                g0 = sig - t;
+                l = FMAX(y, 0.0f) - y * t + LOG(1.0f + EXP(-FABS(y)));
+            }
+            float g = live ? g0 * scale : 0.0f;
+            if (live) {
+                yhat[r] = y;
+                grad[r] = g;
+                loss[r] = l;
+                lossSum += l;
+                acc[AFM_OFF_W0] += g;
+            }
+            sc[1] = g;
+        }
+        BARRIER;
+        float g = sc[1];
+        for (int d = tid; d < AFM_K; d += AFM_WG) {
+            float pd = dense[AFM_OFF_P + d];
+#if !AFM_FM
+            acc[AFM_OFF_P + d] += g * sU[d];
+#endif
+            sDU[d] = g * pd * sDU[d];
+        }
+        BARRIER;
+
+#if AFM_FM
+        /* de_s = du ⊙ (Σ e - e_s) */
+        for (int it = tid; live && it < AFM_M * AFM_K; it += AFM_WG) {
+            int s = it / AFM_K, d = it % AFM_K;
+            de[(offs_t)r * AFM_M * AFM_K + it] = s < n ? sDU[d] * (sESum[d] - sE[s * AFM_ES + d]) : 0.0f;
+        }
+#else
+        int np = n * (n - 1) / 2;
+        /* da = (du · q) / keep0 where kept; then softmax backward ds = a (da - Σ a da) */
+        float dot = 0.0f;
+        for (int p = tid; p < np; p += AFM_WG) {
+            int j = afm_pair_col(p), i = p - j * (j - 1) / 2;
+            float dap = 0.0f;
+            for (int d = 0; d < AFM_K; ++d) dap += sDU[d] * (sE[i * AFM_ES + d] * sE[j * AFM_ES + d]);
+            float da = sAD[p] != 0.0f ? dap / keep0 : 0.0f;
+            sS[p] = da;
+            dot += sA[p] * da;
+        }
+        dot = afm_wg_sum(dot, red);
+        for (int p = tid; p < np; p += AFM_WG) sS[p] = sA[p] * (sS[p] - dot);
+        for (int it = tid; it < n * AFM_K; it += AFM_WG) sDE[it] = 0.0f;
+        BARRIER;
+
+        /*
+         * Tiles of whole pair columns [j0, j1), the same for every row (cut for M slots, then
+         * clipped to the row's n), so that the barrier loop has a fixed trip count.
+         */
+        int j0 = 1;
+        for (int tile = 0; tile < AFM_NTILES; ++tile) {
+            int pb = j0 * (j0 - 1) / 2, j1 = j0 + 1;
+            while (j1 < AFM_M && (j1 + 1) * j1 / 2 - pb <= AFM_TILE) ++j1;
+            int jn = j1 < n ? j1 : n; /* the row's columns in this tile: [j0, jn) */
+            int tp = jn > j0 ? jn * (jn - 1) / 2 - pb : 0;
+
+            /* relu(z) per pair of the tile, q recomputed in registers */
+            for (int pt = tid; pt < tp; pt += AFM_WG) {
+                int p = pb + pt, j = afm_pair_col(p), i = p - j * (j - 1) / 2;
+                float q[AFM_K];
+                for (int d = 0; d < AFM_K; ++d) q[d] = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
+                for (int t = 0; t < AFM_T; ++t) {
+                    float z = 0.0f;
+                    for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
+                    z += dense[AFM_OFF_B + t];
+                    sZR[pt * AFM_T + t] = z > 0.0f ? z : 0.0f;
+                }
+                sTI[pt] = i;
+                sTJ[pt] = j;
+            }
+            BARRIER;
+
+            /* dW, db, dh: each element owned by one work-item, pairs in order */
+            for (int e = tid; e < AFM_OFF_P; e += AFM_WG) {
+                float a = acc[e];
+                if (e < AFM_OFF_B) {
+                    int t = e / AFM_K, d = e % AFM_K;
+                    float h = dense[AFM_OFF_H + t];
+                    for (int pt = 0; pt < tp; ++pt) {
+                        if (sZR[pt * AFM_T + t] > 0.0f) {
+                            float q = sE[sTI[pt] * AFM_ES + d] * sE[sTJ[pt] * AFM_ES + d];
+                            a += sS[pb + pt] * h * q;
+                        }
+                    }
+                } else if (e < AFM_OFF_H) {
+                    int t = e - AFM_OFF_B;
+                    float h = dense[AFM_OFF_H + t];
+                    for (int pt = 0; pt < tp; ++pt)
+                        if (sZR[pt * AFM_T + t] > 0.0f) a += sS[pb + pt] * h;
+                } else {
+                    int t = e - AFM_OFF_H;
+                    for (int pt = 0; pt < tp; ++pt) {
+                        float zr = sZR[pt * AFM_T + t];
+                        if (zr > 0.0f) a += sS[pb + pt] * zr;
+                    }
+                }
+                acc[e] = a;
+            }
+            /* dq = a' du + Wᵀ dz, dz = ds h [z > 0] */
+            for (int it = tid; it < tp * AFM_K; it += AFM_WG) {
+                int pt = it / AFM_K, d = it % AFM_K, p = pb + pt;
+                float ds = sS[p];
+                float dq = sAD[p] * sDU[d];
+                for (int t = 0; t < AFM_T; ++t)
+                    if (sZR[pt * AFM_T + t] > 0.0f) dq += ds * dense[AFM_OFF_H + t] * dense[t * AFM_K + d];
+                sDQ[it] = dq;
+            }
+            BARRIER;
+
+            /* de_s += Σ dq ⊙ e_partner over the tile's pairs that hold s, in pair order */
+            for (int it = tid; it < n * AFM_K; it += AFM_WG) {
+                int s = it / AFM_K, d = it % AFM_K;
+                float a = sDE[it];
+                if (s >= j0 && s < jn) {
+                    int base = s * (s - 1) / 2 - pb;
+                    for (int i = 0; i < s; ++i) a += sDQ[(base + i) * AFM_K + d] * sE[i * AFM_ES + d];
+                }
+                for (int j = s + 1 > j0 ? s + 1 : j0; j < jn; ++j)
+                    a += sDQ[(j * (j - 1) / 2 + s - pb) * AFM_K + d] * sE[j * AFM_ES + d];
+                sDE[it] = a;
+            }
+            BARRIER;
+            j0 = j1;
+        }
+        for (int it = tid; live && it < AFM_M * AFM_K; it += AFM_WG)
+            de[(offs_t)r * AFM_M * AFM_K + it] = it < n * AFM_K ? sDE[it] : 0.0f;
+#endif
+        BARRIER;
+    }
+
+    GLOBAL float* out = partials + (offs_t)GROUP_ID(0) * (AFM_DENSE + 1);
+    for (int e = tid; e < AFM_DENSE; e += AFM_WG) out[e] = acc[e];
+    if (tid == 0) out[AFM_DENSE] = lossSum;
+}
+
+/* Dense gradient = Σ over groups of the partials (in group order); LossSum += Σ losses. */
+KERNEL afm_reduce_dense(GLOBAL const float* RESTRICT partials, int groups, GLOBAL float* RESTRICT denseGrad, GLOBAL float* RESTRICT lossSum)
+{
+    int e = GID(0);
+    if (e > AFM_DENSE) return;
+    float s = 0.0f;
+    for (int c = 0; c < groups; ++c) s += partials[(offs_t)c * (AFM_DENSE + 1) + e];
+    if (e < AFM_DENSE) denseGrad[e] = s;
+    else lossSum[0] += s;
+}
+
+/* One optimizer step of element i (Optimizer.Apply). */
+DEVICE_FN float afm_step(int kind, float w, float g, GLOBAL float* s1, GLOBAL float* s2, offs_t i,
+    float lr, float eps, float beta1, float beta2, float c1, float c2)
+{
+    if (kind == OPT_SGD) return w - lr * g;
+    if (kind == OPT_ADAGRAD) {
+        float a = s1[i] + g * g;
+        s1[i] = a;
+        return w - lr * g / (SQRT(a) + eps);
+    }
+    float m = beta1 * s1[i] + (1.0f - beta1) * g;
+    float v2 = beta2 * s2[i] + (1.0f - beta2) * g * g;
+    s1[i] = m;
+    s2[i] = v2;
+    return w - c1 * m / (SQRT(v2) * c2 + eps);
+}
+
+/*
+ * One work-item per (distinct id, dimension): dV = Σ de x over the id's slots (and, for d = 0,
+ * dw = Σ g x), then the optimizer on that element. Ids are distinct, so no two work-items share
+ * an output: no atomics.
+ */
+KERNEL afm_update_sparse(GLOBAL float* RESTRICT v, GLOBAL float* RESTRICT lin,
+    GLOBAL float* vs1, GLOBAL float* vs2, GLOBAL float* ls1, GLOBAL float* ls2,
+    GLOBAL const float* RESTRICT de, GLOBAL const float* RESTRICT grad, GLOBAL const float* RESTRICT vals,
+    GLOBAL const int* RESTRICT uniqueIds, GLOBAL const int* RESTRICT uniqueOffsets, GLOBAL const int* RESTRICT occurrences,
+    int unique, int kind, float lr, float eps, float beta1, float beta2, float c1, float c2)
+{
+    int it = GID(0);
+    if (it >= unique * AFM_K) return;
+    int u = it / AFM_K, d = it % AFM_K, id = uniqueIds[u];
+    float dv = 0.0f, dw = 0.0f;
+    for (int o = uniqueOffsets[u], end = uniqueOffsets[u + 1]; o < end; ++o) {
+        int slot = occurrences[o];
+        float x = vals[slot];
+        dv += x * de[(offs_t)slot * AFM_K + d];
+        if (d == 0) dw += grad[slot / AFM_M] * x;
+    }
+    offs_t vi = (offs_t)id * AFM_K + d;
+    v[vi] = afm_step(kind, v[vi], dv, vs1, vs2, vi, lr, eps, beta1, beta2, c1, c2);
+    if (d == 0) lin[id] = afm_step(kind, lin[id], dw, ls1, ls2, id, lr, eps, beta1, beta2, c1, c2);
+}
+
+/* Element-wise over the dense vector; W's gradient gains 2 λ W; FM keeps p fixed. */
+KERNEL afm_update_dense(GLOBAL float* RESTRICT dense, GLOBAL const float* RESTRICT denseGrad,
+    GLOBAL float* s1, GLOBAL float* s2, float lambda,
+    int kind, float lr, float eps, float beta1, float beta2, float c1, float c2)
+{
+    int e = GID(0);
+    if (e >= AFM_DENSE) return;
+    if (AFM_FM && e >= AFM_OFF_P && e < AFM_OFF_W0) return;
+    float g = denseGrad[e];
+    if (e < AFM_OFF_B) g += 2.0f * lambda * dense[e];
+    dense[e] = afm_step(kind, dense[e], g, s1, s2, e, lr, eps, beta1, beta2, c1, c2);
+}

@@ -1,0 +1,40 @@
+using Afm.Gpu.Accelerators.Cpu;
+using Afm.Gpu.Diagnostics;
+using Xunit.Abstractions;
+
+namespace Afm.Gpu.Tests;
+
+/// <summary>The selftest library: CPU against itself (exact), and OpenCL against the CPU when a device is present.</summary>
+public sealed class SelfTestTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void CpuAgainstCpuIsExact()
+    {
+        using var a = new CpuAccelerator();
+        using var b = new CpuAccelerator(maxThreads: 1);
+        var rows = SelfTest.Run(a, b);
+        output.WriteLine(SelfTest.Format(rows));
+        Assert.Equal(5, rows.Select(r => r.Shape).Distinct().Count());
+        Assert.All(rows, r =>
+        {
+            Assert.True(r.Pass, $"{r.Shape} / {r.Kernel}");
+            Assert.Equal(0, r.MaxAbsError);
+        });
+    }
+
+    [Fact]
+    public void OpenClAgainstCpuPasses()
+    {
+        using var cl = OpenClTestDevice.Create(out string? why);
+        if (cl is null)
+        {
+            output.WriteLine($"SKIPPED: {why}");
+            return;
+        }
+        using var cpu = new CpuAccelerator();
+        var rows = SelfTest.Run(cl, cpu, seed: 3);
+        output.WriteLine($"{cl.Descriptor.Selector} {cl.Descriptor.Name} against the CPU accelerator:");
+        output.WriteLine(SelfTest.Format(rows));
+        Assert.All(rows, r => Assert.True(r.Pass, $"{r.Shape} / {r.Kernel}: max rel error {r.MaxRelError:G3}"));
+    }
+}
