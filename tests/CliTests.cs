@@ -160,6 +160,15 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void SelftestOnTheCpuPassesEveryCheck()
+    {
+        var (code, stdout, stderr) = Run("selftest", "--accelerator", "cpu");
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Contains("fwd/bwd dE", stdout);
+        Assert.Matches(@"all \d+ checks passed", stdout);
+    }
+
+    [Fact]
     public void DevicesListsTheCpu()
     {
         var (code, stdout, _) = Run("devices");

@@ -28,7 +28,7 @@ public static class Cli
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, ExplainOptions, ExportOptions, DevicesOptions>(args);
+        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, ExplainOptions, ExportOptions, SelfTestOptions, DevicesOptions>(args);
         try
         {
             return parsed.MapResult(
@@ -37,6 +37,7 @@ public static class Cli
                 (PredictOptions o) => Predict(o, stdout, stderr),
                 (ExplainOptions o) => ExplainCommand.Run(o, stdout, stderr),
                 (ExportOptions o) => ExplainCommand.Export(o, stderr),
+                (SelfTestOptions o) => SelfTestCommand(o, stdout, stderr),
                 (DevicesOptions _) => Devices(stdout),
                 errs => errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError) ? 0 : UsageError);
         }
@@ -84,6 +85,18 @@ public static class Cli
         AtomicFile.WriteLines(o.Output, pred.Select(p => p.ToString("R", CultureInfo.InvariantCulture)));
         stderr.WriteLine($"wrote {pred.Length} predictions to {o.Output}");
         return 0;
+    }
+
+    private static int SelfTestCommand(SelfTestOptions o, TextWriter stdout, TextWriter stderr)
+    {
+        using var candidate = OpenAccelerator(o, stderr);
+        using var reference = new Afm.Gpu.Accelerators.Cpu.CpuAccelerator(o.Threads);
+        stdout.WriteLine($"selftest: {candidate.Descriptor.Selector} ({candidate.Descriptor.Name}) against the CPU accelerator, seed {o.Seed}");
+        var rows = Afm.Gpu.Diagnostics.SelfTest.Run(candidate, reference, o.Seed);
+        stdout.Write(Afm.Gpu.Diagnostics.SelfTest.Format(rows));
+        int failed = rows.Count(r => !r.Pass);
+        stdout.WriteLine(failed == 0 ? $"all {rows.Count} checks passed" : $"{failed} of {rows.Count} checks FAILED");
+        return failed == 0 ? 0 : 3;
     }
 
     private static int Devices(TextWriter stdout)

@@ -170,3 +170,16 @@ internal sealed class ExportOptions
     [Option("import", HelpText = "Convert a safetensors export back to the native .afm format.")]
     public bool Import { get; set; }
 }
+
+[Verb("selftest", HelpText = "Run every kernel of an accelerator and of the CPU accelerator on the same random inputs and compare element-wise.")]
+internal sealed class SelfTestOptions : IAcceleratorOptions
+{
+    [Option('a', "accelerator", Default = "auto", HelpText = "The accelerator to check: auto, cpu, opencl[:N] or cuda[:N].")]
+    public string Accelerator { get; set; } = "auto";
+
+    [Option("seed", Default = 1, HelpText = "Seed of the random inputs.")]
+    public int Seed { get; set; }
+
+    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
+    public int Threads { get; set; }
+}
