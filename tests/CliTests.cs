@@ -160,6 +160,22 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void PredictNamesTheTopPairsFromAFeatureMap()
+    {
+        string train = WriteData("train.libfm", 200, 8);
+        string model = Path.Combine(_dir, "m.afm"), map = Path.Combine(_dir, "features.txt");
+        Assert.Equal(0, Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress").Code);
+        File.WriteAllLines(map, Enumerable.Range(0, 80).Select(i => i < 30 ? $"{i}\tuser={i}" : i < 70 ? $"{i}\titem={i}" : $"{i}\textra={i}"));
+        var (code, stdout, stderr) = Run("predict", "-m", model, "-d", train, "--top-pairs", "2", "--feature-map", map, "--accelerator", "cpu");
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(200, lines.Length);
+        Assert.All(lines, l => Assert.Matches(@"^[-0-9.E]+\t(\S+\*\S+=[-0-9.E]+:[-0-9.E]+ ?){1,2}$", l));
+        Assert.Contains("user=", lines[0]);
+        Assert.Contains("item=", lines[0]);
+    }
+
+    [Fact]
     public void SelftestOnTheCpuPassesEveryCheck()
     {
         var (code, stdout, stderr) = Run("selftest", "--accelerator", "cpu");

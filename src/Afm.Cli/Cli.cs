@@ -72,20 +72,31 @@ public static class Cli
 
     private static int Predict(PredictOptions o, TextWriter stdout, TextWriter stderr)
     {
+        if (o.TopPairs < 0) throw new ArgumentException("--top-pairs must not be negative");
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
         var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         var pred = predictor.Predict(data);
+        IEnumerable<string> lines = pred.Select(p => p.ToString("R", CultureInfo.InvariantCulture));
+        if (o.TopPairs > 0)
+        {
+            var explained = new Explainer(predictor).Explain(data);
+            lines = lines.Select((line, r) => line + "\t" + string.Join(' ', explained[r].Pairs.Take(o.TopPairs).Select(p =>
+                $"{Name(map, p.FeatureI)}*{Name(map, p.FeatureJ)}={p.Attention.ToString("G4", CultureInfo.InvariantCulture)}:{p.Contribution.ToString("G4", CultureInfo.InvariantCulture)}")));
+        }
         if (o.Output is null)
         {
-            foreach (float p in pred) stdout.WriteLine(p.ToString("R", CultureInfo.InvariantCulture));
+            foreach (string line in lines) stdout.WriteLine(line);
             return 0;
         }
-        AtomicFile.WriteLines(o.Output, pred.Select(p => p.ToString("R", CultureInfo.InvariantCulture)));
+        AtomicFile.WriteLines(o.Output, lines);
         stderr.WriteLine($"wrote {pred.Length} predictions to {o.Output}");
         return 0;
     }
+
+    private static string Name(FeatureMap? map, int id) => map?.NameOf(id) ?? $"f{id}";
 
     private static int SelfTestCommand(SelfTestOptions o, TextWriter stdout, TextWriter stderr)
     {

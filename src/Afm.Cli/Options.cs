@@ -106,6 +106,12 @@ internal sealed class PredictOptions : IAcceleratorOptions
     [Option('o', "output", HelpText = "Output file (default: standard output). Written atomically.")]
     public string? Output { get; set; }
 
+    [Option("top-pairs", Default = 0, HelpText = "Also write, after a tab, each row's N most attended feature pairs as 'a*b=attention:contribution'.")]
+    public int TopPairs { get; set; }
+
+    [Option("feature-map", HelpText = "Feature map file (lines 'id name [field]') naming the features in --top-pairs output.")]
+    public string? FeatureMap { get; set; }
+
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
     public string Accelerator { get; set; } = "auto";
 
