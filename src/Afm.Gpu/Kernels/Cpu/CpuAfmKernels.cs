@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.Accelerators.Cpu;
 using Afm.Gpu.Model;
@@ -179,32 +180,68 @@ internal sealed class CpuAfmKernels : AfmKernels
     }
 }
 
-/// <summary>The element-wise optimizer updates, shared by the sparse and dense paths.</summary>
+/// <summary>The element-wise optimizer updates, shared by the sparse and dense paths (512-bit body, scalar tail).</summary>
 internal static class Optimizer
 {
     public static void Apply(in OptimizerParams o, Span<float> w, ReadOnlySpan<float> g, Span<float> s1, Span<float> s2)
     {
+        int n = w.Length, i = 0;
+        const int L = 16;
         switch (o.Kind)
         {
             case OptimizerKind.Sgd:
-                for (int i = 0; i < w.Length; i++) w[i] -= o.LearningRate * g[i];
+            {
+                var lr = Vector512.Create(o.LearningRate);
+                for (; i <= n - L; i += L)
+                    Vector512.FusedMultiplyAdd(-lr, Vector512.Create(g.Slice(i, L)), Vector512.Create(w.Slice(i, L))).CopyTo(w.Slice(i, L));
+                for (; i < n; i++) w[i] -= o.LearningRate * g[i];
                 break;
+            }
             case OptimizerKind.Adagrad:
-                for (int i = 0; i < w.Length; i++)
+            {
+                var lr = Vector512.Create(o.LearningRate);
+                var eps = Vector512.Create(o.Epsilon);
+                for (; i <= n - L; i += L)
+                {
+                    var gi = Vector512.Create(g.Slice(i, L));
+                    var acc = Vector512.FusedMultiplyAdd(gi, gi, Vector512.Create(s1.Slice(i, L)));
+                    acc.CopyTo(s1.Slice(i, L));
+                    (Vector512.Create(w.Slice(i, L)) - lr * gi / (Vector512.Sqrt(acc) + eps)).CopyTo(w.Slice(i, L));
+                }
+                for (; i < n; i++)
                 {
                     s1[i] += g[i] * g[i];
                     w[i] -= o.LearningRate * g[i] / (MathF.Sqrt(s1[i]) + o.Epsilon);
                 }
                 break;
+            }
             case OptimizerKind.Adam:
+            {
                 float c1 = o.AdamC1, c2 = o.AdamC2;
-                for (int i = 0; i < w.Length; i++)
+                var b1 = Vector512.Create(o.Beta1);
+                var b2 = Vector512.Create(o.Beta2);
+                var nb1 = Vector512.Create(1 - o.Beta1);
+                var nb2 = Vector512.Create(1 - o.Beta2);
+                var vc1 = Vector512.Create(c1);
+                var vc2 = Vector512.Create(c2);
+                var eps = Vector512.Create(o.Epsilon);
+                for (; i <= n - L; i += L)
+                {
+                    var gi = Vector512.Create(g.Slice(i, L));
+                    var m = b1 * Vector512.Create(s1.Slice(i, L)) + nb1 * gi;
+                    var v = b2 * Vector512.Create(s2.Slice(i, L)) + nb2 * gi * gi;
+                    m.CopyTo(s1.Slice(i, L));
+                    v.CopyTo(s2.Slice(i, L));
+                    (Vector512.Create(w.Slice(i, L)) - vc1 * m / (Vector512.Sqrt(v) * vc2 + eps)).CopyTo(w.Slice(i, L));
+                }
+                for (; i < n; i++)
                 {
                     s1[i] = o.Beta1 * s1[i] + (1 - o.Beta1) * g[i];
                     s2[i] = o.Beta2 * s2[i] + (1 - o.Beta2) * g[i] * g[i];
                     w[i] -= c1 * s1[i] / (MathF.Sqrt(s2[i]) * c2 + o.Epsilon);
                 }
                 break;
+            }
         }
     }
 }
