@@ -128,9 +128,18 @@ internal static unsafe class FastAfm
         int kp = sc.Kp;
         for (int d = 0; d < kp; d += 16)
         {
-            var acc = Vector512<float>.Zero;
-            for (int p = 0; p < pairs; p++) acc = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(sc.Q + p * kp + d), acc);
-            acc.Store(sc.U + d);
+            // four independent accumulators hide the FMA latency
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            int p = 0;
+            for (; p + 4 <= pairs; p += 4)
+            {
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(sc.Q + p * kp + d), a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 1]), L(sc.Q + (p + 1) * kp + d), a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 2]), L(sc.Q + (p + 2) * kp + d), a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 3]), L(sc.Q + (p + 3) * kp + d), a3);
+            }
+            for (; p < pairs; p++) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(sc.Q + p * kp + d), a0);
+            ((a0 + a1) + (a2 + a3)).Store(sc.U + d);
         }
     }
 
@@ -191,41 +200,48 @@ internal static unsafe class FastAfm
             da[p] = dap;
             dot += sc.A[p] * dap;
         }
-        // attention MLP backward, row-wise: dz = ds h ⊙ [z > 0]; dh += ds relu(z); db += dz
-        for (int p = 0; p < pairs; p++)
+        // attention MLP backward: dz = ds h ⊙ [z > 0]; dh += ds relu(z); db += dz. Pairs run in the
+        // inner loop so the b and h accumulators stay in registers.
+        for (int p = 0; p < pairs; p++) da[p] = sc.A[p] * (da[p] - dot); // da now holds ds
+        for (int r = 0; r < tp; r += 16)
         {
-            float ds = sc.A[p] * (da[p] - dot);
-            var vds = Vector512.Create(ds);
-            float* z = sc.Z + p * tp;
-            float* dz = sc.DZ + p * tp;
-            for (int r = 0; r < tp; r += 16)
+            var h = L(w.H + r);
+            var accB = L(sc.AccB + r);
+            var accH = L(sc.AccH + r);
+            for (int p = 0; p < pairs; p++)
             {
-                var zr = L(z + r);
-                var pos = Vector512.GreaterThan(zr, Vector512<float>.Zero);
-                var dzr = Vector512.ConditionalSelect(pos, vds * L(w.H + r), Vector512<float>.Zero);
-                dzr.Store(dz + r);
-                (L(sc.AccB + r) + dzr).Store(sc.AccB + r);
-                Vector512.FusedMultiplyAdd(vds, Vector512.Max(zr, Vector512<float>.Zero), L(sc.AccH + r)).Store(sc.AccH + r);
+                var vds = Vector512.Create(da[p]);
+                var zr = L(sc.Z + p * tp + r);
+                var dzr = Vector512.ConditionalSelect(Vector512.GreaterThan(zr, Vector512<float>.Zero), vds * h, Vector512<float>.Zero);
+                dzr.Store(sc.DZ + p * tp + r);
+                accB += dzr;
+                accH = Vector512.FusedMultiplyAdd(vds, Vector512.Max(zr, Vector512<float>.Zero), accH);
             }
+            accB.Store(sc.AccB + r);
+            accH.Store(sc.AccH + r);
         }
         // dW += dZᵀ Q (Tp x Kp), dQ = dZ W (pairs x Kp)
         Gemm.Run(sc.DZ, 1, tp, sc.Q, kp, sc.AccW, kp, tp, pairs, kp, accumulate: true);
         Gemm.Run(sc.DZ, tp, 1, w.W, kp, sc.DQ, kp, pairs, tp, kp, accumulate: false);
-        // dq += a' du (direct path); de_i += dq ⊙ e_j, de_j += dq ⊙ e_i
+        // dq += a' du (direct path); de_i += dq ⊙ e_j, de_j += dq ⊙ e_i. For a fixed j the de_j
+        // accumulator stays in a register across the column of pairs (i < j).
         new Span<float>(sc.DE, n * kp).Clear();
-        int pi = 0;
-        for (int j = 1; j < n; j++)
+        for (int d = 0; d < kp; d += 16)
         {
-            for (int i = 0; i < j; i++, pi++)
+            var du = L(sc.DU + d);
+            int pi = 0;
+            for (int j = 1; j < n; j++)
             {
-                var a = Vector512.Create(sc.ADrop[pi]);
-                float* dq = sc.DQ + pi * kp;
-                for (int d = 0; d < kp; d += 16)
+                var ej = L(sc.E + j * kp + d);
+                var accJ = L(sc.DE + j * kp + d);
+                for (int i = 0; i < j; i++, pi++)
                 {
-                    var q = Vector512.FusedMultiplyAdd(a, L(sc.DU + d), L(dq + d));
-                    Vector512.FusedMultiplyAdd(q, L(sc.E + j * kp + d), L(sc.DE + i * kp + d)).Store(sc.DE + i * kp + d);
-                    Vector512.FusedMultiplyAdd(q, L(sc.E + i * kp + d), L(sc.DE + j * kp + d)).Store(sc.DE + j * kp + d);
+                    var q = Vector512.FusedMultiplyAdd(Vector512.Create(sc.ADrop[pi]), du, L(sc.DQ + pi * kp + d));
+                    float* dei = sc.DE + i * kp + d;
+                    Vector512.FusedMultiplyAdd(q, ej, L(dei)).Store(dei);
+                    accJ = Vector512.FusedMultiplyAdd(q, L(sc.E + i * kp + d), accJ);
                 }
+                accJ.Store(sc.DE + j * kp + d);
             }
         }
         for (int s = 0; s < n; s++) new ReadOnlySpan<float>(sc.DE + s * kp, k).CopyTo(de.Slice(s * k, k));
