@@ -1,5 +1,6 @@
 using System.Globalization;
 using Afm.Gpu.Accelerators;
+using Afm.Gpu.IO;
 using Afm.Gpu.Data;
 using Afm.Gpu.Explain;
 using Afm.Gpu.Kernels;
@@ -122,28 +123,5 @@ public static class Cli
         }
         foreach (var n in notes) stdout.WriteLine($"(none) {n}");
         return 0;
-    }
-}
-
-/// <summary>Writes text files via a temporary file and a rename, so a failure never leaves half a file.</summary>
-internal static class AtomicFile
-{
-    public static void WriteLines(string path, IEnumerable<string> lines)
-    {
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{path}: directory '{dir}' does not exist");
-        string tmp = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            using (var w = new StreamWriter(tmp))
-                foreach (var l in lines) w.WriteLine(l);
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(tmp);
-            throw;
-        }
     }
 }

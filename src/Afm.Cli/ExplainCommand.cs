@@ -1,6 +1,7 @@
 using Afm.Gpu;
 using Afm.Gpu.Data;
 using Afm.Gpu.Explain;
+using Afm.Gpu.IO;
 using Afm.Gpu.Model;
 using Afm.Gpu.Training;
 

@@ -1,7 +1,7 @@
+using Afm.Gpu.IO;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Afm.Gpu.Model;
@@ -58,52 +58,35 @@ public static class ModelFile
         foreach (var (key, value) in entries)
             if (value is null) throw new ArgumentException($"metadata value for '{key}' is null", nameof(metadata));
 
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full) ?? throw new IOException($"cannot save model to '{path}': not a file path");
-        if (!Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"cannot save model to '{path}': directory '{dir}' does not exist");
-        string tmp = $"{full}.tmp-{RandomNumberGenerator.GetHexString(12, lowercase: true)}";
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            var w = new Writer(stream);
+            w.Bytes(Magic);
+            w.UInt32(FormatVersion);
+            w.UInt32((uint)model.Kind);
+            w.UInt32((uint)model.Loss);
+            w.Int32(model.FeatureCount);
+            w.Int32(model.K);
+            w.Int32(model.T);
+            w.Single(model.LabelMin);
+            w.Single(model.LabelMax);
+            w.Int32(entries.Length);
+            foreach (var (key, value) in entries)
             {
-                var w = new Writer(stream);
-                w.Bytes(Magic);
-                w.UInt32(FormatVersion);
-                w.UInt32((uint)model.Kind);
-                w.UInt32((uint)model.Loss);
-                w.Int32(model.FeatureCount);
-                w.Int32(model.K);
-                w.Int32(model.T);
-                w.Single(model.LabelMin);
-                w.Single(model.LabelMax);
-                w.Int32(entries.Length);
-                foreach (var (key, value) in entries)
-                {
-                    w.String(key, "metadata key");
-                    w.String(value, $"metadata value for '{key}'");
-                }
-                for (int i = 0; i < layout.Length; i++)
-                {
-                    var (name, shape) = layout[i];
-                    w.String(name, "tensor name");
-                    w.Int32(shape.Length);
-                    foreach (int d in shape) w.Int32(d);
-                    w.Int64(data[i].LongLength);
-                    w.Floats(data[i]);
-                }
-                w.Trailer();
-                stream.Flush(flushToDisk: true);
+                w.String(key, "metadata key");
+                w.String(value, $"metadata value for '{key}'");
             }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
-            throw;
-        }
+            for (int i = 0; i < layout.Length; i++)
+            {
+                var (name, shape) = layout[i];
+                w.String(name, "tensor name");
+                w.Int32(shape.Length);
+                foreach (int d in shape) w.Int32(d);
+                w.Int64(data[i].LongLength);
+                w.Floats(data[i]);
+            }
+            w.Trailer();
+        });
     }
 
     /// <summary>Reads a model saved by <see cref="Save"/>; see <see cref="LoadWithMetadata"/>.</summary>

@@ -1,8 +1,8 @@
+using Afm.Gpu.IO;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text.Json;
 
 namespace Afm.Gpu.Model;
@@ -44,28 +44,14 @@ public static class Safetensors
             if (extra.ContainsKey(key)) throw new ArgumentException($"metadata key '{key}' is reserved", nameof(metadata));
         byte[] header = Header(model, extra);
 
-        string full = Path.GetFullPath(path);
-        string tmp = $"{full}.tmp-{RandomNumberGenerator.GetHexString(12, lowercase: true)}";
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                Span<byte> length = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-                stream.Write(length);
-                stream.Write(header);
-                foreach (var (_, data, _) in model.Tensors()) WriteFloats(stream, data);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
-            throw;
-        }
+            Span<byte> length = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+            stream.Write(length);
+            stream.Write(header);
+            foreach (var (_, data, _) in model.Tensors()) WriteFloats(stream, data);
+        });
     }
 
     /// <summary>Reads a model exported by <see cref="Export"/>; see <see cref="ImportWithMetadata"/>.</summary>
