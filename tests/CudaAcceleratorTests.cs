@@ -313,6 +313,7 @@ public class StagingRingTests
     private sealed class Fence(int id)
     {
         public int Id { get; } = id;
+        public bool Done { get; set; }
         public override string ToString() => $"#{Id}";
     }
 
@@ -320,16 +321,21 @@ public class StagingRingTests
     {
         public readonly List<int> Waited = [];
         public readonly Stack<Fence> Released = new();
+        public readonly List<Fence> All = [];
         public readonly StagingRing<Fence> Ring;
-        private int _next;
 
-        public Harness(int capacity) => Ring = new StagingRing<Fence>(capacity, f => Waited.Add(f.Id));
+        public Harness(int capacity) => Ring = new StagingRing<Fence>(capacity, f => f.Done, f =>
+        {
+            Waited.Add(f.Id);
+            foreach (var g in All.Where(g => g.Id <= f.Id)) g.Done = true; // one in-order stream
+        });
 
         /// <summary>Reserves and commits a copy of <paramref name="bytes"/>; returns (offset, fence id).</summary>
         public (long At, int Id) Copy(int bytes)
         {
             long at = Ring.Reserve(bytes, Released);
-            var f = new Fence(_next++);
+            var f = new Fence(All.Count);
+            All.Add(f);
             Ring.Commit(at, bytes, f);
             return (at, f.Id);
         }
@@ -388,11 +394,29 @@ public class StagingRingTests
     }
 
     [Fact]
+    public void FinishedCopiesAreRetiredWithoutWaiting()
+    {
+        var h = new Harness(100);
+        h.Copy(40);
+        h.Copy(40);
+        h.Copy(10);
+        h.All[0].Done = h.All[1].Done = true;
+        Assert.Equal((0L, 3), h.Copy(30)); // wraps over #0, which has finished: no wait
+        Assert.Empty(h.Waited);
+        Assert.Equal([0, 1], h.ReleasedIds());
+        Assert.Equal(2, h.Ring.PendingCount);
+        Assert.Equal((30L, 4), h.Copy(60)); // [30, 90) overlaps #2 at [80, 90), still in flight
+        Assert.Equal([2], h.Waited);
+        Assert.Equal([0, 1, 2], h.ReleasedIds()); // #3 at [0, 30) is left in flight
+        Assert.Equal(2, h.Ring.PendingCount);
+    }
+
+    [Fact]
     public void RegionsMustFitTheRing()
     {
         var h = new Harness(16);
         Assert.Throws<ArgumentOutOfRangeException>(() => h.Ring.Reserve(17, h.Released));
         Assert.Throws<ArgumentOutOfRangeException>(() => h.Ring.Reserve(0, h.Released));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new StagingRing<Fence>(0, _ => { }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StagingRing<Fence>(0, _ => true, _ => { }));
     }
 }

@@ -40,12 +40,23 @@ internal sealed class CudaAfmKernels : AfmKernels
 
     private NativeBuffer B(DeviceBuffer<float>? b) => b is null ? _unused : B<float>(b);
 
-    /// <summary>Queues <paramref name="kernel"/> on enough blocks to cover <paramref name="workItems"/> threads.</summary>
+    /// <summary>
+    /// Queues <paramref name="kernel"/> on enough blocks to cover <paramref name="workItems"/> threads. A refused launch
+    /// names the kernel; faults while it runs surface at the next call that waits (CUDA_LAUNCH_BLOCKING=1 makes every
+    /// launch wait, so that they are reported here).
+    /// </summary>
     private void Launch(CudaKernel kernel, long workItems, params ReadOnlySpan<KernelArg> args)
     {
         long wg = Config.WorkGroupSize, blocks = (workItems + wg - 1) / wg;
         if (blocks > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(workItems), workItems, "too many blocks for one launch");
-        kernel.Launch((uint)blocks, 1, (uint)wg, 1, 0, args);
+        try
+        {
+            kernel.Launch((uint)blocks, 1, (uint)wg, 1, 0, args);
+        }
+        catch (CudaException e)
+        {
+            throw new InvalidOperationException($"{kernel.Name} ({blocks} blocks of {wg} threads, {Shape}): {e.Message}", e);
+        }
     }
 
     public override void Forward(DeviceModel model, DeviceBatch batch, DeviceBuffer<float> yhat, DeviceBuffer<float>? attention)

@@ -8,19 +8,25 @@ namespace Afm.Gpu.Accelerators.Cuda;
 /// Regions are handed out one after another, wrapping to 0 when the next does not fit before the end; a region
 /// whose earlier copy may still be reading it is reused only after waiting for that copy's fence. Fences complete
 /// in the order they were committed (one in-order stream), so waiting for the youngest overlapping one suffices.
+/// Copies already finished are retired as they are met, so only copies in flight are tracked.
 /// </summary>
 /// <typeparam name="TFence">What marks the end of a copy (a CUDA event on the device).</typeparam>
 internal sealed class StagingRing<TFence> where TFence : class
 {
-    private readonly List<(long Start, long End, TFence Fence)> _pending = []; // oldest first
+    private readonly Queue<(long Start, long End, TFence Fence)> _pending = new(); // oldest first
+    private readonly Func<TFence, bool> _isComplete;
     private readonly Action<TFence> _wait;
     private long _head;
 
-    /// <summary>A ring of <paramref name="capacity"/> bytes; <paramref name="wait"/> blocks until a fence has completed.</summary>
-    public StagingRing(int capacity, Action<TFence> wait)
+    /// <summary>
+    /// A ring of <paramref name="capacity"/> bytes; <paramref name="isComplete"/> tells whether a fence has completed,
+    /// <paramref name="wait"/> blocks until it has.
+    /// </summary>
+    public StagingRing(int capacity, Func<TFence, bool> isComplete, Action<TFence> wait)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Capacity = capacity;
+        _isComplete = isComplete;
         _wait = wait;
     }
 
@@ -31,25 +37,29 @@ internal sealed class StagingRing<TFence> where TFence : class
     public int PendingCount => _pending.Count;
 
     /// <summary>
-    /// Reserves <paramref name="bytes"/> bytes (1 to <see cref="Capacity"/>) and returns their offset. Earlier copies
-    /// from an overlapping region are waited for first; their fences, and those of every older copy, are pushed
-    /// onto <paramref name="released"/> for reuse.
+    /// Reserves <paramref name="bytes"/> bytes (1 to <see cref="Capacity"/>) and returns their offset. Copies known to be
+    /// finished are retired first; then, if a copy still in flight reads an overlapping region, the youngest such copy
+    /// is waited for. The fences of retired copies are pushed onto <paramref name="released"/> for reuse.
     /// </summary>
     public long Reserve(int bytes, Stack<TFence> released)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(bytes, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, Capacity);
+        while (_pending.TryPeek(out var oldest) && _isComplete(oldest.Fence)) released.Push(_pending.Dequeue().Fence);
         long start = _head + bytes <= Capacity ? _head : 0, end = start + bytes;
-        int youngest = -1;
-        for (int i = 0; i < _pending.Count; i++)
-            if (_pending[i].Start < end && start < _pending[i].End) youngest = i;
+        int i = 0, youngest = -1;
+        foreach (var (s, e, _) in _pending)
+        {
+            if (s < end && start < e) youngest = i;
+            i++;
+        }
         if (youngest >= 0) Retire(youngest, released);
         _head = end;
         return start;
     }
 
     /// <summary>Records that the copy reading [<paramref name="start"/>, +<paramref name="bytes"/>) ends at <paramref name="fence"/>.</summary>
-    public void Commit(long start, int bytes, TFence fence) => _pending.Add((start, start + bytes, fence));
+    public void Commit(long start, int bytes, TFence fence) => _pending.Enqueue((start, start + bytes, fence));
 
     /// <summary>Waits for every pending copy and pushes all their fences onto <paramref name="released"/>.</summary>
     public void Drain(Stack<TFence> released)
@@ -57,11 +67,19 @@ internal sealed class StagingRing<TFence> where TFence : class
         if (_pending.Count > 0) Retire(_pending.Count - 1, released);
     }
 
+    /// <summary>Waits for the copy at queue position <paramref name="youngest"/>, then retires it and all older ones.</summary>
     private void Retire(int youngest, Stack<TFence> released)
     {
-        _wait(_pending[youngest].Fence);
-        for (int i = 0; i <= youngest; i++) released.Push(_pending[i].Fence);
-        _pending.RemoveRange(0, youngest + 1);
+        int i = 0;
+        foreach (var (_, _, fence) in _pending)
+        {
+            if (i++ == youngest)
+            {
+                _wait(fence);
+                break;
+            }
+        }
+        for (i = 0; i <= youngest; i++) released.Push(_pending.Dequeue().Fence);
     }
 }
 
@@ -84,7 +102,7 @@ internal sealed unsafe class CudaStaging : IDisposable
     public CudaStaging(CudaDevice device, int capacity)
     {
         _device = device;
-        _ring = new StagingRing<CudaEvent>(capacity, e => e.Synchronize());
+        _ring = new StagingRing<CudaEvent>(capacity, e => e.IsComplete, e => e.Synchronize());
     }
 
     /// <summary>Queues a copy of <paramref name="source"/> into <paramref name="destination"/> at <paramref name="byteOffset"/>.</summary>
