@@ -225,6 +225,39 @@ public sealed class CudaAcceleratorTests(ITestOutputHelper output)
         Assert.All(buffer.ToArray(), x => Assert.Equal(0f, x));
     }
 
+    /// <summary>
+    /// Training with validation, dropout and each optimizer, then prediction with attention, on CUDA. Only that it
+    /// runs and gives finite numbers is checked: the other tests check the values. Under .ci/check-cuda-plumbing.sh
+    /// (a fake driver that validates every call and launch) this is what exercises the whole path.
+    /// </summary>
+    [Theory]
+    [InlineData(ModelKind.Afm, OptimizerKind.Adam)]
+    [InlineData(ModelKind.Afm, OptimizerKind.Adagrad)]
+    [InlineData(ModelKind.Fm, OptimizerKind.Sgd)]
+    public void TrainingAndPredictionRunEndToEnd(ModelKind kind, OptimizerKind optimizer)
+    {
+        using var cuda = CudaTestDevice.Create(out string? why, stagingBytes: 4096);
+        if (cuda is null)
+        {
+            output.WriteLine($"SKIPPED: {why}");
+            return;
+        }
+        var data = Fixtures.RaggedData(50, Enumerable.Range(0, 400).Select(i => i % 9).ToArray(), LossKind.Squared, seed: 3);
+        var options = new TrainerOptions
+        {
+            Model = kind, K = 8, T = 4, Epochs = 2, BatchSize = 48, Optimizer = optimizer, Keep0 = 0.8f, Keep1 = 0.9f,
+            ValidationFraction = 0.2f, Patience = 0, Seed = 5,
+        };
+        var result = new Trainer(cuda, options).Train(data);
+        Assert.Equal(2, result.History.Count);
+        Assert.All(result.History, e => Assert.True(double.IsFinite(e.TrainLoss)));
+        using var predictor = new Predictor(cuda, result.Model, maxNnz: data.MaxNnz, batchSize: 64);
+        var predictions = predictor.Predict(data, out float[][] attention);
+        Assert.Equal(data.Rows, predictions.Length);
+        Assert.All(predictions, p => Assert.True(float.IsFinite(p)));
+        Assert.All(attention, a => Assert.All(a, w => Assert.True(float.IsFinite(w))));
+    }
+
     [Fact]
     public void SelfTestAgainstTheCpuPasses()
     {

@@ -55,7 +55,7 @@ internal sealed class CudaAfmKernels : AfmKernels
         }
         catch (CudaException e)
         {
-            throw new InvalidOperationException($"{kernel.Name} ({blocks} blocks of {wg} threads, {Shape}): {e.Message}", e);
+            throw new InvalidOperationException($"{kernel.Name} ({blocks} blocks of {wg} threads; {Shape.Kind} k={Shape.K} t={Shape.T} m={Shape.MaxNnz}): {e.Message}", e);
         }
     }
 
