@@ -162,7 +162,7 @@ if (notes.Count > 0)
 }
 
 string json = o.Json ?? Path.Combine(Paths.RepoRoot(), "bench", "results", $"bench-{DateTime.Now:yyyyMMdd-HHmmss}.json");
-var settings = new { o.Warmup, o.MinSteps, o.MinSeconds, o.Quick, CpuThreads = cpuCores, Accelerators = selectors, Shapes = shapes.Select(s => s.Name) };
+var settings = new BenchSettings(o.Warmup, o.MinSteps, o.MinSeconds, o.Quick, cpuCores, [.. selectors], [.. shapes.Select(s => s.Name)]);
 var report = new BenchReport(DateTimeOffset.Now, cpuPeak.Model, RuntimeInformation.OSDescription, RuntimeInformation.FrameworkDescription,
 #if DEBUG
     false,

@@ -14,22 +14,29 @@ internal sealed record TorchComparison(
     public double InferRatio => OursInfer / TorchInfer;
 }
 
+/// <summary>The settings of a run, as the JSON document records them.</summary>
+internal sealed record BenchSettings(
+    int Warmup, int MinSteps, double MinSeconds, bool Quick, int CpuThreads, IReadOnlyList<string> Accelerators, IReadOnlyList<string> Shapes);
+
 /// <summary>The JSON document of a run.</summary>
 internal sealed record BenchReport(
     DateTimeOffset Timestamp, string Cpu, string Os, string Runtime, bool ReleaseBuild, int LogicalCores,
-    CpuPeak CpuPeak, string FlopFormula, object Settings,
+    CpuPeak CpuPeak, string FlopFormula, BenchSettings Settings,
     List<Measurement> Results, List<TorchComparison> Torch, List<string> Notes);
+
+/// <summary>Serialization code generated at compile time, so that the trimmed publish keeps what it needs.</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
+[JsonSerializable(typeof(BenchReport))]
+internal sealed partial class BenchJson : JsonSerializerContext;
 
 /// <summary>Text tables and the JSON file.</summary>
 internal static class Report
 {
-    private static readonly JsonSerializerOptions Json = new()
+    private static readonly BenchJson Json = new(new JsonSerializerOptions(BenchJson.Default.Options)
     {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // a file, not HTML: keep '+' readable
-    };
+    });
 
     public static void PrintResults(TextWriter w, IReadOnlyList<Measurement> results)
     {
@@ -62,7 +69,7 @@ internal static class Report
     public static void WriteJson(string path, BenchReport report)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllText(path, JsonSerializer.Serialize(report, Json) + "\n");
+        File.WriteAllText(path, JsonSerializer.Serialize(report, Json.BenchReport) + "\n");
     }
 
     public static string Rate(double perSecond) => perSecond.ToString("N0", CultureInfo.InvariantCulture);

@@ -21,6 +21,7 @@ public static class AcceleratorRegistry
 
     static AcceleratorRegistry()
     {
+        Register(new Cuda.CudaBackend());
         Register(new OpenCl.OpenClBackend());
     }
 

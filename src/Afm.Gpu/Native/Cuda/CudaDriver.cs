@@ -29,6 +29,12 @@ internal static unsafe partial class CudaDriver
     // synchronous cuMemcpy*/cuMemset* calls use), CU_STREAM_NON_BLOCKING = 1.
     internal const uint StreamDefault = 0;
 
+    // CUevent_flags: CU_EVENT_DISABLE_TIMING = 2 (cheapest event, for ordering only).
+    internal const uint EventDisableTiming = 2;
+
+    // CUresult of cuEventQuery / cuStreamQuery while work is pending.
+    internal const int ErrorNotReady = 600;
+
     private static volatile bool s_loaded;
     private static readonly Lazy<string?> s_loadError = new(() =>
     {
@@ -97,4 +103,10 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(LibraryName)] internal static partial int cuStreamCreate(nint* phStream, uint flags);
     [LibraryImport(LibraryName)] internal static partial int cuStreamDestroy_v2(nint hStream);
     [LibraryImport(LibraryName)] internal static partial int cuStreamSynchronize(nint hStream);
+
+    [LibraryImport(LibraryName)] internal static partial int cuEventCreate(nint* phEvent, uint flags);
+    [LibraryImport(LibraryName)] internal static partial int cuEventRecord(nint hEvent, nint hStream);
+    [LibraryImport(LibraryName)] internal static partial int cuEventQuery(nint hEvent);
+    [LibraryImport(LibraryName)] internal static partial int cuEventSynchronize(nint hEvent);
+    [LibraryImport(LibraryName)] internal static partial int cuEventDestroy_v2(nint hEvent);
 }
