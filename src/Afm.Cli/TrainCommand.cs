@@ -14,6 +14,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     public int Run()
     {
         var options = BuildOptions();
+        using var acc = Cli.OpenAccelerator(o, stderr);
         bool demo = o.TrainFile is null;
         SparseDataset train;
         SparseDataset? validation = null, test = null;
@@ -49,7 +50,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"initialised embeddings, linear terms and bias from FM {o.PretrainFm}");
         }
 
-        using var acc = Cli.OpenAccelerator(o, stderr);
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
         CheckWritable(output);
 
