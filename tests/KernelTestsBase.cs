@@ -246,6 +246,29 @@ public abstract class KernelTestsBase
         }
     }
 
+    [Fact]
+    public void TrainingStepOfARowDoesNotDependOnItsBatchmates()
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int k = 8;
+        var model = Fixtures.RandomModel(ModelKind.Afm, 60, k, 5, LossKind.Squared, seed: 61);
+        // Enough rows and pairs that the batch is worked in several chunks and groups.
+        var data = Fixtures.RaggedData(60, Enumerable.Range(0, 70).Select(i => (i * 7) % 13).ToArray(), LossKind.Squared, seed: 62);
+        using var all = Prepare(acc, model, data, OptimizerKind.Sgd, 13);
+        all.Kernels.ForwardBackward(all.Device, all.Batch, all.Work, new StepParams(LossKind.Squared, 1, 1, 5, 1f));
+        var yAll = all.Work.Yhat.ToArray();
+        var deAll = all.Work.EmbeddingGrad.ToArray();
+        foreach (int r in new[] { 0, 1, 17, 40, 69 })
+        {
+            using var one = Prepare(acc, model, data.Subset([r]), OptimizerKind.Sgd, 13);
+            one.Kernels.ForwardBackward(one.Device, one.Batch, one.Work, new StepParams(LossKind.Squared, 1, 1, 5, 1f));
+            Assert.Equal(yAll[r], one.Work.Yhat.ToArray()[0]);
+            int len = data.RowLength(r) * k;
+            Assert.Equal(deAll.AsSpan(r * 13 * k, len).ToArray(), one.Work.EmbeddingGrad.ToArray().AsSpan(0, len).ToArray());
+        }
+    }
+
     private static float[] ForwardRaw(Accelerator acc, AfmModel model, SparseDataset data, int maxNnz, out float[] attention, out int pairs)
     {
         using var s = Prepare(acc, model, data, OptimizerKind.Sgd, Math.Max(2, maxNnz));

@@ -28,7 +28,7 @@ internal sealed class CpuAfmKernels : AfmKernels
         _denseGrad = new float[shape.DenseSize];
         if (shape.Kind == ModelKind.Afm && accelerator.Variant == CpuKernelVariant.Fast)
         {
-            _fastScratch = new ThreadLocal<FastScratch>(() => new FastScratch(shape), trackAllValues: true);
+            _fastScratch = new ThreadLocal<FastScratch>(() => new FastScratch(shape, ChunkRows), trackAllValues: true);
             _padded = new PaddedParams(shape);
         }
     }
@@ -83,20 +83,23 @@ internal sealed class CpuAfmKernels : AfmKernels
             var part = partials.AsSpan(c * stride, stride);
             part.Clear();
             var dDense = part[..sh.DenseSize];
-            float lossSum = 0;
             int end = Math.Min(rows, (c + 1) * ChunkRows);
-            for (int r = c * ChunkRows; r < end; r++)
+            if (fast is not null)
             {
-                int n = counts[r];
-                var rowIds = ids.AsSpan(r * m, n);
-                var rowVals = vals.AsSpan(r * m, n);
-                var rowDe = de.AsSpan(r * m * k, m * k);
-                yhat[r] = fast is null
-                    ? AfmSample.ForwardBackward(sh, dense, v, lin, rowIds, rowVals, labels[r], r, st, sc, rowDe, dDense, out grad[r], out loss[r])
-                    : FastAfm.ForwardBackward(sh, _padded!, dense, v, lin, rowIds, rowVals, labels[r], r, st, fast, rowDe, dDense, out grad[r], out loss[r]);
-                lossSum += loss[r];
+                FastAfm.ForwardBackward(sh, _padded!, dense, v, lin, ids, vals, counts, labels, c * ChunkRows, end, st, fast, de, dDense, yhat, grad, loss);
+                FastAfm.FlushAccumulators(sh, fast, dDense);
             }
-            if (fast is not null) FastAfm.FlushAccumulators(sh, fast, dDense);
+            else
+            {
+                for (int r = c * ChunkRows; r < end; r++)
+                {
+                    int n = counts[r];
+                    yhat[r] = AfmSample.ForwardBackward(sh, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), labels[r], r, st, sc,
+                        de.AsSpan(r * m * k, m * k), dDense, out grad[r], out loss[r]);
+                }
+            }
+            float lossSum = 0;
+            for (int r = c * ChunkRows; r < end; r++) lossSum += loss[r];
             part[sh.DenseSize] = lossSum;
         });
         for (int c = chunks; c < PartialCount; c++) partials.AsSpan(c * stride, stride).Clear();

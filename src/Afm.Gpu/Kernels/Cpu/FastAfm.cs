@@ -41,28 +41,38 @@ internal sealed unsafe class PaddedParams : IDisposable
     public void Dispose() => NativeMemory.AlignedFree(_block);
 }
 
-/// <summary>Per-thread scratch of the fast path, 64-byte aligned, padded rows (Kp / Tp floats).</summary>
+/// <summary>
+/// Per-thread scratch of the fast path, 64-byte aligned, padded rows (Kp / Tp floats). Pair rows of
+/// up to <see cref="GroupRows"/> samples are stacked (at most <see cref="RowCap"/> rows) so the
+/// attention products run as one matrix product per group rather than per sample.
+/// </summary>
 internal sealed unsafe class FastScratch : IDisposable
 {
-    public readonly int Kp, Tp;
+    /// <summary>Stacked pair rows a group aims for: enough to amortise streaming W and dW through the cache.</summary>
+    public const int TargetRows = 128;
+
+    public readonly int Kp, Tp, M, RowCap, GroupRows;
     public readonly float* E, Q, Z, DZ, DQ, DE, Score, A, ADrop, U, UDrop, DU, Mask1, AccW, AccB, AccH, AccP;
     private readonly float* _block;
     private readonly nuint _bytes;
 
-    public FastScratch(ModelShape s)
+    public FastScratch(ModelShape s, int groupRows)
     {
         Kp = Gemm.Pad(s.K); Tp = Gemm.Pad(Math.Max(s.T, 1));
-        int m = s.MaxNnz, p = Gemm.Pad(Math.Max(s.Pairs, 1));
-        int[] sizes = [m * Kp, p * Kp, p * Tp, p * Tp, p * Kp, m * Kp, p, p, p, Kp, Kp, Kp, Kp, Tp * Kp, Tp, Tp, Kp];
+        M = s.MaxNnz;
+        GroupRows = groupRows;
+        RowCap = Math.Max(s.Pairs, TargetRows);
+        int m = M, g = groupRows, r = RowCap;
+        int[] sizes = [g * m * Kp, r * Kp, r * Tp, r * Tp, r * Kp, m * Kp, r, r, r, g * Kp, g * Kp, g * Kp, g * Kp, Tp * Kp, Tp, Tp, Kp];
         long total = sizes.Sum(x => (long)x);
         _bytes = (nuint)(total * sizeof(float));
         _block = (float*)NativeMemory.AlignedAlloc(_bytes, 64);
         NativeMemory.Clear(_block, _bytes);
         float* cur = _block;
-        float* Next(int n) { float* r = cur; cur += n; return r; }
+        float* Next(int n) { float* p = cur; cur += n; return p; }
         E = Next(sizes[0]); Q = Next(sizes[1]); Z = Next(sizes[2]); DZ = Next(sizes[3]); DQ = Next(sizes[4]); DE = Next(sizes[5]);
         Score = Next(sizes[6]); A = Next(sizes[7]); ADrop = Next(sizes[8]);
-        U = Next(Kp); UDrop = Next(Kp); DU = Next(Kp); Mask1 = Next(Kp);
+        U = Next(sizes[9]); UDrop = Next(sizes[10]); DU = Next(sizes[11]); Mask1 = Next(sizes[12]);
         AccW = Next(Tp * Kp); AccB = Next(Tp); AccH = Next(Tp); AccP = Next(Kp);
     }
 
@@ -72,19 +82,28 @@ internal sealed unsafe class FastScratch : IDisposable
 }
 
 /// <summary>
-/// The fused AFM sample with the attention MLP as three small register-blocked matrix products
-/// per sample (Z = Q Wᵀ, dW += dZᵀ Q, dQ = dZ W), everything else vectorised over the padded
-/// k / t dimension. Same math as <see cref="AfmSample"/>, which stays as the readable version.
+/// The fused AFM step with the attention MLP as three register-blocked matrix products over the
+/// stacked pair rows of a group of samples (Z = Q Wᵀ, dW += dZᵀ Q, dQ = dZ W), everything else
+/// vectorised over the padded k / t dimension. Each output row of Z and dQ depends only on its own
+/// pair, and dW accumulates pair after pair in order, so grouping does not change any result.
+/// Same math as <see cref="AfmSample"/>, which stays as the readable version.
 /// </summary>
 internal static unsafe class FastAfm
 {
     private static Vector512<float> L(float* p) => Vector512.Load(p);
 
-    /// <summary>Gather, pairwise products, Z = Q Wᵀ + b, scores, softmax. Returns the linear part.</summary>
-    private static float Attention(ModelShape sh, PaddedParams w, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
-        ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, FastScratch sc, int pairs)
+    /// <summary>One sample of a group: where its rows live and what the forward pass left.</summary>
+    private struct Member
     {
-        int n = ids.Length, k = sh.K, kp = sc.Kp, tp = sc.Tp;
+        public int Row, N, Pairs, Offset;
+        public float Linear;
+    }
+
+    /// <summary>e_s = v_id x_s into <paramref name="e"/>, q rows at <paramref name="q"/>; returns Σ w x.</summary>
+    private static float GatherPairs(int k, int kp, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
+        ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, float* e, float* q)
+    {
+        int n = ids.Length;
         float linear = 0;
         for (int s = 0; s < n; s++)
         {
@@ -92,17 +111,23 @@ internal static unsafe class FastAfm
             float x = vals[s];
             linear += lin[id] * x;
             var row = v.Slice(id * k, k);
-            float* es = sc.E + s * kp;
+            float* es = e + s * kp;
             for (int d = 0; d < k; d++) es[d] = row[d] * x;
         }
         int p = 0;
         for (int j = 1; j < n; j++)
             for (int i = 0; i < j; i++, p++)
                 for (int d = 0; d < kp; d += 16)
-                    (L(sc.E + i * kp + d) * L(sc.E + j * kp + d)).Store(sc.Q + p * kp + d);
-        Gemm.Run(sc.Q, kp, 1, w.WT, tp, sc.Z, tp, pairs, kp, tp, accumulate: false);
+                    (L(e + i * kp + d) * L(e + j * kp + d)).Store(q + p * kp + d);
+        return linear;
+    }
+
+    /// <summary>z += b, s = h · relu(z), a = softmax(s) over one sample's rows.</summary>
+    private static void ScoresSoftmax(PaddedParams w, FastScratch sc, int offset, int pairs)
+    {
+        int tp = sc.Tp;
         float max = float.NegativeInfinity;
-        for (p = 0; p < pairs; p++)
+        for (int p = offset; p < offset + pairs; p++)
         {
             float* z = sc.Z + p * tp;
             var acc = Vector512<float>.Zero;
@@ -117,15 +142,14 @@ internal static unsafe class FastAfm
             if (s > max) max = s;
         }
         float sum = 0;
-        for (p = 0; p < pairs; p++) { float e = MathF.Exp(sc.Score[p] - max); sc.A[p] = e; sum += e; }
+        for (int p = offset; p < offset + pairs; p++) { float e = MathF.Exp(sc.Score[p] - max); sc.A[p] = e; sum += e; }
         float inv = 1f / sum;
-        for (p = 0; p < pairs; p++) sc.A[p] *= inv;
-        return linear;
+        for (int p = offset; p < offset + pairs; p++) sc.A[p] *= inv;
     }
 
-    private static void Pool(float* a, FastScratch sc, int pairs)
+    /// <summary>u = Σ a_p q_p over one sample's rows.</summary>
+    private static void Pool(float* a, float* q, int kp, int pairs, float* u)
     {
-        int kp = sc.Kp;
         for (int d = 0; d < kp; d += 16)
         {
             // four independent accumulators hide the FMA latency
@@ -133,82 +157,121 @@ internal static unsafe class FastAfm
             int p = 0;
             for (; p + 4 <= pairs; p += 4)
             {
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(sc.Q + p * kp + d), a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 1]), L(sc.Q + (p + 1) * kp + d), a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 2]), L(sc.Q + (p + 2) * kp + d), a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 3]), L(sc.Q + (p + 3) * kp + d), a3);
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(q + p * kp + d), a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 1]), L(q + (p + 1) * kp + d), a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 2]), L(q + (p + 2) * kp + d), a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 3]), L(q + (p + 3) * kp + d), a3);
             }
-            for (; p < pairs; p++) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(sc.Q + p * kp + d), a0);
-            ((a0 + a1) + (a2 + a3)).Store(sc.U + d);
+            for (; p < pairs; p++) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(q + p * kp + d), a0);
+            ((a0 + a1) + (a2 + a3)).Store(u + d);
         }
     }
 
     public static float Forward(ModelShape sh, PaddedParams w, ReadOnlySpan<float> dense, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
         ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, FastScratch sc, Span<float> attention)
     {
-        int pairs = ModelShape.PairCount(ids.Length);
-        float linear = Attention(sh, w, v, lin, ids, vals, sc, pairs);
-        Pool(sc.A, sc, pairs);
+        int pairs = ModelShape.PairCount(ids.Length), kp = sc.Kp;
+        float linear = GatherPairs(sh.K, kp, v, lin, ids, vals, sc.E, sc.Q);
+        Gemm.Run(sc.Q, kp, 1, w.WT, sc.Tp, sc.Z, sc.Tp, pairs, kp, sc.Tp, accumulate: false);
+        ScoresSoftmax(w, sc, 0, pairs);
+        Pool(sc.A, sc.Q, kp, pairs, sc.U);
         if (!attention.IsEmpty) new ReadOnlySpan<float>(sc.A, pairs).CopyTo(attention);
         var acc = Vector512<float>.Zero;
-        for (int d = 0; d < sc.Kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(w.P + d), L(sc.U + d), acc);
+        for (int d = 0; d < kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(w.P + d), L(sc.U + d), acc);
         return dense[sh.OffsetW0] + linear + Vector512.Sum(acc);
     }
 
-    public static float ForwardBackward(ModelShape sh, PaddedParams w, ReadOnlySpan<float> dense, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
-        ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, float label, int row, in StepParams step,
-        FastScratch sc, Span<float> de, Span<float> dDense, out float g, out float loss)
+    /// <summary>
+    /// Forward and backward of rows [<paramref name="first"/>, <paramref name="end"/>) of a batch,
+    /// in groups whose stacked pairs fit the scratch. Writes ŷ, g, loss and de per row; the dense
+    /// gradients gather in the scratch accumulators (see <see cref="FlushAccumulators"/>).
+    /// </summary>
+    public static void ForwardBackward(ModelShape sh, PaddedParams w, ReadOnlySpan<float> dense, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
+        int[] ids, float[] vals, int[] counts, float[] labels, int first, int end, in StepParams step, FastScratch sc,
+        float[] de, Span<float> dDense, float[] yhat, float[] grad, float[] loss)
     {
-        int n = ids.Length, k = sh.K, kp = sc.Kp, tp = sc.Tp, pairs = ModelShape.PairCount(n);
-        float linear = Attention(sh, w, v, lin, ids, vals, sc, pairs);
+        Span<Member> group = stackalloc Member[sc.GroupRows];
+        int m = sh.MaxNnz;
+        for (int r = first; r < end;)
+        {
+            int count = 0, rows = 0;
+            while (r < end && count < group.Length)
+            {
+                int n = counts[r], pairs = ModelShape.PairCount(n);
+                if (count > 0 && rows + pairs > sc.RowCap) break;
+                group[count++] = new Member { Row = r, N = n, Pairs = pairs, Offset = rows };
+                rows += pairs;
+                r++;
+            }
+            Group(sh, w, dense, v, lin, ids, vals, labels, group[..count], rows, m, step, sc, de, dDense, yhat, grad, loss);
+        }
+    }
+
+    private static void Group(ModelShape sh, PaddedParams w, ReadOnlySpan<float> dense, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
+        int[] ids, float[] vals, float[] labels, Span<Member> group, int rows, int m, in StepParams step, FastScratch sc,
+        float[] de, Span<float> dDense, float[] yhat, float[] grad, float[] loss)
+    {
+        int k = sh.K, kp = sc.Kp, tp = sc.Tp;
         float inv0 = 1f / step.Keep0, inv1 = 1f / step.Keep1;
-        for (int p = 0; p < pairs; p++)
-            sc.ADrop[p] = step.Keep0 >= 1f || DropoutRng.Keep(step.Seed, row, DropoutRng.AttentionStream, p, step.Keep0) ? sc.A[p] * inv0 : 0f;
-        Pool(sc.ADrop, sc, pairs);
-        float yhat = dense[sh.OffsetW0] + linear;
-        for (int d = 0; d < k; d++)
+
+        // forward: gather and pair products of every member, then one Z = Q Wᵀ for the group
+        for (int g = 0; g < group.Length; g++)
         {
-            float m1 = step.Keep1 >= 1f || DropoutRng.Keep(step.Seed, row, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
-            sc.Mask1[d] = m1;
-            sc.UDrop[d] = sc.U[d] * m1;
-            yhat += w.P[d] * sc.UDrop[d];
+            ref var mb = ref group[g];
+            mb.Linear = GatherPairs(k, kp, v, lin, ids.AsSpan(mb.Row * m, mb.N), vals.AsSpan(mb.Row * m, mb.N), sc.E + g * m * kp, sc.Q + mb.Offset * kp);
         }
-        loss = AfmSample.Loss(step.Loss, yhat, label, out float g0);
-        g = g0 * step.Scale;
-        float gg = g;
-        dDense[sh.OffsetW0] += gg;
-        var vg = Vector512.Create(gg);
-        for (int d = 0; d < kp; d += 16)
+        Gemm.Run(sc.Q, kp, 1, w.WT, tp, sc.Z, tp, rows, kp, tp, accumulate: false);
+
+        float* da = sc.Score; // scores become da, then ds, once the softmax has used them
+        for (int g = 0; g < group.Length; g++)
         {
-            Vector512.FusedMultiplyAdd(vg, L(sc.UDrop + d), L(sc.AccP + d)).Store(sc.AccP + d);
-            (vg * L(w.P + d) * L(sc.Mask1 + d)).Store(sc.DU + d);
-        }
-        if (pairs == 0)
-        {
-            de[..(n * k)].Clear();
-            return yhat;
+            var mb = group[g];
+            int off = mb.Offset, pairs = mb.Pairs;
+            ScoresSoftmax(w, sc, off, pairs);
+            for (int p = 0; p < pairs; p++)
+                sc.ADrop[off + p] = step.Keep0 >= 1f || DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.AttentionStream, p, step.Keep0) ? sc.A[off + p] * inv0 : 0f;
+            float* u = sc.U + g * kp, uDrop = sc.UDrop + g * kp, mask1 = sc.Mask1 + g * kp, du = sc.DU + g * kp;
+            Pool(sc.ADrop + off, sc.Q + off * kp, kp, pairs, u);
+            float y = dense[sh.OffsetW0] + mb.Linear;
+            for (int d = 0; d < k; d++)
+            {
+                float k1 = step.Keep1 >= 1f || DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
+                mask1[d] = k1;
+                uDrop[d] = u[d] * k1;
+                y += w.P[d] * uDrop[d];
+            }
+            yhat[mb.Row] = y;
+            loss[mb.Row] = AfmSample.Loss(step.Loss, y, labels[mb.Row], out float g0);
+            float gg = g0 * step.Scale;
+            grad[mb.Row] = gg;
+            dDense[sh.OffsetW0] += gg;
+            var vg = Vector512.Create(gg);
+            for (int d = 0; d < kp; d += 16)
+            {
+                Vector512.FusedMultiplyAdd(vg, L(uDrop + d), L(sc.AccP + d)).Store(sc.AccP + d);
+                (vg * L(w.P + d) * L(mask1 + d)).Store(du + d);
+            }
+            // pool and softmax backward: da' = du · q, da = da' mask0 / keep0, ds = a (da - Σ a da)
+            float dot = 0;
+            for (int p = off; p < off + pairs; p++)
+            {
+                var acc = Vector512<float>.Zero;
+                for (int d = 0; d < kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(du + d), L(sc.Q + p * kp + d), acc);
+                float dap = sc.ADrop[p] != 0f ? Vector512.Sum(acc) * inv0 : 0f;
+                da[p] = dap;
+                dot += sc.A[p] * dap;
+            }
+            for (int p = off; p < off + pairs; p++) da[p] = sc.A[p] * (da[p] - dot);
         }
 
-        // pool and softmax backward: da' = du · q, da = da' mask0 / keep0, ds = a (da - Σ a da)
-        float dot = 0;
-        float* da = sc.Score;
-        for (int p = 0; p < pairs; p++)
-        {
-            var acc = Vector512<float>.Zero;
-            for (int d = 0; d < kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(sc.DU + d), L(sc.Q + p * kp + d), acc);
-            float dap = sc.ADrop[p] != 0f ? Vector512.Sum(acc) * inv0 : 0f;
-            da[p] = dap;
-            dot += sc.A[p] * dap;
-        }
-        // attention MLP backward: dz = ds h ⊙ [z > 0]; dh += ds relu(z); db += dz. Pairs run in the
-        // inner loop so the b and h accumulators stay in registers.
-        for (int p = 0; p < pairs; p++) da[p] = sc.A[p] * (da[p] - dot); // da now holds ds
+        // attention MLP backward over all stacked rows: dz = ds h ⊙ [z > 0]; dh += ds relu(z); db += dz
+        // (rows in the inner loop so the b and h accumulators stay in registers)
         for (int r = 0; r < tp; r += 16)
         {
             var h = L(w.H + r);
             var accB = L(sc.AccB + r);
             var accH = L(sc.AccH + r);
-            for (int p = 0; p < pairs; p++)
+            for (int p = 0; p < rows; p++)
             {
                 var vds = Vector512.Create(da[p]);
                 var zr = L(sc.Z + p * tp + r);
@@ -220,32 +283,39 @@ internal static unsafe class FastAfm
             accB.Store(sc.AccB + r);
             accH.Store(sc.AccH + r);
         }
-        // dW += dZᵀ Q (Tp x Kp), dQ = dZ W (pairs x Kp)
-        Gemm.Run(sc.DZ, 1, tp, sc.Q, kp, sc.AccW, kp, tp, pairs, kp, accumulate: true);
-        Gemm.Run(sc.DZ, tp, 1, w.W, kp, sc.DQ, kp, pairs, tp, kp, accumulate: false);
-        // dq += a' du (direct path); de_i += dq ⊙ e_j, de_j += dq ⊙ e_i. For a fixed j the de_j
-        // accumulator stays in a register across the column of pairs (i < j).
-        new Span<float>(sc.DE, n * kp).Clear();
-        for (int d = 0; d < kp; d += 16)
+        // dW += dZᵀ Q (Tp x Kp), dQ = dZ W (rows x Kp)
+        Gemm.Run(sc.DZ, 1, tp, sc.Q, kp, sc.AccW, kp, tp, rows, kp, accumulate: true);
+        Gemm.Run(sc.DZ, tp, 1, w.W, kp, sc.DQ, kp, rows, tp, kp, accumulate: false);
+
+        // dq += a' du (direct path); de_i += dq ⊙ e_j, de_j += dq ⊙ e_i, per member. For a fixed j the
+        // de_j accumulator stays in a register across the column of pairs (i < j).
+        for (int g = 0; g < group.Length; g++)
         {
-            var du = L(sc.DU + d);
-            int pi = 0;
-            for (int j = 1; j < n; j++)
+            var mb = group[g];
+            int n = mb.N;
+            float* e = sc.E + g * m * kp, du = sc.DU + g * kp, dq = sc.DQ + mb.Offset * kp, aDrop = sc.ADrop + mb.Offset;
+            new Span<float>(sc.DE, n * kp).Clear();
+            for (int d = 0; d < kp; d += 16)
             {
-                var ej = L(sc.E + j * kp + d);
-                var accJ = L(sc.DE + j * kp + d);
-                for (int i = 0; i < j; i++, pi++)
+                var vdu = L(du + d);
+                int pi = 0;
+                for (int j = 1; j < n; j++)
                 {
-                    var q = Vector512.FusedMultiplyAdd(Vector512.Create(sc.ADrop[pi]), du, L(sc.DQ + pi * kp + d));
-                    float* dei = sc.DE + i * kp + d;
-                    Vector512.FusedMultiplyAdd(q, ej, L(dei)).Store(dei);
-                    accJ = Vector512.FusedMultiplyAdd(q, L(sc.E + i * kp + d), accJ);
+                    var ej = L(e + j * kp + d);
+                    var accJ = L(sc.DE + j * kp + d);
+                    for (int i = 0; i < j; i++, pi++)
+                    {
+                        var q = Vector512.FusedMultiplyAdd(Vector512.Create(aDrop[pi]), vdu, L(dq + pi * kp + d));
+                        float* dei = sc.DE + i * kp + d;
+                        Vector512.FusedMultiplyAdd(q, ej, L(dei)).Store(dei);
+                        accJ = Vector512.FusedMultiplyAdd(q, L(e + i * kp + d), accJ);
+                    }
+                    accJ.Store(sc.DE + j * kp + d);
                 }
-                accJ.Store(sc.DE + j * kp + d);
             }
+            var rowDe = de.AsSpan(mb.Row * m * k, n * k);
+            for (int s = 0; s < n; s++) new ReadOnlySpan<float>(sc.DE + s * kp, k).CopyTo(rowDe.Slice(s * k, k));
         }
-        for (int s = 0; s < n; s++) new ReadOnlySpan<float>(sc.DE + s * kp, k).CopyTo(de.Slice(s * k, k));
-        return yhat;
     }
 
     /// <summary>Adds the chunk's padded accumulators (W, b, h, p) into a partial dense gradient.</summary>
