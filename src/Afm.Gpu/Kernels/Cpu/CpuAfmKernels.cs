@@ -50,16 +50,19 @@ internal sealed class CpuAfmKernels : AfmKernels
         int chunks = (rows + ChunkRows - 1) / ChunkRows;
         Parallel.For(0, chunks, _parallel, c =>
         {
-            var sc = _scratch.Value!;
-            var fast = _fastScratch?.Value;
             int end = Math.Min(rows, (c + 1) * ChunkRows);
+            if (_fastScratch is not null)
+            {
+                FastAfm.Forward(sh, _padded!, dense, v, lin, ids, vals, counts, c * ChunkRows, end, _fastScratch.Value!, y,
+                    sh.Kind == ModelKind.Afm ? att : null);
+                return;
+            }
+            var sc = _scratch.Value!;
             for (int r = c * ChunkRows; r < end; r++)
             {
                 int n = counts[r];
                 var aOut = att is null || sh.Kind != ModelKind.Afm ? Span<float>.Empty : att.AsSpan(r * pairs, ModelShape.PairCount(n));
-                y[r] = fast is null
-                    ? AfmSample.Forward(sh, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), sc, aOut)
-                    : FastAfm.Forward(sh, _padded!, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), fast, aOut);
+                y[r] = AfmSample.Forward(sh, dense, v, lin, ids.AsSpan(r * m, n), vals.AsSpan(r * m, n), sc, aOut);
             }
         });
     }

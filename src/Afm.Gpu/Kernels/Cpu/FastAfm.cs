@@ -167,18 +167,52 @@ internal static unsafe class FastAfm
         }
     }
 
-    public static float Forward(ModelShape sh, PaddedParams w, ReadOnlySpan<float> dense, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
-        ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, FastScratch sc, Span<float> attention)
+    /// <summary>
+    /// Inference for rows [<paramref name="first"/>, <paramref name="end"/>) of a batch, grouped like
+    /// <see cref="ForwardBackward"/>: ŷ per row and, when <paramref name="attention"/> is given,
+    /// each row's weights at <c>row * pairStride</c>.
+    /// </summary>
+    public static void Forward(ModelShape sh, PaddedParams w, ReadOnlySpan<float> dense, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
+        int[] ids, float[] vals, int[] counts, int first, int end, FastScratch sc, float[] yhat, float[]? attention)
     {
-        int pairs = ModelShape.PairCount(ids.Length), kp = sc.Kp;
-        float linear = GatherPairs(sh.K, kp, v, lin, ids, vals, sc.E, sc.Q);
-        Gemm.Run(sc.Q, kp, 1, w.WT, sc.Tp, sc.Z, sc.Tp, pairs, kp, sc.Tp, accumulate: false);
-        ScoresSoftmax(w, sc, 0, pairs);
-        Pool(sc.A, sc.Q, kp, pairs, sc.U);
-        if (!attention.IsEmpty) new ReadOnlySpan<float>(sc.A, pairs).CopyTo(attention);
-        var acc = Vector512<float>.Zero;
-        for (int d = 0; d < kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(w.P + d), L(sc.U + d), acc);
-        return dense[sh.OffsetW0] + linear + Vector512.Sum(acc);
+        Span<Member> group = stackalloc Member[sc.GroupRows];
+        int m = sh.MaxNnz, k = sh.K, kp = sc.Kp, tp = sc.Tp, stride = sh.Pairs;
+        for (int r = first; r < end;)
+        {
+            int count = NextGroup(counts, ref r, end, sc, group);
+            int rows = group[count - 1].Offset + group[count - 1].Pairs;
+            for (int g = 0; g < count; g++)
+            {
+                ref var mb = ref group[g];
+                mb.Linear = GatherPairs(k, kp, v, lin, ids.AsSpan(mb.Row * m, mb.N), vals.AsSpan(mb.Row * m, mb.N), sc.E + g * m * kp, sc.Q + mb.Offset * kp);
+            }
+            Gemm.Run(sc.Q, kp, 1, w.WT, tp, sc.Z, tp, rows, kp, tp, accumulate: false);
+            for (int g = 0; g < count; g++)
+            {
+                var mb = group[g];
+                ScoresSoftmax(w, sc, mb.Offset, mb.Pairs);
+                Pool(sc.A + mb.Offset, sc.Q + mb.Offset * kp, kp, mb.Pairs, sc.U);
+                if (attention is not null) new ReadOnlySpan<float>(sc.A + mb.Offset, mb.Pairs).CopyTo(attention.AsSpan(mb.Row * stride));
+                var acc = Vector512<float>.Zero;
+                for (int d = 0; d < kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(w.P + d), L(sc.U + d), acc);
+                yhat[mb.Row] = dense[sh.OffsetW0] + mb.Linear + Vector512.Sum(acc);
+            }
+        }
+    }
+
+    /// <summary>Takes consecutive rows from <paramref name="r"/> while their pairs fit the scratch; returns how many.</summary>
+    private static int NextGroup(int[] counts, ref int r, int end, FastScratch sc, Span<Member> group)
+    {
+        int count = 0, rows = 0;
+        while (r < end && count < group.Length)
+        {
+            int n = counts[r], pairs = ModelShape.PairCount(n);
+            if (count > 0 && rows + pairs > sc.RowCap) break;
+            group[count++] = new Member { Row = r, N = n, Pairs = pairs, Offset = rows };
+            rows += pairs;
+            r++;
+        }
+        return count;
     }
 
     /// <summary>
@@ -194,15 +228,8 @@ internal static unsafe class FastAfm
         int m = sh.MaxNnz;
         for (int r = first; r < end;)
         {
-            int count = 0, rows = 0;
-            while (r < end && count < group.Length)
-            {
-                int n = counts[r], pairs = ModelShape.PairCount(n);
-                if (count > 0 && rows + pairs > sc.RowCap) break;
-                group[count++] = new Member { Row = r, N = n, Pairs = pairs, Offset = rows };
-                rows += pairs;
-                r++;
-            }
+            int count = NextGroup(counts, ref r, end, sc, group);
+            int rows = group[count - 1].Offset + group[count - 1].Pairs;
             Group(sh, w, dense, v, lin, ids, vals, labels, group[..count], rows, m, step, sc, de, dDense, yhat, grad, loss);
         }
     }
