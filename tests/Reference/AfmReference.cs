@@ -41,7 +41,7 @@ public sealed class RefParams
 }
 
 /// <summary>
-/// The AFM / FM model written straight from DESIGN.md in double precision, one sample at a time,
+/// The AFM / FM model written straight from its formulas in double precision, one sample at a time,
 /// materialising every intermediate (q, z, s, a, u). No dropout. This is the independent reference
 /// for the gradient checks; it shares no code with the library's kernels.
 /// </summary>
@@ -127,7 +127,7 @@ public static class AfmReference
         return -(y * Math.Log(sig) + (1 - y) * Math.Log(1 - sig));
     }
 
-    /// <summary>Analytic gradients of <see cref="Loss"/> by the DESIGN.md formulas.</summary>
+    /// <summary>Analytic gradients of <see cref="Loss"/> by the chain rule, term by term (dw0 = g, dp = g u, softmax backward, ...).</summary>
     public static RefParams Gradient(ModelKind kind, LossKind loss, RefParams prm, int k, int t, IReadOnlyList<RefRow> rows, double lambda, out double dW0)
     {
         var gr = new RefParams

@@ -30,7 +30,7 @@ internal sealed class SampleScratch
 
 /// <summary>
 /// The AFM / FM math for one sample, stage by stage, each forward next to its backward
-/// (DESIGN.md: gather, pairwise interaction, attention MLP, softmax pooling, output and loss).
+/// (gather, pairwise interaction, attention MLP, softmax pooling, output and loss).
 /// Dense parameters are read from the packed vector [W | b | h | p | w0].
 /// </summary>
 internal static class AfmSample
