@@ -19,7 +19,7 @@ trap 'rm -rf "$out"' EXIT
 
 command -v "$clang" >/dev/null || { echo "check-cuda: $clang not found (apt-get install -y clang-14)" >&2; exit 2; }
 
-# name             fm   k   t   m   wg  tile  rows/group  (as GpuKernelSource.Configure would pick)
+# name             fm   k   t   m   wg  tile  rows/group  [dense accumulator in global memory]  (as GpuKernelSource.Configure would pick)
 shapes=(
   "afm-m10-k16-t16   0   16  16  10  128  45    8"
   "afm-m12-k8-t5     0    8   5  12   64  20    1"
@@ -28,6 +28,7 @@ shapes=(
   "afm-m2-k1-t1      0    1   1   2   32   1    3"
   "fm-m12-k16        1   16   0  12  128   1    8"
   "fm-m1-k300        1  300   0   1  128   1    2"
+  "afm-m3-k256-t256  0  256 256   3  128   3    8     1"
 )
 
 # Backward tiles of whole pair columns for a row of m slots (the kernel's recurrence).
@@ -44,11 +45,11 @@ tiles() {
 
 status=0
 for spec in "${shapes[@]}"; do
-  read -r name fm k t m wg tile rpg <<<"$spec"
+  read -r name fm k t m wg tile rpg acc <<<"$spec"
   pairs=$(( m * (m - 1) / 2 ))
   dense=$(( t * k + 2 * t + k + 1 ))
   defs=(-DAFM_K=$k -DAFM_T=$t -DAFM_M=$m -DAFM_P=$pairs -DAFM_DENSE=$dense -DAFM_WG=$wg -DAFM_TILE=$tile
-        -DAFM_NTILES="$(tiles "$m" "$tile" "$fm")" -DAFM_RPG=$rpg -DAFM_FM=$fm)
+        -DAFM_NTILES="$(tiles "$m" "$tile" "$fm")" -DAFM_RPG=$rpg -DAFM_FM=$fm -DAFM_ACC_GLOBAL="${acc:-0}")
   ptx=$out/$name.ptx
   if ! "$clang" -x cuda --cuda-gpu-arch="$arch" --cuda-device-only -nocudainc -nocudalib -O2 -S \
       -Wall -Wextra -Werror -Wno-unused-parameter -include "$dir/cuda_prelude.h" -I "$dir" "${defs[@]}" -o "$ptx" "$src"; then

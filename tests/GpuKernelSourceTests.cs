@@ -16,6 +16,20 @@ public class GpuKernelSourceTests
         foreach (string name in GpuKernelSource.KernelNames) Assert.Contains($"KERNEL {name}(", text);
     }
 
+    [Theory]
+    [InlineData(16, 16, 10, false)]
+    [InlineData(64, 64, 3, false)]
+    [InlineData(128, 128, 3, true)]
+    [InlineData(256, 256, 3, true)]
+    public void LargeDenseGradientsAccumulateInGlobalMemory(int k, int t, int m, bool global)
+    {
+        var shape = new ModelShape(ModelKind.Afm, 1000, k, t, m, 4096);
+        var config = GpuKernelSource.Configure(shape, 128, 48 * 1024, 32);
+        Assert.Equal(global, config.GlobalAccumulator);
+        Assert.Contains($"-DAFM_ACC_GLOBAL={(global ? 1 : 0)}", config.Defines);
+        Assert.True(config.LocalBytes <= 48 * 1024 - GpuKernelSource.LocalMemorySlack, $"{config.LocalBytes} bytes of local memory");
+    }
+
     [Fact]
     public void WorkGroupSizeIsAPowerOfTwoWithinTheLimit()
     {

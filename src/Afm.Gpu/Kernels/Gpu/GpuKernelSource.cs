@@ -12,7 +12,8 @@ namespace Afm.Gpu.Kernels.Gpu;
 /// <param name="WorkGroupSize">Work-items per group (a power of two).</param>
 /// <param name="RowsPerGroup">Consecutive rows per work-group of afm_forward_backward.</param>
 /// <param name="TilePairs">Pairs per backward tile (at least MaxNnz - 1: a tile holds whole pair columns).</param>
-internal sealed record GpuKernelConfig(ModelShape Shape, int WorkGroupSize, int RowsPerGroup, int TilePairs)
+/// <param name="GlobalAccumulator">The dense-gradient accumulator lives in global memory (the group's slice of the partials) because it does not fit in local memory next to the rest.</param>
+internal sealed record GpuKernelConfig(ModelShape Shape, int WorkGroupSize, int RowsPerGroup, int TilePairs, bool GlobalAccumulator = false)
 {
     /// <summary>Work-groups of afm_forward_backward for a full batch: one partial dense gradient each.</summary>
     public int Groups => (Shape.BatchCapacity + RowsPerGroup - 1) / RowsPerGroup;
@@ -45,13 +46,13 @@ internal sealed record GpuKernelConfig(ModelShape Shape, int WorkGroupSize, int 
             [
                 D("AFM_K", s.K), D("AFM_T", s.T), D("AFM_M", s.MaxNnz), D("AFM_P", s.Pairs), D("AFM_DENSE", s.DenseSize),
                 D("AFM_WG", WorkGroupSize), D("AFM_TILE", TilePairs), D("AFM_NTILES", Tiles), D("AFM_RPG", RowsPerGroup),
-                D("AFM_FM", s.Kind == ModelKind.Fm ? 1 : 0),
+                D("AFM_FM", s.Kind == ModelKind.Fm ? 1 : 0), D("AFM_ACC_GLOBAL", GlobalAccumulator ? 1 : 0),
             ];
         }
     }
 
     /// <summary>Static local (shared) memory of afm_forward_backward, the largest user, in bytes.</summary>
-    public long LocalBytes => GpuKernelSource.FixedLocalBytes(Shape, WorkGroupSize) + (long)TilePairs * GpuKernelSource.TileBytesPerPair(Shape);
+    public long LocalBytes => GpuKernelSource.FixedLocalBytes(Shape, WorkGroupSize, GlobalAccumulator) + (long)TilePairs * GpuKernelSource.TileBytesPerPair(Shape);
 }
 
 /// <summary>
@@ -117,10 +118,10 @@ internal static class GpuKernelSource
     }
 
     /// <summary>Bytes of afm_forward_backward's local arrays that do not depend on the tile.</summary>
-    public static long FixedLocalBytes(ModelShape s, int workGroupSize)
+    public static long FixedLocalBytes(ModelShape s, int workGroupSize, bool globalAccumulator = false)
     {
         long m = s.MaxNnz, k = s.K, red = Math.Max(workGroupSize, s.K), rowStride = s.K | 1;
-        long floats = 2 * m + m * rowStride + 2 * k + red + 2 + s.DenseSize;
+        long floats = 2 * m + m * rowStride + 2 * k + red + 2 + (globalAccumulator ? 0 : s.DenseSize);
         floats += s.Kind == ModelKind.Fm ? k : m * k + 3L * Math.Max(s.Pairs, 1);
         return 4 * floats;
     }
@@ -140,18 +141,21 @@ internal static class GpuKernelSource
         if (workGroupSize < 1 || (workGroupSize & (workGroupSize - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(workGroupSize), workGroupSize, "must be a power of two");
         int rowsPerGroup = (shape.BatchCapacity + Math.Max(groups, 1) - 1) / Math.Max(groups, 1);
-        if (shape.Kind == ModelKind.Fm)
-            return new GpuKernelConfig(shape, workGroupSize, rowsPerGroup, 1);
         long budget = Math.Min(localMemoryBytes, LocalMemoryCap) - LocalMemorySlack;
+        // The dense-gradient accumulator (t k + 2 t + k + 1 floats) stays in local memory when it fits
+        // next to the rest; otherwise (large k and t) it accumulates in the group's slice of partials.
+        bool global = FixedLocalBytes(shape, workGroupSize) + (shape.Kind == ModelKind.Fm ? 0 : Math.Max(1, shape.MaxNnz - 1) * TileBytesPerPair(shape)) > budget;
+        if (shape.Kind == ModelKind.Fm)
+            return new GpuKernelConfig(shape, workGroupSize, rowsPerGroup, 1, global);
         int minTile = Math.Max(1, shape.MaxNnz - 1);
-        long room = budget - FixedLocalBytes(shape, workGroupSize);
+        long room = budget - FixedLocalBytes(shape, workGroupSize, global);
         long fit = room / TileBytesPerPair(shape);
         if (fit < minTile)
             throw new NotSupportedException(
                 $"AFM with {shape.MaxNnz} non-zeros per row, k = {shape.K}, t = {shape.T} needs " +
-                $"{FixedLocalBytes(shape, workGroupSize) + minTile * TileBytesPerPair(shape)} bytes of local memory per work-group; the device offers {budget}");
+                $"{FixedLocalBytes(shape, workGroupSize, global) + minTile * TileBytesPerPair(shape)} bytes of local memory per work-group; the device offers {budget}");
         int tile = (int)Math.Min(Math.Max(shape.Pairs, 1), fit);
         if (maxTilePairs > 0) tile = Math.Min(tile, Math.Max(minTile, maxTilePairs));
-        return new GpuKernelConfig(shape, workGroupSize, rowsPerGroup, tile);
+        return new GpuKernelConfig(shape, workGroupSize, rowsPerGroup, tile, global);
     }
 }

@@ -8,7 +8,7 @@
  *   LOCAL         declaration of a work-group (shared) array in a kernel body
  *   LPTR          address space of a pointer parameter to such an array
  *   RESTRICT      no-alias pointer qualifier
- *   BARRIER       work-group barrier with a local-memory fence
+ *   BARRIER       work-group barrier with a local-memory fence (and a global one under AFM_ACC_GLOBAL)
  *   LID / GID / LSIZE / GROUP_ID / NUM_GROUPS (0)
  *   EXP, LOG, SQRT, FMAX, FABS    single-precision math
  *   offs_t        64-bit signed integer for large buffer offsets
@@ -26,7 +26,12 @@
 #define LOCAL __local
 #define LPTR __local
 #define RESTRICT restrict
+#if defined(AFM_ACC_GLOBAL) && AFM_ACC_GLOBAL
+/* the dense-gradient accumulator lives in global memory: barriers must order it too */
+#define BARRIER barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
+#else
 #define BARRIER barrier(CLK_LOCAL_MEM_FENCE)
+#endif
 #define LID(d) ((int)get_local_id(d))
 #define GID(d) ((int)get_global_id(d))
 #define LSIZE(d) ((int)get_local_size(d))

@@ -289,7 +289,13 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
     LOCAL float sDU[AFM_K];
     LOCAL float red[AFM_RED];
     LOCAL float sc[2];
+#if AFM_ACC_GLOBAL
+    /* too large for local memory: accumulate straight into this group's own slice of partials
+       (each element still has one owner at a time, so no atomics) */
+    GLOBAL float* acc = partials + (offs_t)GROUP_ID(0) * (AFM_DENSE + 1);
+#else
     LOCAL float acc[AFM_DENSE];
+#endif
 #if !AFM_FM
     LOCAL float sDE[AFM_M * AFM_K];
     LOCAL float sS[AFM_PA];   /* score, then da, then ds */
@@ -468,7 +474,9 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
     }
 
     GLOBAL float* out = partials + (offs_t)GROUP_ID(0) * (AFM_DENSE + 1);
+#if !AFM_ACC_GLOBAL
     for (int e = tid; e < AFM_DENSE; e += AFM_WG) out[e] = acc[e];
+#endif
     if (tid == 0) out[AFM_DENSE] = lossSum;
 }
 
