@@ -11,7 +11,10 @@
  *   - "NVRTC" checks the options and returns "FAKE\n<options>\n<source>" as the image; cuModuleGetFunction parses
  *     the kernel's parameter list from that source, and cuLaunchKernel checks the geometry (block = -DAFM_WG,
  *     one-dimensional, no dynamic shared memory, the device's stream) and every argument: pointers into live
- *     device allocations, int arguments non-negative, float arguments finite.
+ *     device allocations, int arguments non-negative, float arguments finite;
+ *   - with the real NVRTC instead (FAKE_CUDA_CC=100, a device newer than the compiler, so that it emits PTX), the
+ *     module is real PTX: cuModuleGetFunction reads the entry's parameters (.u64 pointer, .u32, .f32), its
+ *     .maxntid and its static shared memory (at most 48 KiB) from it, and launches are checked against those.
  * Kernels do not run: outputs stay as they were. At exit it prints a summary line to stderr.
  */
 #include <stdio.h>
@@ -25,12 +28,12 @@ enum { OK = 0, INVALID_VALUE = 1, INVALID_IMAGE = 200, INVALID_CONTEXT = 201, NO
     fputc('\n', stderr); failures++; return code; } while (0)
 #define NEED_CONTEXT() do { if (!context) FAIL(INVALID_CONTEXT, "no current context"); } while (0)
 
-static long failures, launches, asyncCopies, eventWaits;
+static long failures, launches, asyncCopies, eventWaits, ptxModules;
 static int context;
 static void report(void)
 {
-    fprintf(stderr, "[fake-cuda] %ld launches, %ld async copies, %ld event waits, %ld failures\n",
-        launches, asyncCopies, eventWaits, failures);
+    fprintf(stderr, "[fake-cuda] %ld launches, %ld async copies, %ld event waits, %ld modules of real PTX, %ld failures\n",
+        launches, asyncCopies, eventWaits, ptxModules, failures);
 }
 __attribute__((constructor)) static void init(void) { atexit(report); }
 
@@ -78,6 +81,12 @@ int cuGetErrorString(int e, const char** s) { *s = "fake"; return OK; }
 int cuDeviceGetCount(int* n) { *n = 1; return OK; }
 int cuDeviceGet(int* d, int ordinal) { if (ordinal != 0) return 101; *d = 0; return OK; }
 int cuDeviceGetName(char* name, int len, int d) { snprintf(name, len, "Fake H100"); return OK; }
+/* compute capability as 10 major + minor: 90 unless FAKE_CUDA_CC says otherwise */
+static int cc(void)
+{
+    const char* e = getenv("FAKE_CUDA_CC");
+    return e && atoi(e) > 0 ? atoi(e) : 90;
+}
 int cuDeviceGetAttribute(int* v, int attribute, int d)
 {
     switch (attribute) {
@@ -86,8 +95,8 @@ int cuDeviceGetAttribute(int* v, int attribute, int d)
     case 10: *v = 32; return OK;       /* warp size */
     case 13: *v = 1980000; return OK;  /* clock, kHz */
     case 16: *v = 132; return OK;      /* multiprocessors */
-    case 75: *v = 9; return OK;        /* compute capability */
-    case 76: *v = 0; return OK;
+    case 75: *v = cc() / 10; return OK; /* compute capability */
+    case 76: *v = cc() % 10; return OK;
     case 97: *v = 227 * 1024; return OK; /* opt-in shared memory per block */
     default: FAIL(INVALID_VALUE, "attribute %d", attribute);
     }
@@ -173,33 +182,76 @@ int cuEventDestroy_v2(void* e) { free(e); return OK; }
 
 /* ---- driver: modules and launches ------------------------------------------------------------ */
 
-typedef struct { char* text; int wg; } Module;
-typedef struct { const char* name; Module* module; int nparams; char kinds[64]; } Function; /* kinds: p f i u */
+typedef struct { char* text; int wg; int ptx; } Module;
+typedef struct { const char* name; Module* module; int nparams; char kinds[64]; int maxntid; } Function; /* kinds: p f i u */
+
+static int is_ptx(const char* s) { return strstr(s, ".version ") && strstr(s, ".target ") && strstr(s, ".entry "); }
 
 int cuModuleLoadData(void** module, const void* image)
 {
     NEED_CONTEXT();
     const char* s = image;
-    if (strncmp(s, "FAKE\n", 5) != 0) FAIL(INVALID_IMAGE, "not an image from the fake NVRTC");
+    int ptx = strncmp(s, "FAKE\n", 5) != 0;
+    if (ptx && !is_ptx(s)) FAIL(INVALID_IMAGE, "neither PTX nor an image from the fake NVRTC");
     Module* m = calloc(1, sizeof *m);
     m->text = strdup(s);
+    m->ptx = ptx;
+    ptxModules += ptx;
     const char* wg = strstr(s, "-DAFM_WG=");
     m->wg = wg ? atoi(wg + 9) : -1;
     *module = m;
     return OK;
 }
 int cuModuleUnload(void* module) { drain(); return OK; }
+
+/* The entry's parameters, .maxntid and static shared memory, from real PTX. */
+static int ptx_function(Function* f, const char* text, const char* name)
+{
+    char pattern[256];
+    snprintf(pattern, sizeof pattern, ".entry %s(", name);
+    const char* p = strstr(text, pattern);
+    if (!p) FAIL(NOT_FOUND, "no entry %s in the PTX", name);
+    p += strlen(pattern);
+    const char* close = strchr(p, ')');
+    if (!close) FAIL(INVALID_IMAGE, "%s: unterminated parameter list", name);
+    for (const char* q = p; (q = strstr(q, ".param ")) && q < close && f->nparams < 64; q += 7) {
+        const char* type = q + 7;
+        f->kinds[f->nparams++] = strncmp(type, ".u64", 4) == 0 ? 'p' : strncmp(type, ".f32", 4) == 0 ? 'f' : 'u';
+    }
+    const char* body = strchr(close, '{');
+    if (!body) FAIL(INVALID_IMAGE, "%s: no body", name);
+    const char* maxntid = strstr(close, ".maxntid ");
+    f->maxntid = maxntid && maxntid < body ? atoi(maxntid + 9) : 0;
+    if (f->maxntid <= 0) FAIL(INVALID_IMAGE, "%s: no .maxntid (the kernels declare __launch_bounds__)", name);
+    /* static shared arrays are declared at the top of the body: .shared .align A .b8 NAME[BYTES]; */
+    const char* end = strstr(body, "\n}");
+    long shared = 0;
+    for (const char* q = body; (q = strstr(q, ".shared ")) && (!end || q < end); q += 8) {
+        const char* line_end = strchr(q, '\n');
+        const char* br = strchr(q, '[');
+        if (br && (!line_end || br < line_end) && strstr(q, ".b8") && strstr(q, ".b8") < br) shared += atol(br + 1);
+    }
+    if (shared > 48 * 1024) FAIL(INVALID_IMAGE, "%s: %ld bytes of static shared memory (> 48 KiB)", name, shared);
+    return OK;
+}
+
 int cuModuleGetFunction(void** function, void* module, const char* name)
 {
     NEED_CONTEXT();
     Module* m = module;
-    char pattern[256];
-    snprintf(pattern, sizeof pattern, "KERNEL %s(", name);
-    const char* p = strstr(m->text, pattern);
-    if (!p) FAIL(NOT_FOUND, "no kernel %s", name);
     Function* f = calloc(1, sizeof *f);
     f->name = strdup(name);
     f->module = m;
+    if (m->ptx) {
+        int status = ptx_function(f, m->text, name);
+        if (status != OK) { free(f); return status; }
+        *function = f;
+        return OK;
+    }
+    char pattern[256];
+    snprintf(pattern, sizeof pattern, "KERNEL %s(", name);
+    const char* p = strstr(m->text, pattern);
+    if (!p) { free(f); FAIL(NOT_FOUND, "no kernel %s", name); }
     char param[512];
     int len = 0;
     for (p += strlen(pattern); f->nparams < 64; p++) {
@@ -219,8 +271,9 @@ int cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, unsign
 {
     NEED_CONTEXT();
     Function* f = function;
-    if ((int)bx != f->module->wg || by != 1 || bz != 1 || gx < 1 || gy != 1 || gz != 1 || sharedBytes != 0 || !stream || extra)
-        FAIL(INVALID_VALUE, "%s: grid %ux%ux%u, block %ux%ux%u (AFM_WG %d), %u shared bytes", f->name, gx, gy, gz, bx, by, bz, f->module->wg, sharedBytes);
+    int wg = f->module->ptx ? f->maxntid : f->module->wg;
+    if ((int)bx != wg || by != 1 || bz != 1 || gx < 1 || gy != 1 || gz != 1 || sharedBytes != 0 || !stream || extra)
+        FAIL(INVALID_VALUE, "%s: grid %ux%ux%u, block %ux%ux%u (expected %d), %u shared bytes", f->name, gx, gy, gz, bx, by, bz, wg, sharedBytes);
     drain();
     for (int i = 0; i < f->nparams; i++) {
         const void* a = params[i];

@@ -149,7 +149,7 @@ public sealed class CudaNativeTests : IDisposable
     {
         if (NvrtcCompiler.TryLoad(out var compiler, out var reason))
         {
-            Assert.True(compiler.VersionMajor >= 12);
+            Assert.True(compiler.VersionMajor >= 11, $"NVRTC {compiler.Version}");
             Assert.NotEmpty(compiler.SupportedArchitectures);
             return;
         }

@@ -44,17 +44,6 @@
 #define FABS(x) fabs(x)
 typedef long offs_t;
 
-DEVICE_FN void afm_atomic_add_f32(volatile __global float* p, float v)
-{
-    volatile __global uint* u = (volatile __global uint*)p;
-    uint seen = *u, expected;
-    do {
-        expected = seen;
-        seen = atomic_cmpxchg(u, expected, as_uint(as_float(expected) + v));
-    } while (seen != expected);
-}
-#define ATOMIC_ADD_F32(p, v) afm_atomic_add_f32(p, v)
-
 #elif defined(__CUDACC__) || defined(__CUDA_ARCH__) || defined(__CUDACC_RTC__)
 
 #define KERNEL extern "C" __global__ void __launch_bounds__(AFM_WG)
@@ -77,17 +66,6 @@ DEVICE_FN void afm_atomic_add_f32(volatile __global float* p, float v)
 #define FABS(x) fabsf(x)
 typedef unsigned int uint;
 typedef long long offs_t;
-
-DEVICE_FN void afm_atomic_add_f32(float* p, float v)
-{
-    unsigned int* u = (unsigned int*)p;
-    unsigned int seen = *u, expected;
-    do {
-        expected = seen;
-        seen = atomicCAS(u, expected, __float_as_uint(__uint_as_float(expected) + v));
-    } while (seen != expected);
-}
-#define ATOMIC_ADD_F32(p, v) afm_atomic_add_f32(p, v)
 
 #else
 #error "afm_common.h: compile as OpenCL C or CUDA C"

@@ -168,11 +168,13 @@ internal sealed unsafe class NvrtcApi
         yield return "libnvrtc.so.13";
         yield return "libnvrtc.so.12";
         yield return "libnvrtc.so";
+        yield return "libnvrtc.so.11.2"; // CUDA 11.2 to 11.8 (and Debian's libnvrtc11.2)
         string[] folders =
         [
             "/usr/local/cuda/lib64",
             "/usr/local/cuda-13*/lib64",
             "/usr/local/cuda-12*/lib64",
+            "/usr/local/cuda-11*/lib64",
             "/usr/lib/x86_64-linux-gnu",
             "/usr/local/lib/python3*/dist-packages/nvidia/cu*/lib",
             "/usr/local/lib/python3*/site-packages/nvidia/cu*/lib",
