@@ -16,7 +16,7 @@ mkdir -p "$out/nvrtc"
 cp "$out/libcuda.so.1" "$out/nvrtc/libnvrtc.so.13"
 
 tests=(UploadsMayReuseTheHostArrayAtOnce TheSecondAcceleratorLoadsTheKernelsFromTheCache TrainingAndPredictionRunEndToEnd
-       AutoPrefersCudaAndOtherwiseSaysWhyNot EnumerationNotesWhyThereIsNoCudaDevice)
+       AutoPrefersCudaAndOtherwiseSaysWhyNot EnumerationNotesWhyThereIsNoCudaDevice TheTrainingGridIsOneWaveOfResidentBlocks)
 filter=$(printf 'FullyQualifiedName~CudaAcceleratorTests.%s|' "${tests[@]}")
 
 run() { # $1: label, then environment assignments

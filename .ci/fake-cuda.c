@@ -28,12 +28,12 @@ enum { OK = 0, INVALID_VALUE = 1, INVALID_IMAGE = 200, INVALID_CONTEXT = 201, NO
     fputc('\n', stderr); failures++; return code; } while (0)
 #define NEED_CONTEXT() do { if (!context) FAIL(INVALID_CONTEXT, "no current context"); } while (0)
 
-static long failures, launches, asyncCopies, eventWaits, ptxModules;
+static long failures, launches, asyncCopies, eventWaits, ptxModules, occupancyQueries;
 static int context;
 static void report(void)
 {
-    fprintf(stderr, "[fake-cuda] %ld launches, %ld async copies, %ld event waits, %ld modules of real PTX, %ld failures\n",
-        launches, asyncCopies, eventWaits, ptxModules, failures);
+    fprintf(stderr, "[fake-cuda] %ld launches, %ld async copies, %ld event waits, %ld occupancy queries, %ld modules of real PTX, %ld failures\n",
+        launches, asyncCopies, eventWaits, occupancyQueries, ptxModules, failures);
 }
 __attribute__((constructor)) static void init(void) { atexit(report); }
 
@@ -266,6 +266,29 @@ int cuModuleGetFunction(void** function, void* module, const char* name)
     return OK;
 }
 int cuFuncSetAttribute(void* f, int attribute, int value) { return OK; }
+int cuFuncGetAttribute(int* v, int attribute, void* function)
+{
+    NEED_CONTEXT();
+    if (!function) FAIL(INVALID_VALUE, "no function");
+    switch (attribute) {
+    case 1: case 3: *v = 0; return OK; /* static shared, local bytes */
+    case 4: *v = 64; return OK;        /* registers */
+    default: FAIL(INVALID_VALUE, "attribute %d", attribute);
+    }
+}
+/* blocks resident per multiprocessor: FAKE_CUDA_OCCUPANCY, else 3 (fewer than the 4 planned, so that the
+   accelerator re-plans its grid) */
+int cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, void* function, int blockSize, size_t dynamicShared)
+{
+    NEED_CONTEXT();
+    Function* f = function;
+    int wg = f->module->ptx ? f->maxntid : f->module->wg;
+    if (blockSize != wg || dynamicShared != 0) FAIL(INVALID_VALUE, "%s: block %d (expected %d), %zu dynamic shared bytes", f->name, blockSize, wg, dynamicShared);
+    const char* e = getenv("FAKE_CUDA_OCCUPANCY");
+    *blocks = e ? atoi(e) : 3;
+    occupancyQueries++;
+    return OK;
+}
 int cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
     unsigned sharedBytes, void* stream, void** params, void** extra)
 {

@@ -118,6 +118,7 @@ foreach (var shape in shapes)
             var m = Runner.Run(acc, shape, data, o, peak);
             results.Add(m);
             Console.Error.WriteLine($"train {Report.Rate(m.Train.SamplesPerSecond)}/s, kernel-only {Report.Rate(m.KernelOnly.SamplesPerSecond)}/s, infer {Report.Rate(m.Infer.SamplesPerSecond)}/s");
+            if (m.LaunchPlan.Length > 0) Console.Error.WriteLine($"  {m.LaunchPlan}");
             if (torch is not null && shape.IsSynthetic)
             {
                 string device = acc.Descriptor.Kind == AcceleratorKind.Cuda ? sel : "cpu";

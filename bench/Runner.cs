@@ -21,7 +21,7 @@ internal sealed record Measurement(
     double TrainFlopPerSample, double AttentionFlopPerSample, double InferFlopPerSample,
     double KernelGflops, double TrainStepGflops, double InferGflops, double? PeakGflops,
     long DeviceModelBytes, long DeviceBatchBytes, long DeviceWorkspaceBytes, long HostBatchBytes,
-    long ProcessPeakWorkingSetBytes, double MeanTrainLoss, double LoadAverage)
+    long ProcessPeakWorkingSetBytes, double MeanTrainLoss, double LoadAverage, string LaunchPlan = "")
 {
     public long DeviceBytes => DeviceModelBytes + DeviceBatchBytes + DeviceWorkspaceBytes;
     public double? PercentOfPeak => PeakGflops is > 0 ? 100 * KernelGflops / PeakGflops : null;
@@ -80,7 +80,7 @@ internal static class Runner
             train, kernelOnly, infer, trainFlop, attnFlop, inferFlop,
             trainFlop * kernelOnly.SamplesPerSecond / 1e9, trainFlop * train.SamplesPerSecond / 1e9, inferFlop * infer.SamplesPerSecond / 1e9, peakGflops,
             DeviceMemory.Bytes(dm), DeviceMemory.Bytes(db), DeviceMemory.Bytes(work), DeviceMemory.Bytes(host),
-            Process.GetCurrentProcess().PeakWorkingSet64, lossSum / ((double)trainedSteps * rows), LoadAverage());
+            Process.GetCurrentProcess().PeakWorkingSet64, lossSum / ((double)trainedSteps * rows), LoadAverage(), kernels.LaunchPlan);
     }
 
     /// <summary>

@@ -151,6 +151,22 @@ public sealed class CudaAcceleratorTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void TheGridFollowsTheResidentBlocks()
+    {
+        Assert.Equal(1, CudaAccelerator.GroupsPerMultiprocessorFor(0));
+        Assert.Equal(3, CudaAccelerator.GroupsPerMultiprocessorFor(3));
+        Assert.Equal(CudaAccelerator.MaxGroupsPerMultiprocessor, CudaAccelerator.GroupsPerMultiprocessorFor(32));
+        // k = t = 64 at batch 8192: 3 blocks resident per SM (168 registers x 128 threads) must give one wave of
+        // 132 x 3 blocks, where the planned 4 per SM would leave a second wave a third full.
+        var shape = new ModelShape(ModelKind.Afm, 1000, 64, 64, 10, 8192);
+        var planned = CudaAccelerator.Configure(shape, CudaTestDevice.H100);
+        var sized = CudaAccelerator.Configure(shape, CudaTestDevice.H100, groupsPerMultiprocessor: 3);
+        Assert.True(planned.Groups > 132 * 3);
+        Assert.True(sized.Groups <= 132 * 3);
+        Assert.Equal((8192 + 132 * 3 - 1) / (132 * 3), sized.RowsPerGroup);
+    }
+
+    [Fact]
     public void CompileOptionsAreTheOpenClDefinesAndNothingElse()
     {
         var config = CudaAccelerator.Configure(Afm39, CudaTestDevice.H100);
@@ -332,6 +348,39 @@ public sealed class CudaAcceleratorTests(ITestOutputHelper output)
             using (second.CreateKernels(shape)) { }
             Assert.Equal(entries, Directory.GetFiles(dir, "*.bin"));
             Assert.Equal(written, File.GetLastWriteTimeUtc(entries[0]));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void TheTrainingGridIsOneWaveOfResidentBlocks()
+    {
+        string dir = Directory.CreateTempSubdirectory("afm-cuda-grid-").FullName;
+        try
+        {
+            var devices = CudaRuntime.EnumerateDevices();
+            if (devices.Count == 0 || !NvrtcCompiler.TryLoad(out _, out _))
+            {
+                output.WriteLine("SKIPPED: no CUDA device or no NVRTC");
+                return;
+            }
+            var info = devices[0];
+            using var accelerator = new CudaAccelerator(info, new KernelCache(dir));
+            var module = accelerator.Module(Afm10, out var config);
+            var kernel = module.GetKernel(GpuKernelSource.ForwardBackward);
+            int resident = kernel.MaxActiveBlocksPerMultiprocessor(config.WorkGroupSize);
+            var (registers, shared, local) = kernel.Resources();
+            output.WriteLine($"{info.Name}: {resident} blocks of {config.WorkGroupSize} resident per multiprocessor " +
+                $"({registers} registers, {shared} B shared, {local} B local); {config.Groups} blocks of {config.RowsPerGroup} rows");
+            int perSm = CudaAccelerator.GroupsPerMultiprocessorFor(resident);
+            Assert.Equal(CudaAccelerator.Configure(Afm10, info, groupsPerMultiprocessor: perSm), config);
+            Assert.True(config.Groups <= info.MultiprocessorCount * Math.Max(resident, 1), "the grid needs a second wave");
+            // Asked again, the accelerator serves the module it settled on.
+            Assert.Same(module, accelerator.Module(Afm10, out var again));
+            Assert.Equal(config, again);
         }
         finally
         {

@@ -22,6 +22,12 @@ public abstract class AfmKernels : IDisposable
     /// <summary>The shape the kernels are specialised for.</summary>
     public ModelShape Shape { get; }
 
+    /// <summary>
+    /// How the training kernel is laid out on the device, in one line (for example the grid, rows per block and the
+    /// compiled kernel's registers on a GPU); empty when there is nothing to tell.
+    /// </summary>
+    public virtual string LaunchPlan => "";
+
     /// <summary>How many partial dense-gradient blocks <see cref="ForwardBackward"/> writes.</summary>
     protected abstract int PartialCount { get; }
 

@@ -12,8 +12,14 @@ namespace Afm.Gpu.Accelerators.Cuda;
 /// </summary>
 public sealed class CudaAccelerator : Accelerator
 {
-    /// <summary>Blocks of the training kernel per multiprocessor (each owns one partial dense gradient).</summary>
+    /// <summary>
+    /// Blocks of the training kernel per multiprocessor (each owns one partial dense gradient) planned before the
+    /// kernel is compiled; <see cref="Module"/> then sizes the grid to what the driver says is resident at once.
+    /// </summary>
     internal const int GroupsPerMultiprocessor = 4;
+
+    /// <summary>At most this many training blocks per multiprocessor, however many would fit.</summary>
+    internal const int MaxGroupsPerMultiprocessor = 8;
 
     /// <summary>Size of the pinned staging ring that uploads go through.</summary>
     internal const int DefaultStagingBytes = 64 << 20;
@@ -21,7 +27,7 @@ public sealed class CudaAccelerator : Accelerator
     /// <summary>The program name NVRTC reports in diagnostics.</summary>
     internal const string ProgramName = "afm_kernels.cu";
 
-    private readonly Dictionary<string, CudaModule> _modules = [];
+    private readonly Dictionary<string, (CudaModule Module, GpuKernelConfig Config)> _modules = [];
     private readonly NvrtcCompiler _compiler;
     private readonly KernelCache _cache;
     private readonly Lazy<CudaStaging> _staging;
@@ -88,14 +94,22 @@ public sealed class CudaAccelerator : Accelerator
     /// The specialisation for <paramref name="shape"/> on a device with these limits: the largest power-of-two
     /// block size allowed (at most <see cref="GpuKernelSource.PreferredWorkGroupSize"/>), tiles sized to the
     /// static shared memory (48 KiB at most, <see cref="GpuKernelSource.LocalMemoryCap"/>), and
-    /// <see cref="GroupsPerMultiprocessor"/> training blocks per multiprocessor. Pure: no device needed.
+    /// <paramref name="groupsPerMultiprocessor"/> training blocks per multiprocessor. Pure: no device needed.
     /// </summary>
-    internal static GpuKernelConfig Configure(ModelShape shape, CudaDeviceInfo info, int maxWorkGroupSize = 0, int maxTilePairs = 0)
+    internal static GpuKernelConfig Configure(ModelShape shape, CudaDeviceInfo info, int maxWorkGroupSize = 0, int maxTilePairs = 0,
+        int groupsPerMultiprocessor = GroupsPerMultiprocessor)
     {
         long limit = maxWorkGroupSize > 0 ? Math.Min(maxWorkGroupSize, info.MaxThreadsPerBlock) : info.MaxThreadsPerBlock;
         return GpuKernelSource.Configure(shape, GpuKernelSource.WorkGroupSize(limit), info.SharedMemoryPerBlock,
-            info.MultiprocessorCount * GroupsPerMultiprocessor, maxTilePairs);
+            info.MultiprocessorCount * groupsPerMultiprocessor, maxTilePairs);
     }
+
+    /// <summary>
+    /// Training blocks per multiprocessor for a kernel of which <paramref name="resident"/> blocks fit on one at
+    /// once: all of them (so that the grid runs in a single wave, with no second, partly empty one), at least one
+    /// and at most <see cref="MaxGroupsPerMultiprocessor"/> (more blocks only add partial gradients to reduce).
+    /// </summary>
+    internal static int GroupsPerMultiprocessorFor(int resident) => Math.Clamp(resident, 1, MaxGroupsPerMultiprocessor);
 
     /// <summary>
     /// The NVRTC options that specialise the source: exactly the -D defines the OpenCL build gets. The language needs
@@ -104,23 +118,51 @@ public sealed class CudaAccelerator : Accelerator
     /// </summary>
     internal static IReadOnlyList<string> CompileOptions(GpuKernelConfig config) => config.Defines;
 
-    /// <summary>The module for <paramref name="shape"/>, compiled (or loaded from the cache) on first use.</summary>
+    /// <summary>
+    /// The module for <paramref name="shape"/>, compiled (or loaded from the cache) on first use. The training grid is
+    /// planned at <see cref="GroupsPerMultiprocessor"/> blocks per multiprocessor; when the compiled training kernel's
+    /// registers and shared memory let a different number be resident at once, the rows per block are re-planned
+    /// for that number and the source compiled again (both images are cached, so this costs one extra compile ever).
+    /// </summary>
     internal CudaModule Module(ModelShape shape, out GpuKernelConfig config)
     {
-        config = Configure(shape, Info, MaxWorkGroupSize, MaxTilePairs);
-        var options = CompileOptions(config);
-        string key = string.Join(' ', options);
+        var planned = Configure(shape, Info, MaxWorkGroupSize, MaxTilePairs);
+        string key = string.Join(' ', CompileOptions(planned));
         lock (_modules)
         {
-            if (!_modules.TryGetValue(key, out var module))
+            if (_modules.TryGetValue(key, out var entry))
             {
-                byte[] image = _compiler.CompileCached(_cache, GpuKernelSource.Text, ProgramName,
-                    Info.ComputeCapabilityMajor, Info.ComputeCapabilityMinor, options);
-                module = Device.LoadModule(image);
-                _modules.Add(key, module);
+                config = entry.Config;
+                return entry.Module;
             }
+            var module = Load(planned);
+            config = planned;
+            try
+            {
+                int resident = module.GetKernel(GpuKernelSource.ForwardBackward).MaxActiveBlocksPerMultiprocessor(planned.WorkGroupSize);
+                var sized = Configure(shape, Info, MaxWorkGroupSize, MaxTilePairs, GroupsPerMultiprocessorFor(resident));
+                if (sized != planned)
+                {
+                    var resized = Load(sized);
+                    module.Dispose();
+                    (module, config) = (resized, sized);
+                }
+            }
+            catch
+            {
+                module.Dispose();
+                throw;
+            }
+            _modules.Add(key, (module, config));
             return module;
         }
+    }
+
+    private CudaModule Load(GpuKernelConfig config)
+    {
+        byte[] image = _compiler.CompileCached(_cache, GpuKernelSource.Text, ProgramName,
+            Info.ComputeCapabilityMajor, Info.ComputeCapabilityMinor, CompileOptions(config));
+        return Device.LoadModule(image);
     }
 
     /// <summary><c>13.0</c> for the driver's 13000.</summary>
@@ -143,7 +185,7 @@ public sealed class CudaAccelerator : Accelerator
         }
         lock (_modules)
         {
-            foreach (var m in _modules.Values) m.Dispose();
+            foreach (var (m, _) in _modules.Values) m.Dispose();
             _modules.Clear();
         }
         if (_staging.IsValueCreated) _staging.Value.Dispose();

@@ -27,6 +27,18 @@ internal sealed class CudaAfmKernels : GpuAfmKernels
         _unused = accelerator.Device.Allocate<float>(1);
     }
 
+    /// <inheritdoc />
+    public override string LaunchPlan
+    {
+        get
+        {
+            var k = _kernels[GpuKernelSource.ForwardBackward];
+            var (registers, shared, local) = k.Resources();
+            return $"{base.LaunchPlan}; compiled: {registers} registers, {shared:N0} B shared, {local:N0} B local per thread, " +
+                $"{k.MaxActiveBlocksPerMultiprocessor(Config.WorkGroupSize)} blocks resident per multiprocessor";
+        }
+    }
+
     private NativeBuffer Native(object? buffer) => buffer switch
     {
         null => _unused,

@@ -34,6 +34,12 @@ internal abstract class GpuAfmKernels : AfmKernels
 
     protected override int PartialCount => Config.Groups;
 
+    /// <inheritdoc />
+    public override string LaunchPlan =>
+        $"{GpuKernelSource.ForwardBackward}: {Config.Groups} groups of {Config.WorkGroupSize} x {Config.RowsPerGroup} rows" +
+        (Shape.Kind == Model.ModelKind.Afm ? $", tile {Config.TilePairs} pairs" : "") +
+        $", {Config.LocalBytes:N0} B local" + (Config.GlobalAccumulator ? ", dense accumulator in global memory" : "");
+
     /// <summary>Binds <paramref name="args"/> to kernel <paramref name="kernel"/> and queues enough work-groups to cover <paramref name="workItems"/>.</summary>
     protected abstract void Launch(string kernel, long workItems, ReadOnlySpan<GpuArg> args);
 

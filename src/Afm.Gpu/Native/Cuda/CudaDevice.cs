@@ -206,6 +206,32 @@ public sealed unsafe class CudaKernel
     }
 
     /// <summary>
+    /// How many blocks of <paramref name="blockSize"/> threads (and <paramref name="dynamicSharedBytes"/> of dynamic
+    /// shared memory) one multiprocessor holds at once, given the kernel's registers and static shared memory
+    /// (<c>cuOccupancyMaxActiveBlocksPerMultiprocessor</c>).
+    /// </summary>
+    public int MaxActiveBlocksPerMultiprocessor(int blockSize, int dynamicSharedBytes = 0)
+    {
+        _ = Module.Handle;
+        Module.Device.MakeCurrent();
+        int blocks;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, _function, blockSize, (nuint)dynamicSharedBytes));
+        return blocks;
+    }
+
+    /// <summary>Registers per thread and bytes of static shared and local (spill) memory, as the driver reports them.</summary>
+    public (int Registers, int SharedBytes, int LocalBytes) Resources()
+    {
+        _ = Module.Handle;
+        Module.Device.MakeCurrent();
+        int regs, shared, local;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuFuncGetAttribute(&regs, CudaDriver.FuncAttrNumRegs, _function));
+        CudaCheck.ThrowIfFailed(CudaDriver.cuFuncGetAttribute(&shared, CudaDriver.FuncAttrSharedSizeBytes, _function));
+        CudaCheck.ThrowIfFailed(CudaDriver.cuFuncGetAttribute(&local, CudaDriver.FuncAttrLocalSizeBytes, _function));
+        return (regs, shared, local);
+    }
+
+    /// <summary>
     /// Queues the kernel on the device's stream with a <paramref name="gridX"/> x <paramref name="gridY"/> grid of
     /// <paramref name="blockX"/> x <paramref name="blockY"/> blocks. Arguments are passed in order and must match the
     /// kernel's parameter types exactly (an <see cref="int"/> for <c>int</c>, a <see cref="float"/> for <c>float</c>,

@@ -23,6 +23,9 @@ internal static unsafe partial class CudaDriver
     internal const int AttrMaxSharedMemoryPerBlockOptin = 97;
 
     // CUfunction_attribute (cuda.h)
+    internal const int FuncAttrSharedSizeBytes = 1;
+    internal const int FuncAttrLocalSizeBytes = 3;
+    internal const int FuncAttrNumRegs = 4;
     internal const int FuncAttrMaxDynamicSharedSizeBytes = 8;
 
     // CUstream_flags: CU_STREAM_DEFAULT = 0 (blocking: ordered with the legacy NULL stream, which the
@@ -80,6 +83,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(LibraryName)] internal static partial int cuModuleGetFunction(nint* hfunc, nint hmod, byte* name);
     [LibraryImport(LibraryName)] internal static partial int cuModuleUnload(nint hmod);
     [LibraryImport(LibraryName)] internal static partial int cuFuncSetAttribute(nint hfunc, int attrib, int value);
+    [LibraryImport(LibraryName)] internal static partial int cuFuncGetAttribute(int* pi, int attrib, nint hfunc);
+    [LibraryImport(LibraryName)]
+    internal static partial int cuOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, nint func, int blockSize, nuint dynamicSMemSize);
     [LibraryImport(LibraryName)]
     internal static partial int cuLaunchKernel(nint f, uint gridDimX, uint gridDimY, uint gridDimZ,
         uint blockDimX, uint blockDimY, uint blockDimZ, uint sharedMemBytes, nint hStream, void** kernelParams, void** extra);
