@@ -16,8 +16,11 @@
  * Mapping. afm_forward: one work-group per row. afm_forward_backward: a fixed number of
  * work-groups, each taking AFM_RPG consecutive rows. Per row the group holds the row's
  * embeddings e (M x K) in local memory; the pair products q = e_i * e_j and the attention
- * pre-activations z = W q + b live in registers (one work-item per pair) and are recomputed in
- * the backward pass, so nothing of size pairs x (K or T) reaches global memory. Local memory
+ * pre-activations z = W q + b live in registers (one work-item per pair, or AFM_ZS per pair each
+ * taking a slice of the t's when the work-group has that many to spare) and are recomputed in
+ * the backward pass, so nothing of size pairs x (K or T) reaches global memory. The backward
+ * products are register-blocked: a work-item accumulates AFM_DW_R elements of dW per q it forms,
+ * and AFM_DQ_R pairs' dq per element of W it reads. Local memory
  * holds only per-pair scalars (score / da / ds, a, a') and one backward tile of relu(z)
  * (TILE x T) and dq (TILE x K); a tile is a run of whole pair columns, so that each de_s can be
  * summed by one work-item, in the CPU's pair order.
@@ -47,6 +50,14 @@
 /* pooling: the group splits into AFM_POOL_G teams of K work-items, each summing a run of pairs */
 #define AFM_POOL_G (AFM_WG >= AFM_K ? AFM_WG / AFM_K : 1)
 #define AFM_NEG_BIG (-3.402823466e38f)
+/* register blocking of the backward tile: W elements per work-item in dW, pairs per work-item in dq */
+#define AFM_DW_R (AFM_TA % 4 == 0 ? 4 : AFM_TA % 2 == 0 ? 2 : 1)
+#define AFM_DQ_R 4
+/* work-items per pair in the z = W q passes: a power of two dividing T such that a tile's pairs times
+   it fit the work-group (so the forward's per-slice scores fit red[], which holds AFM_WG floats) */
+#define AFM_TILE_P (AFM_TILE < AFM_PA ? AFM_TILE : AFM_PA)
+#define AFM_ZS_FITS(s) (AFM_TILE_P == AFM_PA && AFM_PA * (s) <= AFM_WG && AFM_TA % (s) == 0)
+#define AFM_ZS (AFM_ZS_FITS(16) ? 16 : AFM_ZS_FITS(8) ? 8 : AFM_ZS_FITS(4) ? 4 : AFM_ZS_FITS(2) ? 2 : 1)
 
 #define OPT_ADAGRAD 0
 #define OPT_ADAM 1
@@ -154,20 +165,38 @@ DEVICE_FN void afm_attention_forward(int row, int n, GLOBAL const float* RESTRIC
 {
     int tid = LID(0), np = n * (n - 1) / 2;
     float mx = AFM_NEG_BIG;
+#if AFM_ZS > 1
+    /* AFM_ZS work-items per pair, each summing a slice of the t's into red; then the slices in order */
+    for (int it = tid; it < np * AFM_ZS; it += AFM_WG) {
+        int p = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS);
+#else
     for (int p = tid; p < np; p += AFM_WG) {
+        const int t0 = 0;
+#endif
         int j = afm_pair_col(p), i = p - j * (j - 1) / 2;
         float q[AFM_K];
         for (int d = 0; d < AFM_K; ++d) q[d] = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
         float score = 0.0f;
-        for (int t = 0; t < AFM_T; ++t) {
+        for (int t = t0; t < t0 + AFM_T / AFM_ZS; ++t) {
             float z = 0.0f;
             for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
             z += dense[AFM_OFF_B + t];
             if (z > 0.0f) score += dense[AFM_OFF_H + t] * z;
         }
+#if AFM_ZS > 1
+        red[it] = score;
+    }
+    BARRIER;
+    for (int p = tid; p < np; p += AFM_WG) {
+        float score = red[p * AFM_ZS];
+        for (int sl = 1; sl < AFM_ZS; ++sl) score += red[p * AFM_ZS + sl];
+#endif
         sS[p] = score;
         mx = FMAX(mx, score);
     }
+#if AFM_ZS > 1
+    BARRIER; /* red is reused below */
+#endif
     mx = afm_wg_max(mx, red);
     float part = 0.0f;
     for (int p = tid; p < np; p += AFM_WG) {
@@ -399,35 +428,49 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
             int jn = j1 < n ? j1 : n; /* the row's columns in this tile: [j0, jn) */
             int tp = jn > j0 ? jn * (jn - 1) / 2 - pb : 0;
 
-            /* relu(z) per pair of the tile, q recomputed in registers */
-            for (int pt = tid; pt < tp; pt += AFM_WG) {
+            /* relu(z) per pair of the tile, q recomputed in registers; AFM_ZS work-items per pair, each
+               computing a slice of the t's */
+            for (int it = tid; it < tp * AFM_ZS; it += AFM_WG) {
+                int pt = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS);
                 int p = pb + pt, j = afm_pair_col(p), i = p - j * (j - 1) / 2;
                 float q[AFM_K];
                 for (int d = 0; d < AFM_K; ++d) q[d] = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
-                for (int t = 0; t < AFM_T; ++t) {
+                for (int t = t0; t < t0 + AFM_T / AFM_ZS; ++t) {
                     float z = 0.0f;
                     for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
                     z += dense[AFM_OFF_B + t];
                     sZR[pt * AFM_T + t] = z > 0.0f ? z : 0.0f;
                 }
-                sTI[pt] = i;
-                sTJ[pt] = j;
+                if (t0 == 0) {
+                    sTI[pt] = i;
+                    sTJ[pt] = j;
+                }
             }
             BARRIER;
 
-            /* dW, db, dh: each element owned by one work-item, pairs in order */
-            for (int e = tid; e < AFM_OFF_P; e += AFM_WG) {
+            /*
+             * dW, db, dh: each element owned by one work-item, pairs in order. A work-item owns a run of
+             * AFM_DW_R elements of W's column d (t0 .. t0 + R - 1), so that one q per pair serves R of them
+             * and the pair's scalars are read once per R.
+             */
+            for (int it = tid; it < (AFM_T / AFM_DW_R) * AFM_K; it += AFM_WG) {
+                int t0 = it / AFM_K * AFM_DW_R, d = it % AFM_K;
+                float a[AFM_DW_R], h[AFM_DW_R];
+                for (int r = 0; r < AFM_DW_R; ++r) {
+                    a[r] = acc[(t0 + r) * AFM_K + d];
+                    h[r] = dense[AFM_OFF_H + t0 + r];
+                }
+                for (int pt = 0; pt < tp; ++pt) {
+                    float ds = sS[pb + pt];
+                    float q = sE[sTI[pt] * AFM_ES + d] * sE[sTJ[pt] * AFM_ES + d];
+                    for (int r = 0; r < AFM_DW_R; ++r)
+                        if (sZR[pt * AFM_T + t0 + r] > 0.0f) a[r] += ds * h[r] * q;
+                }
+                for (int r = 0; r < AFM_DW_R; ++r) acc[(t0 + r) * AFM_K + d] = a[r];
+            }
+            for (int e = AFM_OFF_B + tid; e < AFM_OFF_P; e += AFM_WG) {
                 float a = acc[e];
-                if (e < AFM_OFF_B) {
-                    int t = e / AFM_K, d = e % AFM_K;
-                    float h = dense[AFM_OFF_H + t];
-                    for (int pt = 0; pt < tp; ++pt) {
-                        if (sZR[pt * AFM_T + t] > 0.0f) {
-                            float q = sE[sTI[pt] * AFM_ES + d] * sE[sTJ[pt] * AFM_ES + d];
-                            a += sS[pb + pt] * h * q;
-                        }
-                    }
-                } else if (e < AFM_OFF_H) {
+                if (e < AFM_OFF_H) {
                     int t = e - AFM_OFF_B;
                     float h = dense[AFM_OFF_H + t];
                     for (int pt = 0; pt < tp; ++pt)
@@ -441,14 +484,24 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
                 }
                 acc[e] = a;
             }
-            /* dq = a' du + Wᵀ dz, dz = ds h [z > 0] */
-            for (int it = tid; it < tp * AFM_K; it += AFM_WG) {
-                int pt = it / AFM_K, d = it % AFM_K, p = pb + pt;
-                float ds = sS[p];
-                float dq = sAD[p] * sDU[d];
-                for (int t = 0; t < AFM_T; ++t)
-                    if (sZR[pt * AFM_T + t] > 0.0f) dq += ds * dense[AFM_OFF_H + t] * dense[t * AFM_K + d];
-                sDQ[it] = dq;
+            /*
+             * dq = a' du + Wᵀ dz, dz = ds h [z > 0]. A work-item owns dimension d of a run of AFM_DQ_R pairs,
+             * so that each h_t W_td read serves R pairs.
+             */
+            for (int it = tid; it < (tp + AFM_DQ_R - 1) / AFM_DQ_R * AFM_K; it += AFM_WG) {
+                int pt0 = it / AFM_K * AFM_DQ_R, d = it % AFM_K;
+                int nr = tp - pt0 < AFM_DQ_R ? tp - pt0 : AFM_DQ_R;
+                float dq[AFM_DQ_R], ds[AFM_DQ_R];
+                for (int r = 0; r < AFM_DQ_R; ++r) {
+                    ds[r] = r < nr ? sS[pb + pt0 + r] : 0.0f;
+                    dq[r] = r < nr ? sAD[pb + pt0 + r] * sDU[d] : 0.0f;
+                }
+                for (int t = 0; t < AFM_T; ++t) {
+                    float h = dense[AFM_OFF_H + t], w = dense[t * AFM_K + d];
+                    for (int r = 0; r < AFM_DQ_R; ++r)
+                        if (r < nr && sZR[(pt0 + r) * AFM_T + t] > 0.0f) dq[r] += ds[r] * h * w;
+                }
+                for (int r = 0; r < nr; ++r) sDQ[(pt0 + r) * AFM_K + d] = dq[r];
             }
             BARRIER;
 
