@@ -183,7 +183,7 @@ int cuEventDestroy_v2(void* e) { free(e); return OK; }
 /* ---- driver: modules and launches ------------------------------------------------------------ */
 
 typedef struct { char* text; int wg; int ptx; } Module;
-typedef struct { const char* name; Module* module; int nparams; char kinds[64]; int maxntid; } Function; /* kinds: p f i u */
+typedef struct { const char* name; Module* module; int nparams; char kinds[64]; int wg; } Function; /* kinds: p f i u; wg: the block size launches must use */
 
 static int is_ptx(const char* s) { return strstr(s, ".version ") && strstr(s, ".target ") && strstr(s, ".entry "); }
 
@@ -221,8 +221,8 @@ static int ptx_function(Function* f, const char* text, const char* name)
     const char* body = strchr(close, '{');
     if (!body) FAIL(INVALID_IMAGE, "%s: no body", name);
     const char* maxntid = strstr(close, ".maxntid ");
-    f->maxntid = maxntid && maxntid < body ? atoi(maxntid + 9) : 0;
-    if (f->maxntid <= 0) FAIL(INVALID_IMAGE, "%s: no .maxntid (the kernels declare __launch_bounds__)", name);
+    f->wg = maxntid && maxntid < body ? atoi(maxntid + 9) : 0;
+    if (f->wg <= 0) FAIL(INVALID_IMAGE, "%s: no .maxntid (the kernels declare __launch_bounds__)", name);
     /* static shared arrays are declared at the top of the body: .shared .align A .b8 NAME[BYTES]; */
     const char* end = strstr(body, "\n}");
     long shared = 0;
@@ -242,6 +242,7 @@ int cuModuleGetFunction(void** function, void* module, const char* name)
     Function* f = calloc(1, sizeof *f);
     f->name = strdup(name);
     f->module = m;
+    f->wg = m->wg;
     if (m->ptx) {
         int status = ptx_function(f, m->text, name);
         if (status != OK) { free(f); return status; }
@@ -282,8 +283,7 @@ int cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, void* function, int
 {
     NEED_CONTEXT();
     Function* f = function;
-    int wg = f->module->ptx ? f->maxntid : f->module->wg;
-    if (blockSize != wg || dynamicShared != 0) FAIL(INVALID_VALUE, "%s: block %d (expected %d), %zu dynamic shared bytes", f->name, blockSize, wg, dynamicShared);
+    if (blockSize != f->wg || dynamicShared != 0) FAIL(INVALID_VALUE, "%s: block %d (expected %d), %zu dynamic shared bytes", f->name, blockSize, f->wg, dynamicShared);
     const char* e = getenv("FAKE_CUDA_OCCUPANCY");
     *blocks = e ? atoi(e) : 3;
     occupancyQueries++;
@@ -294,9 +294,8 @@ int cuLaunchKernel(void* function, unsigned gx, unsigned gy, unsigned gz, unsign
 {
     NEED_CONTEXT();
     Function* f = function;
-    int wg = f->module->ptx ? f->maxntid : f->module->wg;
-    if ((int)bx != wg || by != 1 || bz != 1 || gx < 1 || gy != 1 || gz != 1 || sharedBytes != 0 || !stream || extra)
-        FAIL(INVALID_VALUE, "%s: grid %ux%ux%u, block %ux%ux%u (expected %d), %u shared bytes", f->name, gx, gy, gz, bx, by, bz, wg, sharedBytes);
+    if ((int)bx != f->wg || by != 1 || bz != 1 || gx < 1 || gy != 1 || gz != 1 || sharedBytes != 0 || !stream || extra)
+        FAIL(INVALID_VALUE, "%s: grid %ux%ux%u, block %ux%ux%u (expected %d), %u shared bytes", f->name, gx, gy, gz, bx, by, bz, f->wg, sharedBytes);
     drain();
     for (int i = 0; i < f->nparams; i++) {
         const void* a = params[i];

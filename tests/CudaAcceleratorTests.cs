@@ -327,60 +327,51 @@ public sealed class CudaAcceleratorTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void TheSecondAcceleratorLoadsTheKernelsFromTheCache()
+    public void TheSecondAcceleratorLoadsTheKernelsFromTheCache() => WithDeviceAndCacheDirectory((info, dir) =>
     {
+        var shape = Afm10 with { BatchCapacity = 64 };
+        using (var first = new CudaAccelerator(info, new KernelCache(dir)))
+        using (first.CreateKernels(shape)) { }
+        var entries = Directory.GetFiles(dir, "*.bin");
+        Assert.Single(entries);
+        var written = File.GetLastWriteTimeUtc(entries[0]);
+        using (var second = new CudaAccelerator(info, new KernelCache(dir)))
+        using (second.CreateKernels(shape)) { }
+        Assert.Equal(entries, Directory.GetFiles(dir, "*.bin"));
+        Assert.Equal(written, File.GetLastWriteTimeUtc(entries[0]));
+    });
+
+    [Fact]
+    public void TheTrainingGridIsOneWaveOfResidentBlocks() => WithDeviceAndCacheDirectory((info, dir) =>
+    {
+        using var accelerator = new CudaAccelerator(info, new KernelCache(dir));
+        var module = accelerator.Module(Afm10, out var config);
+        var kernel = module.GetKernel(GpuKernelSource.ForwardBackward);
+        int resident = kernel.MaxActiveBlocksPerMultiprocessor(config.WorkGroupSize);
+        var (registers, shared, local) = kernel.Resources();
+        output.WriteLine($"{info.Name}: {resident} blocks of {config.WorkGroupSize} resident per multiprocessor " +
+            $"({registers} registers, {shared} B shared, {local} B local); {config.Groups} blocks of {config.RowsPerGroup} rows");
+        int perSm = CudaAccelerator.GroupsPerMultiprocessorFor(resident);
+        Assert.Equal(CudaAccelerator.Configure(Afm10, info, groupsPerMultiprocessor: perSm), config);
+        Assert.True(config.Groups <= info.MultiprocessorCount * Math.Max(resident, 1), "the grid needs a second wave");
+        // Asked again, the accelerator serves the module it settled on.
+        Assert.Same(module, accelerator.Module(Afm10, out var again));
+        Assert.Equal(config, again);
+    });
+
+    /// <summary>Runs <paramref name="body"/> with the first CUDA device and an empty kernel-cache folder; skips with a note without either.</summary>
+    private void WithDeviceAndCacheDirectory(Action<CudaDeviceInfo, string> body)
+    {
+        var devices = CudaRuntime.EnumerateDevices();
+        if (devices.Count == 0 || !NvrtcCompiler.TryLoad(out _, out _))
+        {
+            output.WriteLine("SKIPPED: no CUDA device or no NVRTC");
+            return;
+        }
         string dir = Directory.CreateTempSubdirectory("afm-cuda-cache-").FullName;
         try
         {
-            var devices = CudaRuntime.EnumerateDevices();
-            if (devices.Count == 0 || !NvrtcCompiler.TryLoad(out _, out _))
-            {
-                output.WriteLine("SKIPPED: no CUDA device or no NVRTC");
-                return;
-            }
-            var shape = Afm10 with { BatchCapacity = 64 };
-            using (var first = new CudaAccelerator(devices[0], new KernelCache(dir)))
-            using (first.CreateKernels(shape)) { }
-            var entries = Directory.GetFiles(dir, "*.bin");
-            Assert.Single(entries);
-            var written = File.GetLastWriteTimeUtc(entries[0]);
-            using (var second = new CudaAccelerator(devices[0], new KernelCache(dir)))
-            using (second.CreateKernels(shape)) { }
-            Assert.Equal(entries, Directory.GetFiles(dir, "*.bin"));
-            Assert.Equal(written, File.GetLastWriteTimeUtc(entries[0]));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
-    }
-
-    [Fact]
-    public void TheTrainingGridIsOneWaveOfResidentBlocks()
-    {
-        string dir = Directory.CreateTempSubdirectory("afm-cuda-grid-").FullName;
-        try
-        {
-            var devices = CudaRuntime.EnumerateDevices();
-            if (devices.Count == 0 || !NvrtcCompiler.TryLoad(out _, out _))
-            {
-                output.WriteLine("SKIPPED: no CUDA device or no NVRTC");
-                return;
-            }
-            var info = devices[0];
-            using var accelerator = new CudaAccelerator(info, new KernelCache(dir));
-            var module = accelerator.Module(Afm10, out var config);
-            var kernel = module.GetKernel(GpuKernelSource.ForwardBackward);
-            int resident = kernel.MaxActiveBlocksPerMultiprocessor(config.WorkGroupSize);
-            var (registers, shared, local) = kernel.Resources();
-            output.WriteLine($"{info.Name}: {resident} blocks of {config.WorkGroupSize} resident per multiprocessor " +
-                $"({registers} registers, {shared} B shared, {local} B local); {config.Groups} blocks of {config.RowsPerGroup} rows");
-            int perSm = CudaAccelerator.GroupsPerMultiprocessorFor(resident);
-            Assert.Equal(CudaAccelerator.Configure(Afm10, info, groupsPerMultiprocessor: perSm), config);
-            Assert.True(config.Groups <= info.MultiprocessorCount * Math.Max(resident, 1), "the grid needs a second wave");
-            // Asked again, the accelerator serves the module it settled on.
-            Assert.Same(module, accelerator.Module(Afm10, out var again));
-            Assert.Equal(config, again);
+            body(devices[0], dir);
         }
         finally
         {

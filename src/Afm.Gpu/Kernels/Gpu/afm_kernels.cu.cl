@@ -154,6 +154,23 @@ DEVICE_FN void afm_gather(int r, int n, GLOBAL const float* RESTRICT v, GLOBAL c
 }
 
 #if !AFM_FM
+/* q = e_i ⊙ e_j for pair p (column j, row i) into registers */
+DEVICE_FN void afm_pair_q(int p, LPTR const float* sE, float* q, int* pi, int* pj)
+{
+    int j = afm_pair_col(p), i = p - j * (j - 1) / 2;
+    for (int d = 0; d < AFM_K; ++d) q[d] = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
+    *pi = i;
+    *pj = j;
+}
+
+/* z_t = W_t · q + b_t */
+DEVICE_FN float afm_z(GLOBAL const float* RESTRICT dense, const float* q, int t)
+{
+    float z = 0.0f;
+    for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
+    return z + dense[AFM_OFF_B + t];
+}
+
 /*
  * Forward of the attention part for the row's np pairs: sS[p] = h · relu(W q + b) with q in
  * registers, then a = softmax(s) into sA, then a' = a (masked, 1/keep0) into sAD when aDrop is
@@ -165,22 +182,15 @@ DEVICE_FN void afm_attention_forward(int row, int n, GLOBAL const float* RESTRIC
 {
     int tid = LID(0), np = n * (n - 1) / 2;
     float mx = AFM_NEG_BIG;
-#if AFM_ZS > 1
-    /* AFM_ZS work-items per pair, each summing a slice of the t's into red; then the slices in order */
+    /* AFM_ZS work-items per pair, each summing a slice of the t's (into red when there are several,
+       then the slices are added in order) */
     for (int it = tid; it < np * AFM_ZS; it += AFM_WG) {
-        int p = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS);
-#else
-    for (int p = tid; p < np; p += AFM_WG) {
-        const int t0 = 0;
-#endif
-        int j = afm_pair_col(p), i = p - j * (j - 1) / 2;
+        int p = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS), i, j;
         float q[AFM_K];
-        for (int d = 0; d < AFM_K; ++d) q[d] = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
+        afm_pair_q(p, sE, q, &i, &j);
         float score = 0.0f;
         for (int t = t0; t < t0 + AFM_T / AFM_ZS; ++t) {
-            float z = 0.0f;
-            for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
-            z += dense[AFM_OFF_B + t];
+            float z = afm_z(dense, q, t);
             if (z > 0.0f) score += dense[AFM_OFF_H + t] * z;
         }
 #if AFM_ZS > 1
@@ -431,14 +441,11 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
             /* relu(z) per pair of the tile, q recomputed in registers; AFM_ZS work-items per pair, each
                computing a slice of the t's */
             for (int it = tid; it < tp * AFM_ZS; it += AFM_WG) {
-                int pt = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS);
-                int p = pb + pt, j = afm_pair_col(p), i = p - j * (j - 1) / 2;
+                int pt = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS), i, j;
                 float q[AFM_K];
-                for (int d = 0; d < AFM_K; ++d) q[d] = sE[i * AFM_ES + d] * sE[j * AFM_ES + d];
+                afm_pair_q(pb + pt, sE, q, &i, &j);
                 for (int t = t0; t < t0 + AFM_T / AFM_ZS; ++t) {
-                    float z = 0.0f;
-                    for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
-                    z += dense[AFM_OFF_B + t];
+                    float z = afm_z(dense, q, t);
                     sZR[pt * AFM_T + t] = z > 0.0f ? z : 0.0f;
                 }
                 if (t0 == 0) {
