@@ -68,12 +68,14 @@ public sealed partial class NvrtcCompileTests(ITestOutputHelper output)
         var fused = kernels["afm_forward_backward"];
         // The tile arithmetic must agree with what the compiler lays out (alignment padding aside).
         Assert.InRange(fused.SharedBytes, config.LocalBytes - 64, config.LocalBytes);
-        // ptxas may keep a few scalars on the stack to save registers; a spilled per-pair array (q or dz, K or T
-        // floats per work-item) would show as 64 bytes or more at these sizes, in the innermost loops.
+        // ptxas may keep a few loop-invariant scalars on the stack to save registers (reloaded once per row); a
+        // spilled per-pair array (q or dz, K or T floats per work-item, used in the innermost loops) would show as
+        // 4 K bytes or more. The limit is half of that.
         if (shape.K <= 64)
         {
-            Assert.True(fused.SpillStores <= 32, $"afm_forward_backward spills {fused.SpillStores} bytes");
-            Assert.True(kernels["afm_forward"].SpillStores <= 32, $"afm_forward spills {kernels["afm_forward"].SpillStores} bytes");
+            int limit = 2 * shape.K;
+            Assert.True(fused.SpillStores <= limit, $"afm_forward_backward spills {fused.SpillStores} bytes (limit {limit})");
+            Assert.True(kernels["afm_forward"].SpillStores <= limit, $"afm_forward spills {kernels["afm_forward"].SpillStores} bytes (limit {limit})");
         }
     }
 

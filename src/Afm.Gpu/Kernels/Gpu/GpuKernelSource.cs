@@ -123,11 +123,12 @@ internal static class GpuKernelSource
         long m = s.MaxNnz, k = s.K, red = Math.Max(workGroupSize, s.K), rowStride = s.K | 1;
         long floats = 2 * m + m * rowStride + 2 * k + red + 2 + (globalAccumulator ? 0 : s.DenseSize);
         floats += s.Kind == ModelKind.Fm ? k : m * k + 3L * Math.Max(s.Pairs, 1);
-        return 4 * floats;
+        // AFM: the relu(z) / dz tile is 16-byte aligned for four-float reads (up to 12 bytes of padding)
+        return 4 * floats + (s.Kind == ModelKind.Fm ? 0 : 12);
     }
 
-    /// <summary>Bytes per pair of a backward tile: relu(z) (t), dq (k) and the pair's (i, j).</summary>
-    public static long TileBytesPerPair(ModelShape s) => s.Kind == ModelKind.Fm ? 0 : 4L * (Math.Max(s.T, 1) + s.K + 2);
+    /// <summary>Bytes per pair of a backward tile: relu(z), then dz (t), and dq (k).</summary>
+    public static long TileBytesPerPair(ModelShape s) => s.Kind == ModelKind.Fm ? 0 : 4L * (Math.Max(s.T, 1) + s.K);
 
     /// <summary>
     /// The configuration for <paramref name="shape"/>: about <paramref name="groups"/> training work-groups

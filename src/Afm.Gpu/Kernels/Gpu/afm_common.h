@@ -12,8 +12,11 @@
  *   LID / GID / LSIZE / GROUP_ID / NUM_GROUPS (0)
  *   EXP, LOG, SQRT, FMAX, FABS    single-precision math
  *   offs_t        64-bit signed integer for large buffer offsets
- *   ATOMIC_ADD_F32(p, v)          float add by compare-and-swap (global memory; not used by the
- *                                 AFM kernels, which are atomic-free, but kept for tools)
+ *   float4        four floats (.x .y .z .w): OpenCL's vector type, CUDA's struct
+ *   LOAD4(p, i)   the float4 p[i .. i + 3] from global or local memory; under CUDA p + i must be
+ *                 16-byte aligned (a float array declared ALIGN16, or a device allocation, at an
+ *                 index that is a multiple of 4)
+ *   ALIGN16       after a local array's declarator: align it for LOAD4
  */
 #ifndef AFM_COMMON_H
 #define AFM_COMMON_H
@@ -43,6 +46,8 @@
 #define FMAX(a, b) fmax(a, b)
 #define FABS(x) fabs(x)
 typedef long offs_t;
+#define LOAD4(p, i) vload4(0, (p) + (i))
+#define ALIGN16 __attribute__((aligned(16)))
 
 #elif defined(__CUDACC__) || defined(__CUDA_ARCH__) || defined(__CUDACC_RTC__)
 
@@ -66,6 +71,8 @@ typedef long offs_t;
 #define FABS(x) fabsf(x)
 typedef unsigned int uint;
 typedef long long offs_t;
+#define LOAD4(p, i) (*(const float4*)((p) + (i)))
+#define ALIGN16 __attribute__((aligned(16)))
 
 #else
 #error "afm_common.h: compile as OpenCL C or CUDA C"

@@ -15,15 +15,16 @@
  *
  * Mapping. afm_forward: one work-group per row. afm_forward_backward: a fixed number of
  * work-groups, each taking AFM_RPG consecutive rows. Per row the group holds the row's
- * embeddings e (M x K) in local memory; the pair products q = e_i * e_j and the attention
- * pre-activations z = W q + b live in registers (one work-item per pair, or AFM_ZS per pair each
- * taking a slice of the t's when the work-group has that many to spare) and are recomputed in
- * the backward pass, so nothing of size pairs x (K or T) reaches global memory. The backward
- * products are register-blocked: a work-item accumulates AFM_DW_R elements of dW per q it forms,
- * and AFM_DQ_R pairs' dq per element of W it reads. Local memory
- * holds only per-pair scalars (score / da / ds, a, a') and one backward tile of relu(z)
- * (TILE x T) and dq (TILE x K); a tile is a run of whole pair columns, so that each de_s can be
- * summed by one work-item, in the CPU's pair order.
+ * embeddings e (M x K) in local memory; the pair products q = e_i * e_j live in registers (one
+ * work-item per pair, or AFM_ZS per pair each taking a slice of the t's when the work-group has
+ * that many to spare), so nothing of size pairs x K reaches global memory. relu(z), z = W q + b,
+ * goes to a local tile of whole pair columns (TILE x T): when all of a row's pairs fit one tile
+ * (AFM_KEEPZ) the forward pass fills it, otherwise the backward recomputes it tile by tile. The
+ * backward turns it into dz = ds h [z > 0] in place, then forms dW += dz q^T and dq = a' du + dz W
+ * as register-blocked products: a work-item accumulates AFM_DW_R elements of dW per q it forms,
+ * and AFM_DQ_R pairs x AFM_DQ_C dimensions of dq; rows of W and dz are read four floats at a
+ * time. dq goes to a second tile (TILE x K), from which each de_s is summed by one work-item, in
+ * the CPU's pair order.
  *
  * No atomics: every dense-gradient element is owned by one work-item of the group and
  * accumulated in local memory (acc) across the group's rows, then written once to the group's
@@ -50,9 +51,18 @@
 /* pooling: the group splits into AFM_POOL_G teams of K work-items, each summing a run of pairs */
 #define AFM_POOL_G (AFM_WG >= AFM_K ? AFM_WG / AFM_K : 1)
 #define AFM_NEG_BIG (-3.402823466e38f)
-/* register blocking of the backward tile: W elements per work-item in dW, pairs per work-item in dq */
-#define AFM_DW_R (AFM_TA % 4 == 0 ? 4 : AFM_TA % 2 == 0 ? 2 : 1)
-#define AFM_DQ_R 4
+/* register blocking of the backward tile: W elements per work-item in dW (a run of t's), pairs per
+   work-item in dq */
+#define AFM_DW_R (AFM_TA % 8 == 0 ? 8 : AFM_TA % 4 == 0 ? 4 : AFM_TA % 2 == 0 ? 2 : 1)
+#define AFM_DQ_R (AFM_TILE_P >= 8 ? 8 : AFM_TILE_P >= 4 ? 4 : AFM_TILE_P >= 2 ? 2 : 1)
+#define AFM_DQ_C (AFM_K4 && AFM_T4 ? 4 : 1)
+#define AFM_DW_ITEMS (AFM_T / AFM_DW_R * AFM_K)
+/* the forward's relu(z) serves the backward when a row's pairs are one tile (no recomputation) */
+#define AFM_KEEPZ (AFM_NTILES == 1)
+/* float4 reads: rows of W (K floats, global) and of the tile's dz (T floats, local) start 16-byte
+   aligned when K, T are multiples of 4 */
+#define AFM_K4 (AFM_K % 4 == 0)
+#define AFM_T4 (AFM_TA % 4 == 0)
 /* work-items per pair in the z = W q passes: a power of two dividing T such that a tile's pairs times
    it fit the work-group (so the forward's per-slice scores fit red[], which holds AFM_WG floats) */
 #define AFM_TILE_P (AFM_TILE < AFM_PA ? AFM_TILE : AFM_PA)
@@ -167,18 +177,79 @@ DEVICE_FN void afm_pair_q(int p, LPTR const float* sE, float* q, int* pi, int* p
 DEVICE_FN float afm_z(GLOBAL const float* RESTRICT dense, const float* q, int t)
 {
     float z = 0.0f;
+#if AFM_K4
+    for (int d = 0; d < AFM_K; d += 4) {
+        float4 w = LOAD4(dense, t * AFM_K + d);
+        z += w.x * q[d];
+        z += w.y * q[d + 1];
+        z += w.z * q[d + 2];
+        z += w.w * q[d + 3];
+    }
+#else
     for (int d = 0; d < AFM_K; ++d) z += dense[t * AFM_K + d] * q[d];
+#endif
     return z + dense[AFM_OFF_B + t];
+}
+
+/* z_t and z_t+1 as two independent sums, so that their multiply-add chains overlap */
+DEVICE_FN void afm_z2(GLOBAL const float* RESTRICT dense, const float* q, int t, float* z)
+{
+    float z0 = 0.0f, z1 = 0.0f;
+#if AFM_K4
+    for (int d = 0; d < AFM_K; d += 4) {
+        float4 w0 = LOAD4(dense, t * AFM_K + d), w1 = LOAD4(dense, (t + 1) * AFM_K + d);
+        z0 += w0.x * q[d];
+        z1 += w1.x * q[d];
+        z0 += w0.y * q[d + 1];
+        z1 += w1.y * q[d + 1];
+        z0 += w0.z * q[d + 2];
+        z1 += w1.z * q[d + 2];
+        z0 += w0.w * q[d + 3];
+        z1 += w1.w * q[d + 3];
+    }
+#else
+    for (int d = 0; d < AFM_K; ++d) {
+        z0 += dense[t * AFM_K + d] * q[d];
+        z1 += dense[(t + 1) * AFM_K + d] * q[d];
+    }
+#endif
+    z[0] = z0 + dense[AFM_OFF_B + t];
+    z[1] = z1 + dense[AFM_OFF_B + t + 1];
+}
+
+/*
+ * relu(z_t) for the t's in [t0, t1) of one pair, two at a time: returns Σ h_t relu(z_t), and stores
+ * relu(z_t) at zr[t] when store is set.
+ */
+DEVICE_FN float afm_z_run(GLOBAL const float* RESTRICT dense, const float* q, int t0, int t1, LPTR float* zr, int store)
+{
+    float score = 0.0f;
+    int t = t0;
+    for (; t + 1 < t1; t += 2) {
+        float z[2];
+        afm_z2(dense, q, t, z);
+        for (int c = 0; c < 2; ++c) {
+            float r = z[c] > 0.0f ? z[c] : 0.0f;
+            score += dense[AFM_OFF_H + t + c] * r;
+            if (store) zr[t + c] = r;
+        }
+    }
+    if (t < t1) {
+        float z = afm_z(dense, q, t), r = z > 0.0f ? z : 0.0f;
+        score += dense[AFM_OFF_H + t] * r;
+        if (store) zr[t] = r;
+    }
+    return score;
 }
 
 /*
  * Forward of the attention part for the row's np pairs: sS[p] = h · relu(W q + b) with q in
- * registers, then a = softmax(s) into sA, then a' = a (masked, 1/keep0) into sAD when aDrop is
- * not null, then u = Σ a' q into sU. Ends with a barrier.
+ * registers (and relu(W q + b) into sZR[p T ..] when keepZ), then a = softmax(s) into sA, then
+ * a' = a (masked, 1/keep0) into sAD, then u = Σ a' q into sU. Ends with a barrier.
  */
 DEVICE_FN void afm_attention_forward(int row, int n, GLOBAL const float* RESTRICT dense,
     LPTR const float* sE, LPTR float* sS, LPTR float* sA, LPTR float* sAD, LPTR float* sU, LPTR float* red,
-    uint seed, float keep0)
+    LPTR float* sZR, int keepZ, uint seed, float keep0)
 {
     int tid = LID(0), np = n * (n - 1) / 2;
     float mx = AFM_NEG_BIG;
@@ -188,11 +259,7 @@ DEVICE_FN void afm_attention_forward(int row, int n, GLOBAL const float* RESTRIC
         int p = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS), i, j;
         float q[AFM_K];
         afm_pair_q(p, sE, q, &i, &j);
-        float score = 0.0f;
-        for (int t = t0; t < t0 + AFM_T / AFM_ZS; ++t) {
-            float z = afm_z(dense, q, t);
-            if (z > 0.0f) score += dense[AFM_OFF_H + t] * z;
-        }
+        float score = afm_z_run(dense, q, t0, t0 + AFM_T / AFM_ZS, sZR + p * AFM_T, keepZ);
 #if AFM_ZS > 1
         red[it] = score;
     }
@@ -295,7 +362,7 @@ KERNEL afm_forward(GLOBAL const float* RESTRICT dense, GLOBAL const float* RESTR
     int n = r < rows ? counts[r] : 0; /* the grid has exactly rows groups */
     afm_gather(r, n, v, lin, ids, vals, sId, sX, sE, sc);
 #if !AFM_FM
-    afm_attention_forward(r, n, dense, sE, sS, sA, sA, sU, red, 0U, 1.0f);
+    afm_attention_forward(r, n, dense, sE, sS, sA, sA, sU, red, sS, 0, 0U, 1.0f);
     if (wantAtt) {
         int np = n * (n - 1) / 2;
         for (int p = tid; p < AFM_P; p += AFM_WG) attention[(offs_t)r * AFM_P + p] = p < np ? sA[p] : 0.0f;
@@ -340,10 +407,8 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
     LOCAL float sS[AFM_PA];   /* score, then da, then ds */
     LOCAL float sA[AFM_PA];   /* a */
     LOCAL float sAD[AFM_PA];  /* a' = a mask0 / keep0 */
-    LOCAL float sZR[AFM_TILE * AFM_TA]; /* relu(z) of the tile's pairs */
-    LOCAL float sDQ[AFM_TILE * AFM_K];  /* dq of the tile's pairs */
-    LOCAL int sTI[AFM_TILE];
-    LOCAL int sTJ[AFM_TILE];
+    LOCAL float sZR[AFM_TILE * AFM_TA] ALIGN16; /* relu(z) of the tile's pairs, then dz */
+    LOCAL float sDQ[AFM_TILE * AFM_K];          /* dq of the tile's pairs */
 #else
     LOCAL float sESum[AFM_K];
 #endif
@@ -359,7 +424,7 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
         int n = live ? counts[r] : 0;
         afm_gather(r, n, v, lin, ids, vals, sId, sX, sE, sc);
 #if !AFM_FM
-        afm_attention_forward(r, n, dense, sE, sS, sA, sAD, sU, red, seed, keep0);
+        afm_attention_forward(r, n, dense, sE, sS, sA, sAD, sU, red, sZR, AFM_KEEPZ, seed, keep0);
 #else
         afm_fm_pool(n, sE, sESum, sU);
 #endif
@@ -438,77 +503,111 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
             int jn = j1 < n ? j1 : n; /* the row's columns in this tile: [j0, jn) */
             int tp = jn > j0 ? jn * (jn - 1) / 2 - pb : 0;
 
+#if !AFM_KEEPZ
             /* relu(z) per pair of the tile, q recomputed in registers; AFM_ZS work-items per pair, each
                computing a slice of the t's */
             for (int it = tid; it < tp * AFM_ZS; it += AFM_WG) {
                 int pt = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS), i, j;
                 float q[AFM_K];
                 afm_pair_q(pb + pt, sE, q, &i, &j);
-                for (int t = t0; t < t0 + AFM_T / AFM_ZS; ++t) {
-                    float z = afm_z(dense, q, t);
-                    sZR[pt * AFM_T + t] = z > 0.0f ? z : 0.0f;
+                afm_z_run(dense, q, t0, t0 + AFM_T / AFM_ZS, sZR + pt * AFM_T, 1);
+            }
+            BARRIER;
+#endif
+
+            /* db, dh, and relu(z) turned into dz = ds h [z > 0] in place: work-item t owns column t */
+            for (int t = tid; t < AFM_T; t += AFM_WG) {
+                float h = dense[AFM_OFF_H + t], gb = acc[AFM_OFF_B + t], gh = acc[AFM_OFF_H + t];
+                for (int pt = 0; pt < tp; ++pt) {
+                    float zr = sZR[pt * AFM_T + t], ds = sS[pb + pt];
+                    float dz = zr > 0.0f ? ds * h : 0.0f;
+                    gb += dz;
+                    gh += ds * zr;
+                    sZR[pt * AFM_T + t] = dz;
                 }
-                if (t0 == 0) {
-                    sTI[pt] = i;
-                    sTJ[pt] = j;
-                }
+                acc[AFM_OFF_B + t] = gb;
+                acc[AFM_OFF_H + t] = gh;
             }
             BARRIER;
 
             /*
-             * dW, db, dh: each element owned by one work-item, pairs in order. A work-item owns a run of
-             * AFM_DW_R elements of W's column d (t0 .. t0 + R - 1), so that one q per pair serves R of them
-             * and the pair's scalars are read once per R.
+             * dW += dz qᵀ: a work-item owns a run of AFM_DW_R elements of W's column d (t0 .. t0 + R - 1),
+             * so that one q serves R of them; the tile's pairs are walked column by column (e_j read once
+             * per column), in pair order.
              */
-            for (int it = tid; it < (AFM_T / AFM_DW_R) * AFM_K; it += AFM_WG) {
-                int t0 = it / AFM_K * AFM_DW_R, d = it % AFM_K;
-                float a[AFM_DW_R], h[AFM_DW_R];
-                for (int r = 0; r < AFM_DW_R; ++r) {
-                    a[r] = acc[(t0 + r) * AFM_K + d];
-                    h[r] = dense[AFM_OFF_H + t0 + r];
-                }
-                for (int pt = 0; pt < tp; ++pt) {
-                    float ds = sS[pb + pt];
-                    float q = sE[sTI[pt] * AFM_ES + d] * sE[sTJ[pt] * AFM_ES + d];
-                    for (int r = 0; r < AFM_DW_R; ++r)
-                        if (sZR[pt * AFM_T + t0 + r] > 0.0f) a[r] += ds * h[r] * q;
+            for (int it = tid; it < AFM_DW_ITEMS; it += AFM_WG) {
+                int t0 = it / AFM_K * AFM_DW_R, d = it % AFM_K, pt = 0;
+                float a[AFM_DW_R];
+                for (int r = 0; r < AFM_DW_R; ++r) a[r] = acc[(t0 + r) * AFM_K + d];
+                for (int j = j0; j < jn; ++j) {
+                    float ej = sE[j * AFM_ES + d];
+                    for (int i = 0; i < j; ++i, ++pt) {
+                        float q = sE[i * AFM_ES + d] * ej;
+#if AFM_T4 && AFM_DW_R % 4 == 0
+                        for (int r = 0; r < AFM_DW_R; r += 4) {
+                            float4 dz = LOAD4(sZR, pt * AFM_T + t0 + r);
+                            a[r] += dz.x * q;
+                            a[r + 1] += dz.y * q;
+                            a[r + 2] += dz.z * q;
+                            a[r + 3] += dz.w * q;
+                        }
+#else
+                        for (int r = 0; r < AFM_DW_R; ++r) a[r] += sZR[pt * AFM_T + t0 + r] * q;
+#endif
+                    }
                 }
                 for (int r = 0; r < AFM_DW_R; ++r) acc[(t0 + r) * AFM_K + d] = a[r];
             }
-            for (int e = AFM_OFF_B + tid; e < AFM_OFF_P; e += AFM_WG) {
-                float a = acc[e];
-                if (e < AFM_OFF_H) {
-                    int t = e - AFM_OFF_B;
-                    float h = dense[AFM_OFF_H + t];
-                    for (int pt = 0; pt < tp; ++pt)
-                        if (sZR[pt * AFM_T + t] > 0.0f) a += sS[pb + pt] * h;
-                } else {
-                    int t = e - AFM_OFF_H;
-                    for (int pt = 0; pt < tp; ++pt) {
-                        float zr = sZR[pt * AFM_T + t];
-                        if (zr > 0.0f) a += sS[pb + pt] * zr;
+            /*
+             * dq = a' du + dz W. A work-item owns AFM_DQ_C dimensions (d0 ..) of a run of AFM_DQ_R pairs, so that
+             * each W element read serves R pairs and each dz element C dimensions (a run past the tile's end
+             * repeats its last pair, and drops it). The loop starts where dW's items end, to share out the two.
+             */
+            for (int it = (tid + AFM_WG - AFM_DW_ITEMS % AFM_WG) % AFM_WG; it < (tp + AFM_DQ_R - 1) / AFM_DQ_R * (AFM_K / AFM_DQ_C);
+                 it += AFM_WG) {
+                int pt0 = it / (AFM_K / AFM_DQ_C) * AFM_DQ_R, d0 = it % (AFM_K / AFM_DQ_C) * AFM_DQ_C;
+                int nr = tp - pt0 < AFM_DQ_R ? tp - pt0 : AFM_DQ_R;
+                float dq[AFM_DQ_R][AFM_DQ_C];
+                int zrow[AFM_DQ_R];
+                for (int r = 0; r < AFM_DQ_R; ++r) {
+                    int pt = pt0 + (r < nr ? r : nr - 1);
+                    float ad = sAD[pb + pt];
+                    zrow[r] = pt * AFM_T;
+                    for (int c = 0; c < AFM_DQ_C; ++c) dq[r][c] = ad * sDU[d0 + c];
+                }
+#if AFM_DQ_C == 4
+                for (int t = 0; t < AFM_T; t += 4) {
+                    float4 w0 = LOAD4(dense, t * AFM_K + d0), w1 = LOAD4(dense, (t + 1) * AFM_K + d0);
+                    float4 w2 = LOAD4(dense, (t + 2) * AFM_K + d0), w3 = LOAD4(dense, (t + 3) * AFM_K + d0);
+                    for (int r = 0; r < AFM_DQ_R; ++r) {
+                        float4 dz = LOAD4(sZR, zrow[r] + t);
+                        dq[r][0] += dz.x * w0.x;
+                        dq[r][1] += dz.x * w0.y;
+                        dq[r][2] += dz.x * w0.z;
+                        dq[r][3] += dz.x * w0.w;
+                        dq[r][0] += dz.y * w1.x;
+                        dq[r][1] += dz.y * w1.y;
+                        dq[r][2] += dz.y * w1.z;
+                        dq[r][3] += dz.y * w1.w;
+                        dq[r][0] += dz.z * w2.x;
+                        dq[r][1] += dz.z * w2.y;
+                        dq[r][2] += dz.z * w2.z;
+                        dq[r][3] += dz.z * w2.w;
+                        dq[r][0] += dz.w * w3.x;
+                        dq[r][1] += dz.w * w3.y;
+                        dq[r][2] += dz.w * w3.z;
+                        dq[r][3] += dz.w * w3.w;
                     }
                 }
-                acc[e] = a;
-            }
-            /*
-             * dq = a' du + Wᵀ dz, dz = ds h [z > 0]. A work-item owns dimension d of a run of AFM_DQ_R pairs,
-             * so that each h_t W_td read serves R pairs.
-             */
-            for (int it = tid; it < (tp + AFM_DQ_R - 1) / AFM_DQ_R * AFM_K; it += AFM_WG) {
-                int pt0 = it / AFM_K * AFM_DQ_R, d = it % AFM_K;
-                int nr = tp - pt0 < AFM_DQ_R ? tp - pt0 : AFM_DQ_R;
-                float dq[AFM_DQ_R], ds[AFM_DQ_R];
-                for (int r = 0; r < AFM_DQ_R; ++r) {
-                    ds[r] = r < nr ? sS[pb + pt0 + r] : 0.0f;
-                    dq[r] = r < nr ? sAD[pb + pt0 + r] * sDU[d] : 0.0f;
-                }
+#else
                 for (int t = 0; t < AFM_T; ++t) {
-                    float h = dense[AFM_OFF_H + t], w = dense[t * AFM_K + d];
-                    for (int r = 0; r < AFM_DQ_R; ++r)
-                        if (r < nr && sZR[(pt0 + r) * AFM_T + t] > 0.0f) dq[r] += ds[r] * h * w;
+                    float w = dense[t * AFM_K + d0];
+                    for (int r = 0; r < AFM_DQ_R; ++r) dq[r][0] += sZR[zrow[r] + t] * w;
                 }
-                for (int r = 0; r < nr; ++r) sDQ[(pt0 + r) * AFM_K + d] = dq[r];
+#endif
+                for (int r = 0; r < AFM_DQ_R; ++r)
+                    if (r < nr)
+                        for (int c = 0; c < AFM_DQ_C; ++c) sDQ[(pt0 + r) * AFM_K + d0 + c] = dq[r][c];
             }
             BARRIER;
 

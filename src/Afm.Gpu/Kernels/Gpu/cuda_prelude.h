@@ -14,6 +14,7 @@
 #define __forceinline__ __inline__ __attribute__((always_inline))
 #define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
 
+struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
 struct __afm_uint3 { unsigned int x, y, z; };
 #define __AFM_SREG3(name) (__afm_uint3{(unsigned int)__nvvm_read_ptx_sreg_##name##_x(), \
     (unsigned int)__nvvm_read_ptx_sreg_##name##_y(), (unsigned int)__nvvm_read_ptx_sreg_##name##_z()})
@@ -31,11 +32,5 @@ static __device__ __forceinline__ float logf(float x) { return __nv_logf(x); }
 static __device__ __forceinline__ float sqrtf(float x) { return __builtin_sqrtf(x); }
 static __device__ __forceinline__ float fmaxf(float a, float b) { return __builtin_fmaxf(a, b); }
 static __device__ __forceinline__ float fabsf(float x) { return __builtin_fabsf(x); }
-static __device__ __forceinline__ unsigned int __float_as_uint(float x) { return __builtin_bit_cast(unsigned int, x); }
-static __device__ __forceinline__ float __uint_as_float(unsigned int x) { return __builtin_bit_cast(float, x); }
-static __device__ __forceinline__ unsigned int atomicCAS(unsigned int* p, unsigned int expected, unsigned int desired)
-{
-    return (unsigned int)__nvvm_atom_cas_gen_i((int*)p, (int)expected, (int)desired);
-}
 
 #endif /* AFM_CUDA_PRELUDE_H */
