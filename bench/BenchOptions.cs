@@ -21,7 +21,8 @@ internal sealed class BenchOptions
           --clock-ghz X         CPU clock for the peak (default: max "cpu MHz" in /proc/cpuinfo)
           --fma-units N         FMA pipes per core for the peak (default 2)
           --peak-gflops X       CPU peak in GFLOP/s, overriding the computed one
-          --gpu-peak-gflops X   fp32 peak of the OpenCL/CUDA devices (default: unknown, % peak not shown)
+          --gpu-peak-gflops X   fp32 peak of the OpenCL/CUDA devices (default: CUDA's from multiprocessors x fp32 lanes
+                                x 2 x clock; OpenCL's unknown, % peak not shown)
           --compare-torch       after each synthetic shape, run bench/reference/afm_torch.py throughput and compare
           --torch-script PATH   the PyTorch reference script (default: bench/reference/afm_torch.py, found by walking up)
           --list                list shapes and accelerators, then exit

@@ -114,7 +114,7 @@ foreach (var shape in shapes)
         Console.Error.Write($"{shape.Name} on {sel} ({shape.Describe()}) ... ");
         try
         {
-            double? peak = acc.Descriptor.IsGpu ? o.GpuPeakGflops : cpuPeak.Gflops;
+            double? peak = acc.Descriptor.IsGpu ? o.GpuPeakGflops ?? acc.Descriptor.PeakGflops : cpuPeak.Gflops;
             var m = Runner.Run(acc, shape, data, o, peak);
             results.Add(m);
             Console.Error.WriteLine($"train {Report.Rate(m.Train.SamplesPerSecond)}/s, kernel-only {Report.Rate(m.KernelOnly.SamplesPerSecond)}/s, infer {Report.Rate(m.Infer.SamplesPerSecond)}/s");
@@ -149,7 +149,11 @@ Console.WriteLine("kernel-only/s: the same step on an uploaded batch; infer/s: F
 Console.WriteLine("GFLOP/s and % peak: training FLOP x kernel-only rate; device MiB: model + Adagrad state + batch + workspace buffers;");
 Console.WriteLine("host alloc/step: managed bytes allocated per full training step (all threads).");
 Console.WriteLine(Flops.Formula);
-Console.WriteLine(cpuPeak.Describe() + (o.GpuPeakGflops is double g ? $"; GPU peak {g:F0} GFLOP/s (given)" : "; GPU peak unknown (--gpu-peak-gflops)"));
+var gpuPeaks = accelerators.Where(a => a.Descriptor.IsGpu).Select(a => a.Descriptor.Selector + " " + (
+    o.GpuPeakGflops is double given ? $"{given:F0} GFLOP/s (given)"
+    : a.Descriptor.PeakGflops is double reported ? $"{reported:F0} GFLOP/s (multiprocessors x fp32 lanes x 2 x clock)"
+    : "unknown (--gpu-peak-gflops)")).ToList();
+Console.WriteLine(cpuPeak.Describe() + (gpuPeaks.Count > 0 ? "; GPU peak: " + string.Join(", ", gpuPeaks) : ""));
 if (comparisons.Count > 0)
 {
     Console.WriteLine();

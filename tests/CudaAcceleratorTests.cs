@@ -128,6 +128,10 @@ public sealed class CudaAcceleratorTests(ITestOutputHelper output)
         Assert.True(d.IsGpu);
         Assert.Equal(132, d.ComputeUnits);
         Assert.Equal(85_000_000_000, d.MemoryBytes);
+        // 132 SMs x 128 fp32 lanes x 2 x 1.98 GHz: the H100 SXM's published 67 TFLOP/s
+        Assert.Equal(66_908.16, d.PeakGflops!.Value, 2);
+        Assert.Equal(108 * 64 * 2 * 1.41, CudaAccelerator.PeakGflops(CudaTestDevice.H100 with { ComputeCapabilityMajor = 8, MultiprocessorCount = 108, ClockRateKHz = 1_410_000 })!.Value, 2);
+        Assert.Null(CudaAccelerator.PeakGflops(CudaTestDevice.H100 with { ClockRateKHz = 0 }));
         Assert.Equal("13.0", CudaAccelerator.DriverVersionText(13000));
         Assert.Equal("12.4", CudaAccelerator.DriverVersionText(12040));
         Assert.Equal("unknown", CudaAccelerator.DriverVersionText(0));

@@ -156,6 +156,50 @@ public sealed partial class NvrtcCompileTests(ITestOutputHelper output)
         Assert.Equal("NVRTC_ERROR_INVALID_OPTION", e.StatusName);
     }
 
+    /// <summary>
+    /// The machine code of the fused kernel, read back with cuobjdump: its innermost loops (the z = W q, dW and dq
+    /// products run there) keep everything in registers and shared memory, and the big ones are mostly multiply-adds.
+    /// A per-pair array spilled to local memory, or W read one float per multiply-add, fails here long before any
+    /// GPU shows it.
+    /// </summary>
+    [Theory]
+    [InlineData("AFM m=10 k=64 t=64")]
+    [InlineData("AFM m=10 k=16 t=16")]
+    [InlineData("AFM m=39 k=16 t=16")]
+    [InlineData("AFM m=24 k=64 t=64")]
+    [InlineData("AFM m=3 k=64 t=64")]
+    public void TheFusedKernelsInnermostLoopsAreMultiplyAddsFromRegistersAndSharedMemory(string name)
+    {
+        if (!TryLoad(out var nvrtc)) return;
+        if (!Sass.TryFindCuobjdump(out string? cuobjdump, out string? why))
+        {
+            Assert.False(Environment.GetEnvironmentVariable("AFM_REQUIRE_CUOBJDUMP") == "1", $"AFM_REQUIRE_CUOBJDUMP=1 but {why}");
+            output.WriteLine($"SKIP: {why}");
+            return;
+        }
+        var shape = s_shapes[name];
+        var config = CudaAccelerator.Configure(shape, CudaTestDevice.H100);
+        var result = nvrtc.Compile(GpuKernelSource.Text, CudaAccelerator.ProgramName, 9, 0, CudaAccelerator.CompileOptions(config));
+        var loops = Sass.InnermostLoops(Sass.Disassemble(cuobjdump!, result.Image, GpuKernelSource.ForwardBackward));
+        output.WriteLine($"{name}, sm_90, tile {config.TilePairs} pairs: {loops.Count} innermost loops in {GpuKernelSource.ForwardBackward}");
+        foreach (var loop in loops.OrderByDescending(l => l.Count("FFMA")).Take(8))
+            output.WriteLine($"  {loop}");
+
+        Assert.NotEmpty(loops);
+        foreach (var loop in loops)
+            Assert.True(loop.Count("LDL") + loop.Count("STL") == 0, $"local-memory traffic in an innermost loop: {loop}");
+        // the products: every innermost loop with 64 multiply-adds or more
+        var products = loops.Where(l => l.Count("FFMA") >= 64).ToList();
+        Assert.True(products.Count >= 2, $"expected the dW and dq products among the innermost loops, found {products.Count}");
+        foreach (var loop in products)
+            Assert.True(loop.Count("FFMA") * 2 >= loop.Total, $"multiply-adds are under half of a product loop: {loop}");
+        if (shape.K % 4 == 0 && shape.T % 4 == 0)
+        {
+            Assert.Contains(products, l => l.Count("LDG.E.128") > 0);  // rows of W, four floats a read
+            Assert.Contains(products, l => l.Count("LDS.128") > 0);    // rows of dz, four floats a read
+        }
+    }
+
     /// <summary>A real NVRTC, or a skip note (a failure when AFM_REQUIRE_NVRTC=1).</summary>
     private bool TryLoad(out NvrtcCompiler nvrtc)
     {
@@ -222,4 +266,91 @@ internal static partial class PtxasReport
 
     [GeneratedRegex(@"(\d+) bytes smem")]
     private static partial Regex Smem();
+}
+
+/// <summary>One loop of a kernel's machine code: the instructions from a backward branch's target to the branch.</summary>
+internal sealed record SassLoop(int Start, int End, IReadOnlyList<string> Ops)
+{
+    public int Total => Ops.Count;
+
+    /// <summary>Instructions whose opcode starts with <paramref name="prefix"/> (FFMA, LDL, LDG.E.128, ...).</summary>
+    public int Count(string prefix) => Ops.Count(o => o.StartsWith(prefix, StringComparison.Ordinal));
+
+    public override string ToString()
+    {
+        var top = Ops.GroupBy(o => o).OrderByDescending(g => g.Count()).Take(8).Select(g => $"{g.Key} {g.Count()}");
+        return $"0x{Start:x5}-0x{End:x5}: {Total} instructions, FFMA {Count("FFMA")} ({100.0 * Count("FFMA") / Total:F0}%): {string.Join(", ", top)}";
+    }
+}
+
+/// <summary>Reads cuobjdump's SASS listing of a cubin.</summary>
+internal static partial class Sass
+{
+    /// <summary>cuobjdump from AFM_CUOBJDUMP, the PATH or /usr/local/cuda/bin.</summary>
+    public static bool TryFindCuobjdump(out string? path, out string? why)
+    {
+        var candidates = new List<string>();
+        if (Environment.GetEnvironmentVariable("AFM_CUOBJDUMP") is { Length: > 0 } env) candidates.Add(env);
+        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+            candidates.Add(Path.Combine(dir, "cuobjdump"));
+        candidates.Add("/usr/local/cuda/bin/cuobjdump");
+        path = candidates.FirstOrDefault(File.Exists);
+        why = path is null ? $"no cuobjdump (looked at {string.Join(", ", candidates.Distinct())}; set AFM_CUOBJDUMP)" : null;
+        return path is not null;
+    }
+
+    /// <summary>The SASS of one kernel of a cubin, as (address, opcode) in order.</summary>
+    public static List<(int Address, string Op)> Disassemble(string cuobjdump, byte[] cubin, string kernel)
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"afm-sass-{Environment.ProcessId}-{Guid.NewGuid():N}.cubin");
+        File.WriteAllBytes(file, cubin);
+        try
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(cuobjdump) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string a in new[] { "-sass", "-fun", kernel, file }) start.ArgumentList.Add(a);
+            using var process = System.Diagnostics.Process.Start(start)!;
+            var stderr = process.StandardError.ReadToEndAsync();
+            string text = process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            Assert.True(process.ExitCode == 0, $"cuobjdump exited with {process.ExitCode}: {stderr.Result}");
+            var code = new List<(int, string)>();
+            foreach (Match m in Instruction().Matches(text))
+                code.Add((int.Parse(m.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture), m.Groups[2].Value));
+            Assert.True(code.Count > 0, $"no instructions of {kernel} in cuobjdump's listing");
+            return code;
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    /// <summary>Loops (a branch back to an address at or before itself) that hold no other loop.</summary>
+    public static List<SassLoop> InnermostLoops(List<(int Address, string Op)> code)
+    {
+        var spans = new Dictionary<int, int>();
+        foreach (var (address, op) in code)
+        {
+            if (!op.StartsWith("BRA", StringComparison.Ordinal)) continue;
+            // the branch's operand follows the opcode in the listing; Instruction() keeps it in Op after a space
+            var target = Target().Match(op);
+            if (!target.Success) continue;
+            int to = int.Parse(target.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            if (to <= address) spans[to] = Math.Max(spans.GetValueOrDefault(to), address);
+        }
+        var all = spans.Select(kv => (Start: kv.Key, End: kv.Value)).ToList();
+        return all
+            .Where(l => !all.Any(o => o != l && o.Start >= l.Start && o.End <= l.End))
+            .Select(l => new SassLoop(l.Start, l.End, code.Where(c => c.Address >= l.Start && c.Address <= l.End).Select(c => Opcode(c.Op)).ToList()))
+            .ToList();
+    }
+
+    private static string Opcode(string instruction) => instruction.Split(' ', 2)[0];
+
+    // "        /*4070*/                   @!P0 LDG.E.128.CONSTANT R44, [R72.64] ;" -> 4070, "LDG.E.128.CONSTANT R44, [R72.64]"
+    [GeneratedRegex(@"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][^;]*?)\s*;")]
+    private static partial Regex Instruction();
+
+    [GeneratedRegex(@"^BRA\S*\s+(?:`\(\.L_x_\d+\)\s*)?0x([0-9a-f]+)")]
+    private static partial Regex Target();
 }

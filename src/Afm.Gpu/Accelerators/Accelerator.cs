@@ -21,8 +21,9 @@ public enum AcceleratorKind
 /// <param name="MemoryBytes">Device memory in bytes (host memory for the CPU).</param>
 /// <param name="ComputeUnits">Compute units / multiprocessors / cores.</param>
 /// <param name="IsGpu">True for a GPU device.</param>
+/// <param name="PeakGflops">The device's fp32 peak in GFLOP/s (a multiply-add counts 2) where what it reports gives it; else null.</param>
 public sealed record AcceleratorDescriptor(
-    AcceleratorKind Kind, int Index, string Name, string Details, long MemoryBytes, int ComputeUnits, bool IsGpu)
+    AcceleratorKind Kind, int Index, string Name, string Details, long MemoryBytes, int ComputeUnits, bool IsGpu, double? PeakGflops = null)
 {
     /// <summary>The selector that picks this device: <c>cpu</c>, <c>opencl:N</c> or <c>cuda:N</c>.</summary>
     public string Selector => Kind switch

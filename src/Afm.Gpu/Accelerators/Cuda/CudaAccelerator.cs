@@ -56,7 +56,25 @@ public sealed class CudaAccelerator : Accelerator
         ArgumentNullException.ThrowIfNull(info);
         return new AcceleratorDescriptor(AcceleratorKind.Cuda, info.Index, info.Name,
             $"compute capability {info.ComputeCapabilityMajor}.{info.ComputeCapabilityMinor}, {info.MultiprocessorCount} SMs, driver {DriverVersionText(CudaRuntime.DriverVersion)}",
-            info.TotalMemoryBytes, info.MultiprocessorCount, IsGpu: true);
+            info.TotalMemoryBytes, info.MultiprocessorCount, IsGpu: true, PeakGflops(info));
+    }
+
+    /// <summary>
+    /// fp32 peak in GFLOP/s: multiprocessors x fp32 lanes per multiprocessor x 2 (multiply-add) x clock; null
+    /// when the driver reports no clock or the architecture is not in the table (CUDA C Programming Guide,
+    /// arithmetic instructions: 64 lanes on 6.0, 7.x and 8.0, 128 on the other 5.x to 12.x).
+    /// </summary>
+    public static double? PeakGflops(CudaDeviceInfo info)
+    {
+        ArgumentNullException.ThrowIfNull(info);
+        int lanes = (info.ComputeCapabilityMajor, info.ComputeCapabilityMinor) switch
+        {
+            (6, 0) or (7, _) or (8, 0) => 64,
+            ( >= 5 and <= 12, _) => 128,
+            _ => 0,
+        };
+        if (lanes == 0 || info.ClockRateKHz <= 0) return null;
+        return info.MultiprocessorCount * (double)lanes * 2 * info.ClockRateKHz / 1e6;
     }
 
     /// <summary>What the device is.</summary>
