@@ -40,6 +40,8 @@ public abstract class KernelTestsBase
         { ModelKind.Afm, LossKind.Squared, 4, 3 },
         { ModelKind.Afm, LossKind.Logistic, 16, 8 },
         { ModelKind.Afm, LossKind.Squared, 19, 5 },
+        // t = 16: the GPU backward's 16-wide dW blocks where the work-group is narrow (16 work-items)
+        { ModelKind.Afm, LossKind.Logistic, 16, 16 },
         { ModelKind.Fm, LossKind.Squared, 8, 0 },
         { ModelKind.Fm, LossKind.Logistic, 5, 0 },
     };

@@ -51,9 +51,9 @@
 /* pooling: the group splits into AFM_POOL_G teams of K work-items, each summing a run of pairs */
 #define AFM_POOL_G (AFM_WG >= AFM_K ? AFM_WG / AFM_K : 1)
 #define AFM_NEG_BIG (-3.402823466e38f)
-/* register blocking of the backward tile: W elements per work-item in dW (a run of t's), pairs per
-   work-item in dq */
-#define AFM_DW_R (AFM_TA % 8 == 0 ? 8 : AFM_TA % 4 == 0 ? 4 : AFM_TA % 2 == 0 ? 2 : 1)
+/* register blocking of the backward tile: W elements per work-item in dW (a run of t's: 16 where that
+   still gives every work-item one, else 8 or fewer), pairs per work-item in dq */
+#define AFM_DW_R (AFM_TA % 16 == 0 && AFM_TA / 16 * AFM_K >= AFM_WG ? 16 : AFM_TA % 8 == 0 ? 8 : AFM_TA % 4 == 0 ? 4 : AFM_TA % 2 == 0 ? 2 : 1)
 #define AFM_DQ_R (AFM_TILE_P >= 8 ? 8 : AFM_TILE_P >= 4 ? 4 : AFM_TILE_P >= 2 ? 2 : 1)
 #define AFM_DQ_C (AFM_K4 && AFM_T4 ? 4 : 1)
 #define AFM_DW_ITEMS (AFM_T / AFM_DW_R * AFM_K)
