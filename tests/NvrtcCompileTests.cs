@@ -286,7 +286,7 @@ internal sealed record SassLoop(int Start, int End, IReadOnlyList<string> Ops)
 /// <summary>Reads cuobjdump's SASS listing of a cubin.</summary>
 internal static partial class Sass
 {
-    /// <summary>cuobjdump from AFM_CUOBJDUMP, the PATH or /usr/local/cuda/bin.</summary>
+    /// <summary>cuobjdump from AFM_CUOBJDUMP, the PATH or /usr/local/cuda/bin (with nvdisasm, which it runs, beside it or on the PATH).</summary>
     public static bool TryFindCuobjdump(out string? path, out string? why)
     {
         var candidates = new List<string>();
@@ -307,6 +307,8 @@ internal static partial class Sass
         try
         {
             var start = new System.Diagnostics.ProcessStartInfo(cuobjdump) { RedirectStandardOutput = true, RedirectStandardError = true };
+            // cuobjdump runs nvdisasm, which the toolkit keeps next to it
+            start.Environment["PATH"] = Path.GetDirectoryName(Path.GetFullPath(cuobjdump)) + ":" + Environment.GetEnvironmentVariable("PATH");
             foreach (string a in new[] { "-sass", "-fun", kernel, file }) start.ArgumentList.Add(a);
             using var process = System.Diagnostics.Process.Start(start)!;
             var stderr = process.StandardError.ReadToEndAsync();
