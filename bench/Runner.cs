@@ -83,9 +83,15 @@ internal static class Runner
             Process.GetCurrentProcess().PeakWorkingSet64, lossSum / ((double)trainedSteps * rows), LoadAverage(), kernels.LaunchPlan);
     }
 
+    /// <summary>Steps queued between synchronizations: the clock is read only once they have finished.</summary>
+    private const int InFlight = 4;
+
     /// <summary>
     /// Warm-up (at least Warmup steps and MinSeconds / 2, capped at 1 s, so that tiered JIT has promoted the
-    /// hot loops), then at least MinSteps steps and MinSeconds seconds, closed by a synchronize.
+    /// hot loops), then at least MinSteps steps and MinSeconds seconds, closed by a synchronize. The timed steps
+    /// run in rounds of <see cref="InFlight"/>, each closed by a synchronize before the clock is read: on an
+    /// accelerator whose launches return at once, reading the clock after queuing alone would keep queuing
+    /// for MinSeconds, thousands of steps on a slow device, and only then wait for them.
     /// </summary>
     private static Timing Time(Accelerator acc, int rows, BenchOptions o, Action step)
     {
@@ -101,10 +107,10 @@ internal static class Runner
         int steps = 0;
         do
         {
-            step();
-            steps++;
+            for (int i = 0; i < InFlight; i++) step();
+            steps += InFlight;
+            acc.Synchronize();
         } while (steps < o.MinSteps || sw.Elapsed.TotalSeconds < o.MinSeconds);
-        acc.Synchronize();
         double seconds = sw.Elapsed.TotalSeconds;
         long alloc = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
         return new Timing(steps, seconds, (double)steps * rows / seconds, (double)alloc / steps);
