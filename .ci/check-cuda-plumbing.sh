@@ -32,7 +32,8 @@ run fake-nvrtc AFM_NVRTC_PATH="$out/nvrtc/libnvrtc.so.13"
 
 # 2. the real NVRTC where installed (Debian: libnvrtc11.2), compiling the real source to PTX for a device newer
 #    than it knows: arguments, block size and shared memory checked against the compiled entries
-real=$(ldconfig -p 2>/dev/null | awk '/libnvrtc\.so/ && !/builtins/ { print $NF; exit }')
+# (awk reads to the end: leaving early would kill ldconfig with SIGPIPE, which pipefail makes this script's status)
+real=$(ldconfig -p 2>/dev/null | awk '/libnvrtc\.so/ && !/builtins/ && !found { print $NF; found = 1 }')
 if [ -n "$real" ]; then
   run real-nvrtc AFM_NVRTC_PATH="$real" FAKE_CUDA_CC=100
 elif [ "${AFM_REQUIRE_NVRTC:-0}" = 1 ]; then
