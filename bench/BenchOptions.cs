@@ -25,6 +25,8 @@ internal sealed class BenchOptions
                                 x 2 x clock; OpenCL's unknown, % peak not shown)
           --compare-torch       after each synthetic shape, run bench/reference/afm_torch.py throughput and compare
           --torch-script PATH   the PyTorch reference script (default: bench/reference/afm_torch.py, found by walking up)
+          --python PATH         the Python that runs it (default: the first that imports torch of $AFM_PYTHON,
+                                python3 on the PATH, /usr/bin/python3)
           --list                list shapes and accelerators, then exit
           -h, --help            this text
         """;
@@ -44,6 +46,7 @@ internal sealed class BenchOptions
     public double? GpuPeakGflops { get; private set; }
     public bool CompareTorch { get; private set; }
     public string? TorchScript { get; private set; }
+    public string? Python { get; private set; }
     public bool List { get; private set; }
     public bool Help { get; private set; }
 
@@ -78,6 +81,7 @@ internal sealed class BenchOptions
                 case "--gpu-peak-gflops": o.GpuPeakGflops = Real(); break;
                 case "--compare-torch": o.CompareTorch = true; break;
                 case "--torch-script": o.TorchScript = Value(); break;
+                case "--python": o.Python = Value(); break;
                 case "--list": o.List = true; break;
                 case "-h" or "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown option '{a}' (see --help)");

@@ -83,7 +83,7 @@ if (accelerators.Count == 0)
 TorchReference? torch = null;
 if (o.CompareTorch)
 {
-    torch = TorchReference.Find(o.TorchScript, out string why);
+    torch = TorchReference.Find(o.TorchScript, o.Python, out string why);
     if (torch is null) Note(why);
     else Console.Error.WriteLine(why);
 }
@@ -119,6 +119,7 @@ foreach (var shape in shapes)
             results.Add(m);
             Console.Error.WriteLine($"train {Report.Rate(m.Train.SamplesPerSecond)}/s, kernel-only {Report.Rate(m.KernelOnly.SamplesPerSecond)}/s, infer {Report.Rate(m.Infer.SamplesPerSecond)}/s");
             if (m.LaunchPlan.Length > 0) Console.Error.WriteLine($"  {m.LaunchPlan}");
+            Console.Error.WriteLine($"  host: HostBatch.Fill for training {Report.Rate(m.HostFillRowsPerSecond)} rows/s on one thread (a ceiling on training rows/s: the trainer builds the next batch while the device runs the current one)");
             if (torch is not null && shape.IsSynthetic)
             {
                 string device = acc.Descriptor.Kind == AcceleratorKind.Cuda ? sel : "cpu";

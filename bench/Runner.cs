@@ -21,7 +21,8 @@ internal sealed record Measurement(
     double TrainFlopPerSample, double AttentionFlopPerSample, double InferFlopPerSample,
     double KernelGflops, double TrainStepGflops, double InferGflops, double? PeakGflops,
     long DeviceModelBytes, long DeviceBatchBytes, long DeviceWorkspaceBytes, long HostBatchBytes,
-    long ProcessPeakWorkingSetBytes, double MeanTrainLoss, double LoadAverage, string LaunchPlan = "")
+    long ProcessPeakWorkingSetBytes, double MeanTrainLoss, double LoadAverage, string LaunchPlan = "",
+    double HostFillRowsPerSecond = double.NaN)
 {
     public long DeviceBytes => DeviceModelBytes + DeviceBatchBytes + DeviceWorkspaceBytes;
     public double? PercentOfPeak => PeakGflops is > 0 ? 100 * KernelGflops / PeakGflops : null;
@@ -72,6 +73,9 @@ internal static class Runner
         float lossSum = work.LossSum.ToArray()[0];
         var kernelOnly = Time(acc, rows, o, () => TrainStep(false)); // the last uploaded batch, again and again
         var infer = Time(acc, rows, o, () => kernels.Forward(dm, db, work.Yhat, null));
+        // the host's share of a training step alone (one thread): the rate a device can be fed at, since the
+        // trainer builds the next batch while the device runs the current one
+        var fill = Time(acc, rows, o, () => host.Fill(data, order.AsSpan((int)(step++ % batches) * rows, rows), forTraining: true));
 
         double trainFlop = Flops.Mean(data, n => Flops.Train(bs.Kind, n, bs.K, bs.T));
         double attnFlop = Flops.Mean(data, n => Flops.Attention(bs.Kind, n, bs.K, bs.T));
@@ -80,7 +84,8 @@ internal static class Runner
             train, kernelOnly, infer, trainFlop, attnFlop, inferFlop,
             trainFlop * kernelOnly.SamplesPerSecond / 1e9, trainFlop * train.SamplesPerSecond / 1e9, inferFlop * infer.SamplesPerSecond / 1e9, peakGflops,
             DeviceMemory.Bytes(dm), DeviceMemory.Bytes(db), DeviceMemory.Bytes(work), DeviceMemory.Bytes(host),
-            Process.GetCurrentProcess().PeakWorkingSet64, lossSum / ((double)trainedSteps * rows), LoadAverage(), kernels.LaunchPlan);
+            Process.GetCurrentProcess().PeakWorkingSet64, lossSum / ((double)trainedSteps * rows), LoadAverage(), kernels.LaunchPlan,
+            fill.SamplesPerSecond);
     }
 
     /// <summary>Steps queued between synchronizations: the clock is read only once they have finished.</summary>

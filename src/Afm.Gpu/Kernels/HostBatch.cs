@@ -4,13 +4,15 @@ namespace Afm.Gpu.Kernels;
 
 /// <summary>
 /// A mini-batch assembled on the host: rows padded to <see cref="MaxNnz"/> slots and, for training,
-/// the distinct ids with their slots (built in O(non-zeros) with a stamp table, no sorting).
+/// the distinct ids with their slots (a counting sort in O(non-zeros): no sorting, no allocation).
 /// </summary>
 public sealed class HostBatch
 {
-    private readonly int[] _stamp;
+    // id -> 1 + its index among the batch's distinct ids; 0 for ids not in the batch (all 0 between fills)
     private readonly int[] _local;
-    private int _epoch;
+    // per slot: the index of its id among the distinct ids; per distinct id: the next free place in Occurrences
+    private readonly int[] _slotLocal;
+    private readonly int[] _cursor;
 
     /// <summary>Creates an empty batch for up to <paramref name="capacity"/> rows.</summary>
     public HostBatch(int capacity, int maxNnz, int featureCount)
@@ -25,8 +27,9 @@ public sealed class HostBatch
         UniqueIds = new int[slots];
         UniqueOffsets = new int[slots + 1];
         Occurrences = new int[slots];
-        _stamp = new int[featureCount];
         _local = new int[featureCount];
+        _slotLocal = new int[slots];
+        _cursor = new int[slots];
     }
 
     /// <summary>Most rows.</summary>
@@ -80,41 +83,40 @@ public sealed class HostBatch
 
     private int BuildUnique()
     {
-        if (++_epoch == int.MaxValue)
-        {
-            Array.Clear(_stamp);
-            _epoch = 1;
-        }
         int m = MaxNnz, u = 0;
-        var counts = UniqueOffsets;
-        for (int b = 0; b < Rows; b++)
+        int[] local = _local, ids = Ids, counts = UniqueOffsets, unique = UniqueIds, slotLocal = _slotLocal;
+        try
         {
-            for (int s = 0, n = Counts[b]; s < n; s++)
+            for (int b = 0; b < Rows; b++)
             {
-                int id = Ids[b * m + s];
-                if (_stamp[id] != _epoch)
+                for (int slot = b * m, end = slot + Counts[b]; slot < end; slot++)
                 {
-                    _stamp[id] = _epoch;
-                    _local[id] = u;
-                    UniqueIds[u] = id;
-                    counts[++u] = 0;
+                    int id = ids[slot];
+                    int l = local[id] - 1;
+                    if (l < 0)
+                    {
+                        l = u++;
+                        local[id] = u;
+                        unique[l] = id;
+                        counts[u] = 0;
+                    }
+                    counts[l + 1]++;
+                    slotLocal[slot] = l;
                 }
-                counts[_local[id] + 1]++;
             }
+            counts[0] = 0;
+            for (int i = 0; i < u; i++) counts[i + 1] += counts[i];
+            var cursor = _cursor;
+            Array.Copy(counts, cursor, u);
+            for (int b = 0; b < Rows; b++)
+                for (int slot = b * m, end = slot + Counts[b]; slot < end; slot++)
+                    Occurrences[cursor[slotLocal[slot]]++] = slot;
+            return u;
         }
-        counts[0] = 0;
-        for (int i = 0; i < u; i++) counts[i + 1] += counts[i];
-        // Fill: use the stamp table's companion as a cursor per distinct id.
-        Span<int> cursor = u <= 4096 ? stackalloc int[u] : new int[u];
-        for (int i = 0; i < u; i++) cursor[i] = counts[i];
-        for (int b = 0; b < Rows; b++)
+        finally
         {
-            for (int s = 0, n = Counts[b]; s < n; s++)
-            {
-                int slot = b * m + s;
-                Occurrences[cursor[_local[Ids[slot]]]++] = slot;
-            }
+            // leave the table all 0 for the next fill, also when an id was out of range
+            for (int i = 0; i < u; i++) local[unique[i]] = 0;
         }
-        return u;
     }
 }
