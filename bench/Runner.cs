@@ -51,11 +51,12 @@ internal static class Runner
         new Random(7).Shuffle(order);
 
         long step = 0;
+        Span<int> BatchRows(long s) => order.AsSpan((int)(s % batches) * rows, rows);
         void TrainStep(bool fillAndUpload)
         {
             if (fillAndUpload)
             {
-                host.Fill(data, order.AsSpan((int)(step % batches) * rows, rows), forTraining: true);
+                host.Fill(data, BatchRows(step), forTraining: true);
                 db.Upload(host);
             }
             step++;
@@ -75,7 +76,7 @@ internal static class Runner
         var infer = Time(acc, rows, o, () => kernels.Forward(dm, db, work.Yhat, null));
         // the host's share of a training step alone (one thread): the rate a device can be fed at, since the
         // trainer builds the next batch while the device runs the current one
-        var fill = Time(acc, rows, o, () => host.Fill(data, order.AsSpan((int)(step++ % batches) * rows, rows), forTraining: true));
+        var fill = Time(acc, rows, o, () => host.Fill(data, BatchRows(step++), forTraining: true));
 
         double trainFlop = Flops.Mean(data, n => Flops.Train(bs.Kind, n, bs.K, bs.T));
         double attnFlop = Flops.Mean(data, n => Flops.Attention(bs.Kind, n, bs.K, bs.T));

@@ -287,11 +287,7 @@ public sealed class CudaAcceleratorTests(ITestOutputHelper output)
             output.WriteLine($"SKIPPED: {why}");
             return;
         }
-        using var cpu = new CpuAccelerator();
-        var rows = SelfTest.Run(cuda, cpu, seed: 3);
-        output.WriteLine($"{cuda.Descriptor.Selector} {cuda.Descriptor.Name} ({cuda.Descriptor.Details}) against the CPU accelerator:");
-        output.WriteLine(SelfTest.Format(rows));
-        Assert.All(rows, r => Assert.True(r.Pass, $"{r.Shape} / {r.Kernel}: max rel error {r.MaxRelError:G3}"));
+        AgainstCpu.SelfTestPasses(cuda, output.WriteLine);
     }
 
     /// <summary>As OpenClTrainingTests: three epochs with dropout from one seed on CUDA and the CPU agree closely.</summary>
@@ -307,27 +303,8 @@ public sealed class CudaAcceleratorTests(ITestOutputHelper output)
             output.WriteLine($"SKIPPED: {why}");
             return;
         }
-        using var cpu = new CpuAccelerator();
         var data = Fixtures.RaggedData(60, Enumerable.Range(0, 300).Select(i => i * 7 % 10).ToArray(), LossKind.Squared, seed: 7);
-        var options = new TrainerOptions
-        {
-            Model = kind, K = 8, T = 6, Epochs = 3, BatchSize = 64, LearningRate = 0.05f, Optimizer = optimizer,
-            Lambda = 0.01f, Keep0 = 0.7f, Keep1 = 0.8f, Seed = 11, ValidationFraction = 0, Patience = 0, InitStd = 0.5f,
-        };
-        var onCpu = new Trainer(cpu, options).Train(data).Model;
-        var onCuda = new Trainer(cuda, options).Train(data).Model;
-        double worst = 0;
-        foreach (var ((name, a, _), (_, b, _)) in onCuda.Tensors().Zip(onCpu.Tensors()))
-        {
-            Assert.Equal(b.Length, a.Length);
-            for (int i = 0; i < a.Length; i++)
-            {
-                double err = Math.Abs(a[i] - b[i]);
-                worst = Math.Max(worst, err);
-                Assert.True(err <= 1e-5 + 1e-4 * Math.Abs(b[i]), $"{name}[{i}]: CUDA {a[i]:G9}, CPU {b[i]:G9}");
-            }
-        }
-        output.WriteLine($"{kind}/{optimizer}: largest parameter difference after 3 epochs {worst:G3}");
+        AgainstCpu.TrainingMatches(cuda, "CUDA", kind, optimizer, data, output.WriteLine);
     }
 
     [Fact]

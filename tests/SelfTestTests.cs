@@ -31,10 +31,6 @@ public sealed class SelfTestTests(ITestOutputHelper output)
             output.WriteLine($"SKIPPED: {why}");
             return;
         }
-        using var cpu = new CpuAccelerator();
-        var rows = SelfTest.Run(cl, cpu, seed: 3);
-        output.WriteLine($"{cl.Descriptor.Selector} {cl.Descriptor.Name} against the CPU accelerator:");
-        output.WriteLine(SelfTest.Format(rows));
-        Assert.All(rows, r => Assert.True(r.Pass, $"{r.Shape} / {r.Kernel}: max rel error {r.MaxRelError:G3}"));
+        AgainstCpu.SelfTestPasses(cl, output.WriteLine);
     }
 }

@@ -218,10 +218,10 @@ DEVICE_FN void afm_z2(GLOBAL const float* RESTRICT dense, const float* q, int t,
 }
 
 /*
- * relu(z_t) for the t's in [t0, t1) of one pair, two at a time: returns Σ h_t relu(z_t), and stores
- * relu(z_t) at zr[t] when store is set.
+ * relu(z_t) for the t's in [t0, t1) of pair p, two at a time: returns Σ h_t relu(z_t), and stores
+ * relu(z_t) at zr[p T + t] when store is set (zr is not touched otherwise).
  */
-DEVICE_FN float afm_z_run(GLOBAL const float* RESTRICT dense, const float* q, int t0, int t1, LPTR float* zr, int store)
+DEVICE_FN float afm_z_run(GLOBAL const float* RESTRICT dense, const float* q, int t0, int t1, LPTR float* zr, int p, int store)
 {
     float score = 0.0f;
     int t = t0;
@@ -231,13 +231,13 @@ DEVICE_FN float afm_z_run(GLOBAL const float* RESTRICT dense, const float* q, in
         for (int c = 0; c < 2; ++c) {
             float r = z[c] > 0.0f ? z[c] : 0.0f;
             score += dense[AFM_OFF_H + t + c] * r;
-            if (store) zr[t + c] = r;
+            if (store) zr[p * AFM_T + t + c] = r;
         }
     }
     if (t < t1) {
         float z = afm_z(dense, q, t), r = z > 0.0f ? z : 0.0f;
         score += dense[AFM_OFF_H + t] * r;
-        if (store) zr[t] = r;
+        if (store) zr[p * AFM_T + t] = r;
     }
     return score;
 }
@@ -259,7 +259,7 @@ DEVICE_FN void afm_attention_forward(int row, int n, GLOBAL const float* RESTRIC
         int p = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS), i, j;
         float q[AFM_K];
         afm_pair_q(p, sE, q, &i, &j);
-        float score = afm_z_run(dense, q, t0, t0 + AFM_T / AFM_ZS, sZR + p * AFM_T, keepZ);
+        float score = afm_z_run(dense, q, t0, t0 + AFM_T / AFM_ZS, sZR, p, keepZ);
 #if AFM_ZS > 1
         red[it] = score;
     }
@@ -510,7 +510,7 @@ KERNEL afm_forward_backward(GLOBAL const float* RESTRICT dense, GLOBAL const flo
                 int pt = it / AFM_ZS, t0 = it % AFM_ZS * (AFM_T / AFM_ZS), i, j;
                 float q[AFM_K];
                 afm_pair_q(pb + pt, sE, q, &i, &j);
-                afm_z_run(dense, q, t0, t0 + AFM_T / AFM_ZS, sZR + pt * AFM_T, 1);
+                afm_z_run(dense, q, t0, t0 + AFM_T / AFM_ZS, sZR, pt, 1);
             }
             BARRIER;
 #endif
