@@ -23,7 +23,13 @@ public static class AcceleratorRegistry
     {
         Register(new Cuda.CudaBackend());
         Register(new OpenCl.OpenClBackend());
+        Register(new Ilgpu.IlgpuBackend(AcceleratorKind.IlgpuCuda));
+        Register(new Ilgpu.IlgpuBackend(AcceleratorKind.IlgpuOpenCl));
+        Register(new Ilgpu.IlgpuBackend(AcceleratorKind.IlgpuCpu));
     }
+
+    private static readonly AcceleratorKind[] Listed =
+        [AcceleratorKind.Cuda, AcceleratorKind.OpenCl, AcceleratorKind.IlgpuCuda, AcceleratorKind.IlgpuOpenCl, AcceleratorKind.IlgpuCpu];
 
     internal static void Register(IBackend backend)
     {
@@ -40,12 +46,12 @@ public static class AcceleratorRegistry
     public static IReadOnlyList<AcceleratorDescriptor> Enumerate(ICollection<string>? notes = null)
     {
         var list = new List<AcceleratorDescriptor> { CpuAccelerator.Describe() };
-        foreach (var kind in new[] { AcceleratorKind.Cuda, AcceleratorKind.OpenCl })
+        foreach (var kind in Listed)
         {
             var backend = Backend(kind);
             if (backend is null) continue;
             var devices = backend.Enumerate(out string? why);
-            if (devices.Count == 0) notes?.Add($"{kind.ToString().ToLowerInvariant()}: {why ?? "no devices"}");
+            if (devices.Count == 0) notes?.Add($"{AcceleratorDescriptor.FamilyName(kind)}: {why ?? "no devices"}");
             list.AddRange(devices);
         }
         return list;
@@ -56,7 +62,7 @@ public static class AcceleratorRegistry
     /// the CPU accelerator (never the PoCL-style OpenCL CPU device); <paramref name="note"/> says what
     /// was picked and why.
     /// </summary>
-    /// <param name="selector">auto, cpu, opencl[:N] or cuda[:N].</param>
+    /// <param name="selector">auto, cpu, opencl[:N], cuda[:N], ilgpu-cpu, ilgpu-cuda[:N] or ilgpu-opencl[:N].</param>
     /// <param name="note">What was picked, for the user.</param>
     /// <param name="cpuThreads">Worker threads if the CPU accelerator is used (0 = all cores).</param>
     /// <exception cref="AcceleratorUnavailableException">The selector is malformed or names an absent device.</exception>
@@ -74,7 +80,10 @@ public static class AcceleratorRegistry
         {
             "cuda" => AcceleratorKind.Cuda,
             "opencl" => AcceleratorKind.OpenCl,
-            _ => throw new AcceleratorUnavailableException($"unknown accelerator '{selector}': use auto, cpu, opencl[:N] or cuda[:N]"),
+            "ilgpu-cpu" => AcceleratorKind.IlgpuCpu,
+            "ilgpu-cuda" => AcceleratorKind.IlgpuCuda,
+            "ilgpu-opencl" => AcceleratorKind.IlgpuOpenCl,
+            _ => throw new AcceleratorUnavailableException($"unknown accelerator '{selector}': use auto, cpu, opencl[:N], cuda[:N], ilgpu-cpu, ilgpu-cuda[:N] or ilgpu-opencl[:N]"),
         };
         int index = 0;
         if (parts.Length > 2 || (parts.Length == 2 && (!int.TryParse(parts[1], out index) || index < 0)))

@@ -1,0 +1,75 @@
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace Afm.Gpu.Accelerators.Ilgpu;
+
+/// <summary>Lists one family of ILGPU devices (CUDA, OpenCL or the CPU accelerator) for <see cref="AcceleratorRegistry"/> and opens them.</summary>
+internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.IBackend
+{
+    public AcceleratorKind Kind => kind;
+
+    private List<Device> Devices(out string? unavailable)
+    {
+        unavailable = null;
+        try
+        {
+            var context = IlgpuContext.Instance;
+            var devices = new List<Device>();
+            foreach (var d in context.Devices)
+            {
+                bool match = kind switch
+                {
+                    AcceleratorKind.IlgpuCpu => d is CPUDevice,
+                    AcceleratorKind.IlgpuCuda => d is CudaDevice,
+                    // ILGPU's OpenCL code needs OpenCL C 2.0's generic address space
+                    _ => d is CLDevice cl && cl.Capabilities.GenericAddressSpace,
+                };
+                if (match) devices.Add(d);
+            }
+            if (devices.Count == 0)
+            {
+                unavailable = kind switch
+                {
+                    AcceleratorKind.IlgpuCuda => "ILGPU found no CUDA device (it needs the NVIDIA driver's libcuda.so.1)",
+                    AcceleratorKind.IlgpuOpenCl => context.Devices.Any(d => d is CLDevice)
+                        ? "ILGPU found OpenCL devices, but none with OpenCL C 2.0's generic address space, which its kernels need"
+                        : "ILGPU found no OpenCL device (it needs an OpenCL 2.0 driver and libOpenCL.so.1)",
+                    _ => "ILGPU's CPU accelerator is not available",
+                };
+            }
+            return devices;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException or InvalidOperationException or NotSupportedException)
+        {
+            unavailable = $"ILGPU could not start: {e.Message.ReplaceLineEndings(" ")}";
+            return [];
+        }
+    }
+
+    private AcceleratorDescriptor Describe(Device d, int index) => new(
+        kind, index, kind == AcceleratorKind.IlgpuCpu ? "ILGPU CPU accelerator (GPU kernels on the host)" : d.Name,
+        IlgpuAccelerator.Details(d), d.MemorySize, d.NumMultiprocessors, IsGpu: kind == AcceleratorKind.IlgpuCuda ||
+        (d is CLDevice cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU));
+
+    public IReadOnlyList<AcceleratorDescriptor> Enumerate(out string? unavailable) =>
+        Devices(out unavailable).Select(Describe).ToList();
+
+    public Accelerator Create(AcceleratorDescriptor device)
+    {
+        var devices = Devices(out string? why);
+        if (device.Kind != kind || device.Index < 0 || device.Index >= devices.Count)
+            throw new AcceleratorUnavailableException($"{device.Selector}: no such device{(why is null ? "" : $" ({why})")}");
+        return new IlgpuAccelerator(Describe(devices[device.Index], device.Index), devices[device.Index]);
+    }
+
+    /// <summary>ILGPU's CPU accelerator, for tests: optionally with a narrower work-group and a smaller tile.</summary>
+    internal static IlgpuAccelerator CreateCpu(int maxWorkGroupSize = 0, int maxTilePairs = 0)
+    {
+        var backend = new IlgpuBackend(AcceleratorKind.IlgpuCpu);
+        var devices = backend.Devices(out string? why);
+        if (devices.Count == 0) throw new AcceleratorUnavailableException($"ilgpu-cpu: {why}");
+        return new IlgpuAccelerator(backend.Describe(devices[0], 0), devices[0]) { MaxWorkGroupSize = maxWorkGroupSize, MaxTilePairs = maxTilePairs };
+    }
+}
