@@ -25,3 +25,43 @@ public class IlgpuCpuNarrowKernelTests : KernelTestsBase
         return IlgpuBackend.CreateCpu(maxWorkGroupSize: 16, maxTilePairs: 1);
     }
 }
+
+/// <summary>ILGPU's CPU accelerator as the registry, the selftest and the trainer see it.</summary>
+public class IlgpuCpuAcceleratorTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    [Fact]
+    public void RegistryListsAndOpensTheIlgpuCpuAccelerator()
+    {
+        var notes = new List<string>();
+        var device = Assert.Single(AcceleratorRegistry.Enumerate(notes), d => d.Kind == AcceleratorKind.IlgpuCpu);
+        Assert.Equal("ilgpu-cpu", device.Selector);
+        Assert.False(device.IsGpu);
+        Assert.Contains("ILGPU CPU accelerator", device.Details);
+        // no GPU here: the ILGPU CUDA family says why in one line
+        Assert.All(notes, n => Assert.DoesNotContain('\n', n));
+        using var acc = AcceleratorRegistry.Create("ilgpu-cpu", out string note);
+        Assert.IsType<IlgpuAccelerator>(acc);
+        Assert.Contains("ilgpu-cpu", note);
+        var e = Assert.Throws<AcceleratorUnavailableException>(() => AcceleratorRegistry.Create("ilgpu-cpu:1", out _));
+        Assert.Contains("ilgpu-cpu:1", e.Message);
+    }
+
+    [Fact]
+    public void SelfTestAgainstCpuPasses()
+    {
+        using var acc = IlgpuBackend.CreateCpu();
+        AgainstCpu.SelfTestPasses(acc, output.WriteLine);
+    }
+
+    /// <summary>Three epochs with dropout on ILGPU's CPU accelerator and on the CPU accelerator agree closely (<see cref="AgainstCpu.TrainingMatches"/>).</summary>
+    [Theory]
+    [InlineData(Model.ModelKind.Afm, Kernels.OptimizerKind.Adagrad)]
+    [InlineData(Model.ModelKind.Afm, Kernels.OptimizerKind.Adam)]
+    [InlineData(Model.ModelKind.Fm, Kernels.OptimizerKind.Adagrad)]
+    public void TrainingMatchesCpu(Model.ModelKind kind, Kernels.OptimizerKind optimizer)
+    {
+        using var acc = IlgpuBackend.CreateCpu();
+        var data = OpenClTrainingTests.RandomData(rows: 300, features: 60, maxNnz: 9, seed: 7);
+        AgainstCpu.TrainingMatches(acc, "ILGPU CPU", kind, optimizer, data, output.WriteLine);
+    }
+}

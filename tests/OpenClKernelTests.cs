@@ -86,7 +86,7 @@ public class OpenClTrainingTests
         AgainstCpu.TrainingMatches(cl, "OpenCL", kind, optimizer, data, Console.WriteLine);
     }
 
-    private static SparseDataset RandomData(int rows, int features, int maxNnz, int seed)
+    internal static SparseDataset RandomData(int rows, int features, int maxNnz, int seed)
     {
         var rng = new Random(seed);
         var offsets = new long[rows + 1];
