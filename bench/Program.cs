@@ -46,8 +46,8 @@ if (o.Shapes is not null)
     shapes = shapes.FindAll(b => o.Shapes.Exists(s => b.Name.StartsWith(s, StringComparison.OrdinalIgnoreCase)));
 }
 
-// Every device by default, except OpenCL CPU devices (PoCL), which only run when named.
-var selectors = o.Accelerators ?? [.. devices.Where(d => d.Kind != AcceleratorKind.OpenCl || d.IsGpu).Select(d => d.Selector)];
+// Every device by default, except CPU devices that run GPU kernels (PoCL, ILGPU's CPU accelerator), which only run when named.
+var selectors = o.Accelerators ?? [.. devices.Where(d => d.Kind == AcceleratorKind.Cpu || d.IsGpu).Select(d => d.Selector)];
 if (o.List)
 {
     Console.WriteLine("shapes:");
@@ -122,7 +122,12 @@ foreach (var shape in shapes)
             Console.Error.WriteLine($"  host: HostBatch.Fill for training {Report.Rate(m.HostFillRowsPerSecond)} rows/s on one thread (a ceiling on training rows/s: the trainer builds the next batch while the device runs the current one)");
             if (torch is not null && shape.IsSynthetic)
             {
-                string device = acc.Descriptor.Kind == AcceleratorKind.Cuda ? sel : "cpu";
+                // PyTorch on the same CUDA device (its name for it is cuda:N whichever engine drives it here)
+                string device = acc.Descriptor.Kind switch
+                {
+                    AcceleratorKind.Cuda or AcceleratorKind.IlgpuCuda => $"cuda:{acc.Descriptor.Index}",
+                    _ => "cpu",
+                };
                 Console.Error.Write($"  torch {shape.Name} on {device} ... ");
                 var t = torch.Run(shape, device, cpuCores, o.MinSteps);
                 Console.Error.WriteLine(t.Error ?? $"train {Report.Rate(t.TrainSamplesPerSecond)}/s, infer {Report.Rate(t.InferSamplesPerSecond)}/s");

@@ -115,11 +115,11 @@ public static class Cli
     {
         var notes = new List<string>();
         var devices = AcceleratorRegistry.Enumerate(notes);
-        stdout.WriteLine($"{"selector",-10} {"kind",-6} {"memory",10} {"units",6}  name / details");
+        stdout.WriteLine($"{"selector",-14} {"kind",-6} {"memory",10} {"units",6}  name / details");
         foreach (var d in devices)
         {
-            stdout.WriteLine($"{d.Selector,-10} {(d.IsGpu ? "gpu" : "cpu"),-6} {d.MemoryBytes / (1024.0 * 1024 * 1024),7:F1} GiB {d.ComputeUnits,6}  {d.Name}");
-            stdout.WriteLine($"{"",-36}{d.Details}");
+            stdout.WriteLine($"{d.Selector,-14} {(d.IsGpu ? "gpu" : "cpu"),-6} {d.MemoryBytes / (1024.0 * 1024 * 1024),7:F1} GiB {d.ComputeUnits,6}  {d.Name}");
+            stdout.WriteLine($"{"",-40}{d.Details}");
         }
         foreach (var n in notes) stdout.WriteLine($"(none) {n}");
         return 0;

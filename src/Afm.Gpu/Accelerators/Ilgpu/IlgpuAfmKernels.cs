@@ -29,17 +29,16 @@ internal sealed class IlgpuAfmKernels : AfmKernels
     public IlgpuAfmKernels(IlgpuAccelerator accelerator, ModelShape shape) : base(accelerator, shape)
     {
         _acc = accelerator;
-        long shared = Math.Min(accelerator.Native.MaxSharedMemoryPerGroup, GpuKernelSource.LocalMemoryCap);
-        Config = GpuKernelSource.Configure(shape, accelerator.WorkGroupSize, shared, accelerator.TrainingGroups, accelerator.MaxTilePairs);
-        var layout = Layout(Config);
-        _sharedFloats = layout.Total;
+        Config = Plan(shape, accelerator.WorkGroupSize, accelerator.Native.MaxSharedMemoryPerGroup, accelerator.TrainingGroups, accelerator.MaxTilePairs);
+        _sharedFloats = Layout(Config).Total;
         var shapeType = ShapeType(Config);
-        bool fm = shape.Kind == ModelKind.Fm;
         lock (accelerator.Gate)
         {
             var native = accelerator.Native;
-            _forward = native.LoadStreamKernel(Bind<Action<ModelViews, BatchViews, ArrayView<float>, ArrayView<float>, int>>(fm ? nameof(GpuKernels.ForwardFm) : nameof(GpuKernels.ForwardAfm), shapeType));
-            _train = native.LoadStreamKernel(Bind<Action<ModelViews, BatchViews, TrainViews, StepArgs>>(nameof(GpuKernels.Train), shapeType));
+            // the group size is fixed: a CUDA compiler may then give each work-item up to 65536 / size registers
+            var fixedGroup = Specialization(Config);
+            _forward = native.LoadStreamKernel(Bind<Action<ModelViews, BatchViews, ArrayView<float>, ArrayView<float>, int>>(ForwardName(shape), shapeType), fixedGroup);
+            _train = native.LoadStreamKernel(Bind<Action<ModelViews, BatchViews, TrainViews, StepArgs>>(nameof(GpuKernels.Train), shapeType), fixedGroup);
             _reduce = native.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, int, ArrayView<float>, ArrayView<float>>(GpuKernels.ReduceDense);
             _sparse = native.LoadAutoGroupedStreamKernel<Index1D, SparseViews, OptimizerArgs>(GpuKernels.UpdateSparse);
             _dense = native.LoadAutoGroupedStreamKernel<Index1D, DenseViews, OptimizerArgs>(GpuKernels.UpdateDense);
@@ -57,6 +56,28 @@ internal sealed class IlgpuAfmKernels : AfmKernels
         $"ILGPU train: {Config.Groups} groups of {Config.WorkGroupSize} x {Config.RowsPerGroup} rows" +
         (Shape.Kind == ModelKind.Afm ? $", tile {Config.TilePairs} pairs" : "") +
         $", {_sharedFloats * 4L:N0} B shared" + (Config.GlobalAccumulator ? ", dense accumulator in global memory" : "");
+
+    /// <summary>
+    /// Sizes for <paramref name="shape"/>: the C kernels' arithmetic (<see cref="GpuKernelSource.Configure"/>) on the
+    /// shared memory left once e's wider rows (<see cref="SharedLayout.EStride"/>) and the arrays' alignment are paid for.
+    /// </summary>
+    internal static GpuKernelConfig Plan(ModelShape shape, int workGroupSize, long sharedBytes, int groups, int maxTilePairs = 0)
+    {
+        long cap = Math.Min(sharedBytes, GpuKernelSource.LocalMemoryCap);
+        int t = shape.Kind == ModelKind.Fm ? 0 : shape.T;
+        long wider = 4L * shape.MaxNnz * (SharedLayout.EStride(shape.K, t) - (shape.K | 1)) + 4L * SharedLayout.AlignmentPadding;
+        var config = GpuKernelSource.Configure(shape, workGroupSize, cap - wider, groups, maxTilePairs);
+        long need = 4L * Layout(config).Total;
+        if (need > cap)
+            throw new NotSupportedException($"AFM with {shape.MaxNnz} non-zeros per row, k = {shape.K}, t = {shape.T} needs {need} bytes of shared memory per work-group; the device offers {cap}");
+        return config;
+    }
+
+    /// <summary>The name of the inference kernel of a shape's model kind.</summary>
+    internal static string ForwardName(ModelShape shape) => shape.Kind == ModelKind.Fm ? nameof(GpuKernels.ForwardFm) : nameof(GpuKernels.ForwardAfm);
+
+    /// <summary>The launch bound the kernels are compiled for: exactly the configuration's group size.</summary>
+    internal static KernelSpecialization Specialization(GpuKernelConfig c) => new(c.WorkGroupSize, null);
 
     /// <summary>The shared-memory layout of a configuration.</summary>
     internal static SharedLayout Layout(GpuKernelConfig c) =>

@@ -33,9 +33,8 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
                 unavailable = kind switch
                 {
                     AcceleratorKind.IlgpuCuda => "ILGPU found no CUDA device (it needs the NVIDIA driver's libcuda.so.1)",
-                    AcceleratorKind.IlgpuOpenCl => context.Devices.Any(d => d is CLDevice)
-                        ? "ILGPU found OpenCL devices, but none with OpenCL C 2.0's generic address space, which its kernels need"
-                        : "ILGPU found no OpenCL device (it needs an OpenCL 2.0 driver and libOpenCL.so.1)",
+                    AcceleratorKind.IlgpuOpenCl =>
+                        "ILGPU found no OpenCL device with OpenCL C 2.0's generic address space, which its kernels need (OpenCL 1.2 drivers and PoCL 3 lack it)",
                     _ => "ILGPU's CPU accelerator is not available",
                 };
             }
@@ -50,7 +49,7 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
 
     private AcceleratorDescriptor Describe(Device d, int index) => new(
         kind, index, kind == AcceleratorKind.IlgpuCpu ? "ILGPU CPU accelerator (GPU kernels on the host)" : d.Name,
-        IlgpuAccelerator.Details(d), d.MemorySize, d.NumMultiprocessors, IsGpu: kind == AcceleratorKind.IlgpuCuda ||
+        IlgpuAccelerator.Details(d), kind == AcceleratorKind.IlgpuCpu ? Cpu.CpuAccelerator.Describe().MemoryBytes : d.MemorySize, d.NumMultiprocessors, IsGpu: kind == AcceleratorKind.IlgpuCuda ||
         (d is CLDevice cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU));
 
     public IReadOnlyList<AcceleratorDescriptor> Enumerate(out string? unavailable) =>

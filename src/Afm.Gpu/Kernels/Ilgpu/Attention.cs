@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ILGPU.Runtime;
 
 namespace Afm.Gpu.Kernels.Ilgpu;
 
@@ -35,17 +36,61 @@ internal static partial class GpuKernels
     }
 
     /// <summary>
-    /// relu(z_t) for t in [t0, t1) of pair (i, j), four t's at a time (four independent multiply-add chains over
-    /// d, sharing each q_d): returns Σ h_t relu(z_t), and stores relu(z_t) at zr[slot t + t] when asked.
+    /// relu(z_t) for t in [t0, t1) of pair (i, j): returns Σ h_t relu(z_t), and stores relu(z_t) at zr[slot t + t]
+    /// when asked. Where rows are 16-byte aligned (<see cref="SharedLayout.Vectorised"/>), eight (then four) t's at a
+    /// time over four d's at a time: e_i, e_j and each row of W read as four floats, q_d formed once and used by eight
+    /// independent multiply-add chains. Otherwise four t's at a time over single d's.
     /// </summary>
     private static float ZRun<TS>(ArrayView<float> dense, ArrayView<float> sE, int i, int j, int t0, int t1,
         ArrayView<float> zr, int slot, bool store)
         where TS : struct, IKernelShape
     {
-        int k = default(TS).K, t = default(TS).T, es = k | 1, offB = t * k, offH = offB + t;
+        int k = default(TS).K, t = default(TS).T, es = SharedLayout.EStride(k, t), offB = t * k, offH = offB + t;
         int ei = i * es, ej = j * es;
         float score = 0f;
         int c = t0;
+        if (SharedLayout.Vectorised(k, t))
+        {
+            var e4 = sE.Cast<Float4>();
+            var w4 = dense.AsAligned16().Cast<Float4>();
+            int kq = k / 4, ei4 = ei / 4, ej4 = ej / 4;
+            for (; c + 7 < t1; c += 8)
+            {
+                float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f, z4 = 0f, z5 = 0f, z6 = 0f, z7 = 0f;
+                int w = c * kq;
+                for (int d = 0; d < kq; d++)
+                {
+                    Float4 a = e4[ei4 + d], b = e4[ej4 + d];
+                    float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
+                    z0 = Dot(z0, w4[w + d], qx, qy, qz, qw);
+                    z1 = Dot(z1, w4[w + kq + d], qx, qy, qz, qw);
+                    z2 = Dot(z2, w4[w + 2 * kq + d], qx, qy, qz, qw);
+                    z3 = Dot(z3, w4[w + 3 * kq + d], qx, qy, qz, qw);
+                    z4 = Dot(z4, w4[w + 4 * kq + d], qx, qy, qz, qw);
+                    z5 = Dot(z5, w4[w + 5 * kq + d], qx, qy, qz, qw);
+                    z6 = Dot(z6, w4[w + 6 * kq + d], qx, qy, qz, qw);
+                    z7 = Dot(z7, w4[w + 7 * kq + d], qx, qy, qz, qw);
+                }
+                score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
+                score += Relu4(dense, offB, offH, c + 4, z4, z5, z6, z7, zr, slot * t, store);
+            }
+            for (; c + 3 < t1; c += 4)
+            {
+                float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f;
+                int w = c * kq;
+                for (int d = 0; d < kq; d++)
+                {
+                    Float4 a = e4[ei4 + d], b = e4[ej4 + d];
+                    float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
+                    z0 = Dot(z0, w4[w + d], qx, qy, qz, qw);
+                    z1 = Dot(z1, w4[w + kq + d], qx, qy, qz, qw);
+                    z2 = Dot(z2, w4[w + 2 * kq + d], qx, qy, qz, qw);
+                    z3 = Dot(z3, w4[w + 3 * kq + d], qx, qy, qz, qw);
+                }
+                score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
+            }
+            return score;
+        }
         for (; c + 3 < t1; c += 4)
         {
             float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f;
@@ -58,19 +103,7 @@ internal static partial class GpuKernels
                 z2 += dense[w0 + 2 * k + d] * q;
                 z3 += dense[w0 + 3 * k + d] * q;
             }
-            float r0 = Relu(z0 + dense[offB + c]), r1 = Relu(z1 + dense[offB + c + 1]);
-            float r2 = Relu(z2 + dense[offB + c + 2]), r3 = Relu(z3 + dense[offB + c + 3]);
-            score += dense[offH + c] * r0;
-            score += dense[offH + c + 1] * r1;
-            score += dense[offH + c + 2] * r2;
-            score += dense[offH + c + 3] * r3;
-            if (store)
-            {
-                zr[slot * t + c] = r0;
-                zr[slot * t + c + 1] = r1;
-                zr[slot * t + c + 2] = r2;
-                zr[slot * t + c + 3] = r3;
-            }
+            score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
         }
         for (; c < t1; c++)
         {
@@ -81,6 +114,34 @@ internal static partial class GpuKernels
             if (store) zr[slot * t + c] = r;
         }
         return score;
+    }
+
+    /// <summary>z + w · q over four d's, in d order.</summary>
+    private static float Dot(float z, Float4 w, float qx, float qy, float qz, float qw)
+    {
+        z += w.X * qx;
+        z += w.Y * qy;
+        z += w.Z * qz;
+        return z + w.W * qw;
+    }
+
+    /// <summary>relu(z + b) for t's c .. c + 3: their h-weighted sum, and stored at zr[row + c ..] when asked.</summary>
+    private static float Relu4(ArrayView<float> dense, int offB, int offH, int c, float z0, float z1, float z2, float z3,
+        ArrayView<float> zr, int row, bool store)
+    {
+        float r0 = Relu(z0 + dense[offB + c]), r1 = Relu(z1 + dense[offB + c + 1]);
+        float r2 = Relu(z2 + dense[offB + c + 2]), r3 = Relu(z3 + dense[offB + c + 3]);
+        if (store)
+        {
+            zr[row + c] = r0;
+            zr[row + c + 1] = r1;
+            zr[row + c + 2] = r2;
+            zr[row + c + 3] = r3;
+        }
+        float score = dense[offH + c] * r0;
+        score += dense[offH + c + 1] * r1;
+        score += dense[offH + c + 2] * r2;
+        return score + dense[offH + c + 3] * r3;
     }
 
     private static float Relu(float z) => z > 0f ? z : 0f;
@@ -95,7 +156,7 @@ internal static partial class GpuKernels
         ArrayView<float> sZR, bool keepZ, uint seed, float keep0)
         where TS : struct, IKernelShape
     {
-        int k = default(TS).K, t = default(TS).T, m = default(TS).M, group = default(TS).Group, es = k | 1;
+        int k = default(TS).K, t = default(TS).T, m = default(TS).M, group = default(TS).Group, es = SharedLayout.EStride(k, default(TS).T);
         int zs = ZSlices(t, m, default(TS).Tile, group), slice = t / zs;
         int tid = ILGPU.Group.IdxX, np = n * (n - 1) / 2;
         float mx = NegativeBig;
@@ -184,7 +245,7 @@ internal static partial class GpuKernels
         where TS : struct, IKernelShape
     {
         int k = default(TS).K, t = default(TS).T, m = default(TS).M, tile = default(TS).Tile, group = default(TS).Group;
-        int es = k | 1, offB = t * k, offH = offB + t;
+        int es = SharedLayout.EStride(k, default(TS).T), offB = t * k, offH = offB + t;
         int pairs = m * (m - 1) / 2;
         bool keepZ = tile >= pairs;
         int tid = ILGPU.Group.IdxX, np = n * (n - 1) / 2;
@@ -204,8 +265,9 @@ internal static partial class GpuKernels
         for (int it = tid; it < n * k; it += group) sDE[it] = 0f;
         ILGPU.Group.Barrier();
 
-        // dW blocks: 4 t's per q where t is a multiple of 4
-        int dwr = t % 4 == 0 ? 4 : 1;
+        // dW blocks: 16 t's per q where that still gives every work-item one, else 8 or 4 (t a multiple of 4), else 1
+        bool vec = SharedLayout.Vectorised(k, t);
+        int dwr = !vec ? 1 : t % 16 == 0 && t / 16 * k >= group ? 16 : t % 8 == 0 ? 8 : 4;
         int dwItems = t / dwr * k;
         // tiles of whole pair columns [j0, j1), cut for m slots, up to the row's n
         int j0 = 1;
@@ -243,65 +305,52 @@ internal static partial class GpuKernels
             }
             ILGPU.Group.Barrier();
 
-            // dW += dz qᵀ: a work-item owns dwr elements of W's column d, so that one q serves all of them
+            // dW += dz qᵀ: a work-item owns dwr elements of W's column d, so that one q serves all of them (rows of
+            // dz read four floats at a time where aligned); the tile's pairs are walked column by column, in pair order
             for (int it = tid; it < dwItems; it += group)
             {
-                int tb = it / k, d = it - tb * k, t0 = tb * dwr, pt = 0;
-                float a0 = AccGet<TS>(sAcc, gAcc, t0 * k + d), a1 = 0f, a2 = 0f, a3 = 0f;
-                if (dwr == 4)
+                int tb = it / k, d = it - tb * k, t0 = tb * dwr;
+                if (vec) DwBlock<TS>(sE, sZR, sAcc, gAcc, j0, jn, t0, d, dwr);
+                else
                 {
-                    a1 = AccGet<TS>(sAcc, gAcc, (t0 + 1) * k + d);
-                    a2 = AccGet<TS>(sAcc, gAcc, (t0 + 2) * k + d);
-                    a3 = AccGet<TS>(sAcc, gAcc, (t0 + 3) * k + d);
-                }
-                for (int j = j0; j < jn; j++)
-                {
-                    float ej = sE[j * es + d];
-                    for (int i = 0; i < j; i++, pt++)
+                    int pt = 0;
+                    float a0 = AccGet<TS>(sAcc, gAcc, t0 * k + d);
+                    for (int j = j0; j < jn; j++)
                     {
-                        float q = sE[i * es + d] * ej;
-                        int z = pt * t + t0;
-                        a0 += sZR[z] * q;
-                        if (dwr == 4)
-                        {
-                            a1 += sZR[z + 1] * q;
-                            a2 += sZR[z + 2] * q;
-                            a3 += sZR[z + 3] * q;
-                        }
+                        float ej = sE[j * es + d];
+                        for (int i = 0; i < j; i++, pt++) a0 += sZR[pt * t + t0] * (sE[i * es + d] * ej);
                     }
-                }
-                AccSet<TS>(sAcc, gAcc, t0 * k + d, a0);
-                if (dwr == 4)
-                {
-                    AccSet<TS>(sAcc, gAcc, (t0 + 1) * k + d, a1);
-                    AccSet<TS>(sAcc, gAcc, (t0 + 2) * k + d, a2);
-                    AccSet<TS>(sAcc, gAcc, (t0 + 3) * k + d, a3);
+                    AccSet<TS>(sAcc, gAcc, t0 * k + d, a0);
                 }
             }
 
-            // dq = a' du + Wᵀ dz: a work-item owns dimension d of a run of 4 pairs, so that each W element read
-            // serves 4 pairs (a run past the tile's end repeats its last pair and drops it); the loop starts where
-            // dW's items end, to share the group out between the two
-            int runs = (tp + 3) / 4;
-            for (int it = (tid + group - dwItems % group) % group; it < runs * k; it += group)
+            // dq = a' du + Wᵀ dz: a work-item owns dimensions d0 .. d0 + dqc - 1 of a run of 4 pairs, so that each W
+            // element read serves 4 pairs and each dz element dqc dimensions (a run past the tile's end repeats its last
+            // pair and drops it); the loop starts where dW's items end, to share the group out between the two
+            int runs = (tp + 3) / 4, dqc = vec ? 4 : 1;
+            for (int it = (tid + group - dwItems % group) % group; it < runs * (k / dqc); it += group)
             {
-                int run = it / k, d = it - run * k, pt0 = run * 4;
+                int run = it / (k / dqc), d0 = (it - run * (k / dqc)) * dqc, pt0 = run * 4;
                 int nr = tp - pt0 < 4 ? tp - pt0 : 4;
-                int p1 = pt0 + (nr > 1 ? 1 : 0), p2 = pt0 + (nr > 2 ? 2 : nr - 1), p3 = pt0 + (nr > 3 ? 3 : nr - 1);
-                float du = sDU[d];
-                float q0 = sAD[pb + pt0] * du, q1 = sAD[pb + p1] * du, q2 = sAD[pb + p2] * du, q3 = sAD[pb + p3] * du;
-                for (int c = 0; c < t; c++)
+                if (vec) DqBlock<TS>(dense, sAD, sDU, sZR, sDQ, pb, pt0, nr, d0);
+                else
                 {
-                    float w = dense[c * k + d];
-                    q0 += sZR[pt0 * t + c] * w;
-                    q1 += sZR[p1 * t + c] * w;
-                    q2 += sZR[p2 * t + c] * w;
-                    q3 += sZR[p3 * t + c] * w;
+                    int p1 = pt0 + (nr > 1 ? 1 : 0), p2 = pt0 + (nr > 2 ? 2 : nr - 1), p3 = pt0 + (nr > 3 ? 3 : nr - 1);
+                    float du = sDU[d0];
+                    float q0 = sAD[pb + pt0] * du, q1 = sAD[pb + p1] * du, q2 = sAD[pb + p2] * du, q3 = sAD[pb + p3] * du;
+                    for (int cc = 0; cc < t; cc++)
+                    {
+                        float w = dense[cc * k + d0];
+                        q0 += sZR[pt0 * t + cc] * w;
+                        q1 += sZR[p1 * t + cc] * w;
+                        q2 += sZR[p2 * t + cc] * w;
+                        q3 += sZR[p3 * t + cc] * w;
+                    }
+                    sDQ[pt0 * k + d0] = q0;
+                    if (nr > 1) sDQ[(pt0 + 1) * k + d0] = q1;
+                    if (nr > 2) sDQ[(pt0 + 2) * k + d0] = q2;
+                    if (nr > 3) sDQ[(pt0 + 3) * k + d0] = q3;
                 }
-                sDQ[pt0 * k + d] = q0;
-                if (nr > 1) sDQ[(pt0 + 1) * k + d] = q1;
-                if (nr > 2) sDQ[(pt0 + 2) * k + d] = q2;
-                if (nr > 3) sDQ[(pt0 + 3) * k + d] = q3;
             }
             ILGPU.Group.Barrier();
 
@@ -322,6 +371,122 @@ internal static partial class GpuKernels
             ILGPU.Group.Barrier();
             j0 = j1;
         }
+    }
+
+    /// <summary>
+    /// One dW block: W[t0 .. t0 + dwr - 1, d] += Σ over the tile's pairs of dz[pair, t] q_d, dz read four floats at a
+    /// time (dwr is 4, 8 or 16).
+    /// </summary>
+    private static void DwBlock<TS>(ArrayView<float> sE, ArrayView<float> sZR, ArrayView<float> sAcc, ArrayView<float> gAcc,
+        int j0, int jn, int t0, int d, int dwr)
+        where TS : struct, IKernelShape
+    {
+        int k = default(TS).K, t = default(TS).T, es = SharedLayout.EStride(k, t), tq = t / 4;
+        var z4 = sZR.Cast<Float4>();
+        float a0 = AccGet<TS>(sAcc, gAcc, t0 * k + d), a1 = AccGet<TS>(sAcc, gAcc, (t0 + 1) * k + d);
+        float a2 = AccGet<TS>(sAcc, gAcc, (t0 + 2) * k + d), a3 = AccGet<TS>(sAcc, gAcc, (t0 + 3) * k + d);
+        float a4 = 0f, a5 = 0f, a6 = 0f, a7 = 0f, a8 = 0f, a9 = 0f, a10 = 0f, a11 = 0f, a12 = 0f, a13 = 0f, a14 = 0f, a15 = 0f;
+        if (dwr >= 8)
+        {
+            a4 = AccGet<TS>(sAcc, gAcc, (t0 + 4) * k + d); a5 = AccGet<TS>(sAcc, gAcc, (t0 + 5) * k + d);
+            a6 = AccGet<TS>(sAcc, gAcc, (t0 + 6) * k + d); a7 = AccGet<TS>(sAcc, gAcc, (t0 + 7) * k + d);
+        }
+        if (dwr >= 16)
+        {
+            a8 = AccGet<TS>(sAcc, gAcc, (t0 + 8) * k + d); a9 = AccGet<TS>(sAcc, gAcc, (t0 + 9) * k + d);
+            a10 = AccGet<TS>(sAcc, gAcc, (t0 + 10) * k + d); a11 = AccGet<TS>(sAcc, gAcc, (t0 + 11) * k + d);
+            a12 = AccGet<TS>(sAcc, gAcc, (t0 + 12) * k + d); a13 = AccGet<TS>(sAcc, gAcc, (t0 + 13) * k + d);
+            a14 = AccGet<TS>(sAcc, gAcc, (t0 + 14) * k + d); a15 = AccGet<TS>(sAcc, gAcc, (t0 + 15) * k + d);
+        }
+        int row = t0 / 4;
+        for (int j = j0; j < jn; j++)
+        {
+            float ej = sE[j * es + d];
+            for (int i = 0; i < j; i++, row += tq)
+            {
+                float q = sE[i * es + d] * ej;
+                Float4 z = z4[row];
+                a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
+                if (dwr >= 8)
+                {
+                    z = z4[row + 1];
+                    a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
+                }
+                if (dwr >= 16)
+                {
+                    z = z4[row + 2];
+                    a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
+                    z = z4[row + 3];
+                    a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
+                }
+            }
+        }
+        AccSet<TS>(sAcc, gAcc, t0 * k + d, a0); AccSet<TS>(sAcc, gAcc, (t0 + 1) * k + d, a1);
+        AccSet<TS>(sAcc, gAcc, (t0 + 2) * k + d, a2); AccSet<TS>(sAcc, gAcc, (t0 + 3) * k + d, a3);
+        if (dwr >= 8)
+        {
+            AccSet<TS>(sAcc, gAcc, (t0 + 4) * k + d, a4); AccSet<TS>(sAcc, gAcc, (t0 + 5) * k + d, a5);
+            AccSet<TS>(sAcc, gAcc, (t0 + 6) * k + d, a6); AccSet<TS>(sAcc, gAcc, (t0 + 7) * k + d, a7);
+        }
+        if (dwr >= 16)
+        {
+            AccSet<TS>(sAcc, gAcc, (t0 + 8) * k + d, a8); AccSet<TS>(sAcc, gAcc, (t0 + 9) * k + d, a9);
+            AccSet<TS>(sAcc, gAcc, (t0 + 10) * k + d, a10); AccSet<TS>(sAcc, gAcc, (t0 + 11) * k + d, a11);
+            AccSet<TS>(sAcc, gAcc, (t0 + 12) * k + d, a12); AccSet<TS>(sAcc, gAcc, (t0 + 13) * k + d, a13);
+            AccSet<TS>(sAcc, gAcc, (t0 + 14) * k + d, a14); AccSet<TS>(sAcc, gAcc, (t0 + 15) * k + d, a15);
+        }
+    }
+
+    /// <summary>
+    /// One dq block: dimensions d0 .. d0 + 3 of the run of 4 pairs from tile pair pt0 (nr of them real): dq = a' du +
+    /// Σ_t dz[pair, t] W[t, d], with four t's a step: four rows of W and each pair's four dz read four floats at a
+    /// time, 64 multiply-adds from 8 reads.
+    /// </summary>
+    private static void DqBlock<TS>(ArrayView<float> dense, ArrayView<float> sAD, ArrayView<float> sDU, ArrayView<float> sZR,
+        ArrayView<float> sDQ, int pb, int pt0, int nr, int d0)
+        where TS : struct, IKernelShape
+    {
+        int k = default(TS).K, t = default(TS).T, kq = k / 4, tq = t / 4;
+        var w4 = dense.AsAligned16().Cast<Float4>();
+        var z4 = sZR.Cast<Float4>();
+        var u4 = sDU.Cast<Float4>();
+        int p1 = pt0 + (nr > 1 ? 1 : 0), p2 = pt0 + (nr > 2 ? 2 : nr - 1), p3 = pt0 + (nr > 3 ? 3 : nr - 1);
+        Float4 du = u4[d0 / 4];
+        float ad0 = sAD[pb + pt0], ad1 = sAD[pb + p1], ad2 = sAD[pb + p2], ad3 = sAD[pb + p3];
+        float q00 = ad0 * du.X, q01 = ad0 * du.Y, q02 = ad0 * du.Z, q03 = ad0 * du.W;
+        float q10 = ad1 * du.X, q11 = ad1 * du.Y, q12 = ad1 * du.Z, q13 = ad1 * du.W;
+        float q20 = ad2 * du.X, q21 = ad2 * du.Y, q22 = ad2 * du.Z, q23 = ad2 * du.W;
+        float q30 = ad3 * du.X, q31 = ad3 * du.Y, q32 = ad3 * du.Z, q33 = ad3 * du.W;
+        int z0 = pt0 * tq, z1 = p1 * tq, z2 = p2 * tq, z3 = p3 * tq, wc = d0 / 4;
+        for (int c = 0; c < tq; c++)
+        {
+            Float4 w0 = w4[(4 * c) * kq + wc], w1 = w4[(4 * c + 1) * kq + wc], w2 = w4[(4 * c + 2) * kq + wc], w3 = w4[(4 * c + 3) * kq + wc];
+            Float4 e = z4[z0 + c];
+            q00 += e.X * w0.X; q01 += e.X * w0.Y; q02 += e.X * w0.Z; q03 += e.X * w0.W;
+            q00 += e.Y * w1.X; q01 += e.Y * w1.Y; q02 += e.Y * w1.Z; q03 += e.Y * w1.W;
+            q00 += e.Z * w2.X; q01 += e.Z * w2.Y; q02 += e.Z * w2.Z; q03 += e.Z * w2.W;
+            q00 += e.W * w3.X; q01 += e.W * w3.Y; q02 += e.W * w3.Z; q03 += e.W * w3.W;
+            e = z4[z1 + c];
+            q10 += e.X * w0.X; q11 += e.X * w0.Y; q12 += e.X * w0.Z; q13 += e.X * w0.W;
+            q10 += e.Y * w1.X; q11 += e.Y * w1.Y; q12 += e.Y * w1.Z; q13 += e.Y * w1.W;
+            q10 += e.Z * w2.X; q11 += e.Z * w2.Y; q12 += e.Z * w2.Z; q13 += e.Z * w2.W;
+            q10 += e.W * w3.X; q11 += e.W * w3.Y; q12 += e.W * w3.Z; q13 += e.W * w3.W;
+            e = z4[z2 + c];
+            q20 += e.X * w0.X; q21 += e.X * w0.Y; q22 += e.X * w0.Z; q23 += e.X * w0.W;
+            q20 += e.Y * w1.X; q21 += e.Y * w1.Y; q22 += e.Y * w1.Z; q23 += e.Y * w1.W;
+            q20 += e.Z * w2.X; q21 += e.Z * w2.Y; q22 += e.Z * w2.Z; q23 += e.Z * w2.W;
+            q20 += e.W * w3.X; q21 += e.W * w3.Y; q22 += e.W * w3.Z; q23 += e.W * w3.W;
+            e = z4[z3 + c];
+            q30 += e.X * w0.X; q31 += e.X * w0.Y; q32 += e.X * w0.Z; q33 += e.X * w0.W;
+            q30 += e.Y * w1.X; q31 += e.Y * w1.Y; q32 += e.Y * w1.Z; q33 += e.Y * w1.W;
+            q30 += e.Z * w2.X; q31 += e.Z * w2.Y; q32 += e.Z * w2.Z; q33 += e.Z * w2.W;
+            q30 += e.W * w3.X; q31 += e.W * w3.Y; q32 += e.W * w3.Z; q33 += e.W * w3.W;
+        }
+        var dq4 = sDQ.Cast<Float4>();
+        dq4[pt0 * kq + wc] = new Float4 { X = q00, Y = q01, Z = q02, W = q03 };
+        if (nr > 1) dq4[(pt0 + 1) * kq + wc] = new Float4 { X = q10, Y = q11, Z = q12, W = q13 };
+        if (nr > 2) dq4[(pt0 + 2) * kq + wc] = new Float4 { X = q20, Y = q21, Z = q22, W = q23 };
+        if (nr > 3) dq4[(pt0 + 3) * kq + wc] = new Float4 { X = q30, Y = q31, Z = q32, W = q33 };
     }
 
     /// <summary>Element e of the group's dense-gradient accumulator (shared, or the group's slice of the partials).</summary>

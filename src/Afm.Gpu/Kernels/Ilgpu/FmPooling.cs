@@ -8,7 +8,7 @@ internal static partial class GpuKernels
     private static void FmPool<TS>(int n, ArrayView<float> sE, ArrayView<float> sESum, ArrayView<float> sU)
         where TS : struct, IKernelShape
     {
-        int k = default(TS).K, group = default(TS).Group, es = k | 1;
+        int k = default(TS).K, group = default(TS).Group, es = SharedLayout.EStride(k, default(TS).T);
         for (int d = ILGPU.Group.IdxX; d < k; d += group)
         {
             float sum = 0f, sq = 0f;
@@ -28,7 +28,7 @@ internal static partial class GpuKernels
     private static void FmPoolBackward<TS>(int r, int n, ArrayView<float> sE, ArrayView<float> sESum, ArrayView<float> sDU, ArrayView<float> de)
         where TS : struct, IKernelShape
     {
-        int k = default(TS).K, m = default(TS).M, group = default(TS).Group, es = k | 1;
+        int k = default(TS).K, m = default(TS).M, group = default(TS).Group, es = SharedLayout.EStride(k, default(TS).T);
         for (int it = ILGPU.Group.IdxX; it < m * k; it += group)
         {
             int s = it / k, d = it - s * k;

@@ -5,7 +5,7 @@ namespace Afm.Gpu.Kernels.Ilgpu;
 internal static partial class GpuKernels
 {
     /// <summary>
-    /// Gather (forward): the row's ids and values into shared memory, e_s = v[id_s] x_s (slot stride k | 1), and
+    /// Gather (forward): the row's ids and values into shared memory, e_s = v[id_s] x_s (slot stride <see cref="SharedLayout.EStride"/>), and
     /// Σ w_id x into sc[0] (summed in slot order, as the CPU). Ends with a barrier. Its backward is the sparse
     /// update (<see cref="UpdateSparse"/>), which gathers dL/de per distinct id.
     /// </summary>
@@ -13,7 +13,7 @@ internal static partial class GpuKernels
         ArrayView<int> sId, ArrayView<float> sX, ArrayView<float> sE, ArrayView<float> sc)
         where TS : struct, IKernelShape
     {
-        int k = default(TS).K, m = default(TS).M, group = default(TS).Group, es = k | 1;
+        int k = default(TS).K, m = default(TS).M, group = default(TS).Group, es = SharedLayout.EStride(k, default(TS).T);
         int tid = ILGPU.Group.IdxX;
         for (int s = tid; s < n; s += group)
         {

@@ -86,6 +86,15 @@ internal struct SparseViews
     public int M;
 }
 
+/// <summary>Four floats, read and written as one 16-byte access where the address is aligned.</summary>
+internal struct Float4
+{
+    public float X;
+    public float Y;
+    public float Z;
+    public float W;
+}
+
 /// <summary>The dense update's inputs and outputs.</summary>
 internal struct DenseViews
 {
@@ -112,7 +121,7 @@ internal readonly struct SharedLayout
     public readonly int ZR;
     /// <summary>dq of a tile's pairs (tile x k).</summary>
     public readonly int DQ;
-    /// <summary>The row's scaled embeddings e_s = v x (slot stride k | 1).</summary>
+    /// <summary>The row's scaled embeddings e_s = v x (slot stride <see cref="EStride"/>).</summary>
     public readonly int E;
     /// <summary>dL/de per slot (m x k).</summary>
     public readonly int DE;
@@ -146,24 +155,43 @@ internal readonly struct SharedLayout
         bool fm = t == 0;
         int pairs = m * (m - 1) / 2, dense = t * k + 2 * t + k + 1;
         if (pairs < 1) pairs = 1;
+        // every array starts at a multiple of 4 floats (16 bytes), so that any of them can be read four floats a time
         int o = 0;
-        ZR = o; o += fm ? 0 : tile * t;
-        DQ = o; o += fm ? 0 : tile * k;
-        E = o; o += m * (k | 1);
-        DE = o; o += fm ? 0 : m * k;
-        S = o; o += fm ? 0 : pairs;
-        A = o; o += fm ? 0 : pairs;
-        AD = o; o += fm ? 0 : pairs;
-        U = o; o += k;
-        DU = o; o += k;
-        ESum = o; o += fm ? k : 0;
-        Acc = o; o += globalAccumulator ? 0 : dense;
-        X = o; o += m;
-        Id = o; o += m;
-        Sc = o; o += 2;
+        ZR = o; o = Up4(o + (fm ? 0 : tile * t));
+        DQ = o; o = Up4(o + (fm ? 0 : tile * k));
+        E = o; o = Up4(o + m * EStride(k, t));
+        DE = o; o = Up4(o + (fm ? 0 : m * k));
+        S = o; o = Up4(o + (fm ? 0 : pairs));
+        A = o; o = Up4(o + (fm ? 0 : pairs));
+        AD = o; o = Up4(o + (fm ? 0 : pairs));
+        U = o; o = Up4(o + k);
+        DU = o; o = Up4(o + k);
+        ESum = o; o = Up4(o + (fm ? k : 0));
+        Acc = o; o = Up4(o + (globalAccumulator ? 0 : dense));
+        X = o; o = Up4(o + m);
+        Id = o; o = Up4(o + m);
+        Sc = o; o = Up4(o + 2);
         Red = o;
         RedLength = group > k ? group : k;
     }
+
+    /// <summary>
+    /// Whether the product loops read four floats at a time: rows of W, e and dz are then 16-byte aligned (k and t
+    /// multiples of 4, and every array before them a multiple of 4 floats long).
+    /// </summary>
+    public static bool Vectorised(int k, int t) => k % 4 == 0 && t % 4 == 0;
+
+    /// <summary>
+    /// Row stride of e in shared memory: k + 4 where rows are read four floats at a time (work-items reading rows i
+    /// at the same d then start 4 banks apart: a quarter-warp's 128-bit reads do not collide), else k | 1 (odd:
+    /// scalar reads of different rows at the same d hit different banks).
+    /// </summary>
+    public static int EStride(int k, int t) => Vectorised(k, t) ? k + 4 : k | 1;
+
+    /// <summary>Most floats the 16-byte alignment of the arrays adds to the block.</summary>
+    public const int AlignmentPadding = 14 * 3;
+
+    private static int Up4(int n) => (n + 3) & ~3;
 
     /// <summary>Floats of the whole block.</summary>
     public int Total => Red + RedLength;

@@ -72,7 +72,7 @@ internal static partial class GpuKernels
         int tid = ILGPU.Group.IdxX;
         var sId = sh.SubView(L.Id, m).Cast<int>();
         var sX = sh.SubView(L.X, m);
-        var sE = sh.SubView(L.E, m * (k | 1));
+        var sE = sh.SubView(L.E, m * SharedLayout.EStride(k, t));
         var sU = sh.SubView(L.U, k);
         var sDU = sh.SubView(L.DU, k);
         var sc = sh.SubView(L.Sc, 2);
