@@ -37,8 +37,8 @@ internal static partial class GpuKernels
 
     /// <summary>
     /// relu(z_t) for t in [t0, t1) of pair (i, j): returns Σ h_t relu(z_t), and stores relu(z_t) at zr[slot t + t]
-    /// when asked. Where rows are 16-byte aligned (<see cref="SharedLayout.Vectorised"/>), eight (then four) t's at a
-    /// time over four d's at a time: e_i, e_j and each row of W read as four floats, q_d formed once and used by eight
+    /// when asked. Where rows are 16-byte aligned (<see cref="SharedLayout.Vectorised"/>), sixteen (then eight, four)
+    /// t's at a time over four d's at a time: e_i, e_j and each row of W read as four floats, q_d formed once and used by sixteen
     /// independent multiply-add chains. Otherwise four t's at a time over single d's.
     /// </summary>
     private static float ZRun<TS>(ArrayView<float> dense, ArrayView<float> sE, int i, int j, int t0, int t1,
@@ -53,12 +53,46 @@ internal static partial class GpuKernels
         {
             var e4 = sE.Cast<Float4>();
             var w4 = dense.AsAligned16().Cast<Float4>();
-            int kq = k / 4, ei4 = ei / 4, ej4 = ej / 4;
+            // 64-bit indices: the eight rows' addresses then differ by constants the compiler folds into the loads
+            int kq = k / 4;
+            long ei4 = ei / 4, ej4 = ej / 4;
+            for (; c + 15 < t1; c += 16)
+            {
+                float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f, z4 = 0f, z5 = 0f, z6 = 0f, z7 = 0f;
+                float z8 = 0f, z9 = 0f, z10 = 0f, z11 = 0f, z12 = 0f, z13 = 0f, z14 = 0f, z15 = 0f;
+                long w = (long)c * kq;
+                for (long d = 0; d < kq; d++)
+                {
+                    Float4 a = e4[ei4 + d], b = e4[ej4 + d];
+                    float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
+                    z0 = Dot(z0, w4[w + d], qx, qy, qz, qw);
+                    z1 = Dot(z1, w4[w + kq + d], qx, qy, qz, qw);
+                    z2 = Dot(z2, w4[w + 2 * kq + d], qx, qy, qz, qw);
+                    z3 = Dot(z3, w4[w + 3 * kq + d], qx, qy, qz, qw);
+                    z4 = Dot(z4, w4[w + 4 * kq + d], qx, qy, qz, qw);
+                    z5 = Dot(z5, w4[w + 5 * kq + d], qx, qy, qz, qw);
+                    z6 = Dot(z6, w4[w + 6 * kq + d], qx, qy, qz, qw);
+                    z7 = Dot(z7, w4[w + 7 * kq + d], qx, qy, qz, qw);
+                    z8 = Dot(z8, w4[w + 8 * kq + d], qx, qy, qz, qw);
+                    z9 = Dot(z9, w4[w + 9 * kq + d], qx, qy, qz, qw);
+                    z10 = Dot(z10, w4[w + 10 * kq + d], qx, qy, qz, qw);
+                    z11 = Dot(z11, w4[w + 11 * kq + d], qx, qy, qz, qw);
+                    z12 = Dot(z12, w4[w + 12 * kq + d], qx, qy, qz, qw);
+                    z13 = Dot(z13, w4[w + 13 * kq + d], qx, qy, qz, qw);
+                    z14 = Dot(z14, w4[w + 14 * kq + d], qx, qy, qz, qw);
+                    z15 = Dot(z15, w4[w + 15 * kq + d], qx, qy, qz, qw);
+                }
+                score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
+                score += Relu4(dense, offB, offH, c + 4, z4, z5, z6, z7, zr, slot * t, store);
+                score += Relu4(dense, offB, offH, c + 8, z8, z9, z10, z11, zr, slot * t, store);
+                score += Relu4(dense, offB, offH, c + 12, z12, z13, z14, z15, zr, slot * t, store);
+            }
+
             for (; c + 7 < t1; c += 8)
             {
                 float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f, z4 = 0f, z5 = 0f, z6 = 0f, z7 = 0f;
-                int w = c * kq;
-                for (int d = 0; d < kq; d++)
+                long w = (long)c * kq;
+                for (long d = 0; d < kq; d++)
                 {
                     Float4 a = e4[ei4 + d], b = e4[ej4 + d];
                     float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
@@ -77,8 +111,8 @@ internal static partial class GpuKernels
             for (; c + 3 < t1; c += 4)
             {
                 float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f;
-                int w = c * kq;
-                for (int d = 0; d < kq; d++)
+                long w = (long)c * kq;
+                for (long d = 0; d < kq; d++)
                 {
                     Float4 a = e4[ei4 + d], b = e4[ej4 + d];
                     float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
@@ -398,27 +432,74 @@ internal static partial class GpuKernels
             a12 = AccGet<TS>(sAcc, gAcc, (t0 + 12) * k + d); a13 = AccGet<TS>(sAcc, gAcc, (t0 + 13) * k + d);
             a14 = AccGet<TS>(sAcc, gAcc, (t0 + 14) * k + d); a15 = AccGet<TS>(sAcc, gAcc, (t0 + 15) * k + d);
         }
-        int row = t0 / 4;
+        long row = t0 / 4;
         for (int j = j0; j < jn; j++)
         {
             float ej = sE[j * es + d];
-            for (int i = 0; i < j; i++, row += tq)
+            long ei = d;
+            // two pairs a pass, then the odd one; pairs in order
+            int i = 0;
+            for (; i + 1 < j; i += 2)
             {
-                float q = sE[i * es + d] * ej;
-                Float4 z = z4[row];
-                a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
-                if (dwr >= 8)
                 {
-                    z = z4[row + 1];
-                    a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
+                    float q = sE[ei] * ej;
+                    Float4 z = z4[row];
+                    a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
+                    if (dwr >= 8)
+                    {
+                        z = z4[row + 1];
+                        a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
+                    }
+                    if (dwr >= 16)
+                    {
+                        z = z4[row + 2];
+                        a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
+                        z = z4[row + 3];
+                        a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
+                    }
                 }
-                if (dwr >= 16)
+                row += tq;
+                ei += es;
                 {
-                    z = z4[row + 2];
-                    a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
-                    z = z4[row + 3];
-                    a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
+                    float q = sE[ei] * ej;
+                    Float4 z = z4[row];
+                    a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
+                    if (dwr >= 8)
+                    {
+                        z = z4[row + 1];
+                        a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
+                    }
+                    if (dwr >= 16)
+                    {
+                        z = z4[row + 2];
+                        a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
+                        z = z4[row + 3];
+                        a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
+                    }
                 }
+                row += tq;
+                ei += es;
+            }
+            if (i < j)
+            {
+                {
+                    float q = sE[ei] * ej;
+                    Float4 z = z4[row];
+                    a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
+                    if (dwr >= 8)
+                    {
+                        z = z4[row + 1];
+                        a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
+                    }
+                    if (dwr >= 16)
+                    {
+                        z = z4[row + 2];
+                        a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
+                        z = z4[row + 3];
+                        a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
+                    }
+                }
+                row += tq;
             }
         }
         AccSet<TS>(sAcc, gAcc, t0 * k + d, a0); AccSet<TS>(sAcc, gAcc, (t0 + 1) * k + d, a1);
@@ -453,40 +534,53 @@ internal static partial class GpuKernels
         int p1 = pt0 + (nr > 1 ? 1 : 0), p2 = pt0 + (nr > 2 ? 2 : nr - 1), p3 = pt0 + (nr > 3 ? 3 : nr - 1);
         Float4 du = u4[d0 / 4];
         float ad0 = sAD[pb + pt0], ad1 = sAD[pb + p1], ad2 = sAD[pb + p2], ad3 = sAD[pb + p3];
-        float q00 = ad0 * du.X, q01 = ad0 * du.Y, q02 = ad0 * du.Z, q03 = ad0 * du.W;
-        float q10 = ad1 * du.X, q11 = ad1 * du.Y, q12 = ad1 * du.Z, q13 = ad1 * du.W;
-        float q20 = ad2 * du.X, q21 = ad2 * du.Y, q22 = ad2 * du.Z, q23 = ad2 * du.W;
-        float q30 = ad3 * du.X, q31 = ad3 * du.Y, q32 = ad3 * du.Z, q33 = ad3 * du.W;
-        int z0 = pt0 * tq, z1 = p1 * tq, z2 = p2 * tq, z3 = p3 * tq, wc = d0 / 4;
-        for (int c = 0; c < tq; c++)
+        Float4 q0 = Scale(du, ad0), q1 = Scale(du, ad1), q2 = Scale(du, ad2), q3 = Scale(du, ad3);
+        long z0 = pt0 * tq, z1 = p1 * tq, z2 = p2 * tq, z3 = p3 * tq;
+        int wc = d0 / 4;
+        long wr = wc;
+        // two steps of four t's a pass, then the odd one
+        long c = 0;
+        for (; c + 1 < tq; c += 2, wr += 8 * kq)
         {
-            Float4 w0 = w4[(4 * c) * kq + wc], w1 = w4[(4 * c + 1) * kq + wc], w2 = w4[(4 * c + 2) * kq + wc], w3 = w4[(4 * c + 3) * kq + wc];
-            Float4 e = z4[z0 + c];
-            q00 += e.X * w0.X; q01 += e.X * w0.Y; q02 += e.X * w0.Z; q03 += e.X * w0.W;
-            q00 += e.Y * w1.X; q01 += e.Y * w1.Y; q02 += e.Y * w1.Z; q03 += e.Y * w1.W;
-            q00 += e.Z * w2.X; q01 += e.Z * w2.Y; q02 += e.Z * w2.Z; q03 += e.Z * w2.W;
-            q00 += e.W * w3.X; q01 += e.W * w3.Y; q02 += e.W * w3.Z; q03 += e.W * w3.W;
-            e = z4[z1 + c];
-            q10 += e.X * w0.X; q11 += e.X * w0.Y; q12 += e.X * w0.Z; q13 += e.X * w0.W;
-            q10 += e.Y * w1.X; q11 += e.Y * w1.Y; q12 += e.Y * w1.Z; q13 += e.Y * w1.W;
-            q10 += e.Z * w2.X; q11 += e.Z * w2.Y; q12 += e.Z * w2.Z; q13 += e.Z * w2.W;
-            q10 += e.W * w3.X; q11 += e.W * w3.Y; q12 += e.W * w3.Z; q13 += e.W * w3.W;
-            e = z4[z2 + c];
-            q20 += e.X * w0.X; q21 += e.X * w0.Y; q22 += e.X * w0.Z; q23 += e.X * w0.W;
-            q20 += e.Y * w1.X; q21 += e.Y * w1.Y; q22 += e.Y * w1.Z; q23 += e.Y * w1.W;
-            q20 += e.Z * w2.X; q21 += e.Z * w2.Y; q22 += e.Z * w2.Z; q23 += e.Z * w2.W;
-            q20 += e.W * w3.X; q21 += e.W * w3.Y; q22 += e.W * w3.Z; q23 += e.W * w3.W;
-            e = z4[z3 + c];
-            q30 += e.X * w0.X; q31 += e.X * w0.Y; q32 += e.X * w0.Z; q33 += e.X * w0.W;
-            q30 += e.Y * w1.X; q31 += e.Y * w1.Y; q32 += e.Y * w1.Z; q33 += e.Y * w1.W;
-            q30 += e.Z * w2.X; q31 += e.Z * w2.Y; q32 += e.Z * w2.Z; q33 += e.Z * w2.W;
-            q30 += e.W * w3.X; q31 += e.W * w3.Y; q32 += e.W * w3.Z; q33 += e.W * w3.W;
+            Float4 w0 = w4[wr], w1 = w4[wr + kq], w2 = w4[wr + 2 * kq], w3 = w4[wr + 3 * kq];
+            q0 = DqStep(q0, z4[z0 + c], w0, w1, w2, w3);
+            q1 = DqStep(q1, z4[z1 + c], w0, w1, w2, w3);
+            q2 = DqStep(q2, z4[z2 + c], w0, w1, w2, w3);
+            q3 = DqStep(q3, z4[z3 + c], w0, w1, w2, w3);
+            w0 = w4[wr + 4 * kq];
+            w1 = w4[wr + 5 * kq];
+            w2 = w4[wr + 6 * kq];
+            w3 = w4[wr + 7 * kq];
+            q0 = DqStep(q0, z4[z0 + c + 1], w0, w1, w2, w3);
+            q1 = DqStep(q1, z4[z1 + c + 1], w0, w1, w2, w3);
+            q2 = DqStep(q2, z4[z2 + c + 1], w0, w1, w2, w3);
+            q3 = DqStep(q3, z4[z3 + c + 1], w0, w1, w2, w3);
+        }
+        if (c < tq)
+        {
+            Float4 w0 = w4[wr], w1 = w4[wr + kq], w2 = w4[wr + 2 * kq], w3 = w4[wr + 3 * kq];
+            q0 = DqStep(q0, z4[z0 + c], w0, w1, w2, w3);
+            q1 = DqStep(q1, z4[z1 + c], w0, w1, w2, w3);
+            q2 = DqStep(q2, z4[z2 + c], w0, w1, w2, w3);
+            q3 = DqStep(q3, z4[z3 + c], w0, w1, w2, w3);
         }
         var dq4 = sDQ.Cast<Float4>();
-        dq4[pt0 * kq + wc] = new Float4 { X = q00, Y = q01, Z = q02, W = q03 };
-        if (nr > 1) dq4[(pt0 + 1) * kq + wc] = new Float4 { X = q10, Y = q11, Z = q12, W = q13 };
-        if (nr > 2) dq4[(pt0 + 2) * kq + wc] = new Float4 { X = q20, Y = q21, Z = q22, W = q23 };
-        if (nr > 3) dq4[(pt0 + 3) * kq + wc] = new Float4 { X = q30, Y = q31, Z = q32, W = q33 };
+        dq4[pt0 * kq + wc] = q0;
+        if (nr > 1) dq4[(pt0 + 1) * kq + wc] = q1;
+        if (nr > 2) dq4[(pt0 + 2) * kq + wc] = q2;
+        if (nr > 3) dq4[(pt0 + 3) * kq + wc] = q3;
+    }
+
+    private static Float4 Scale(Float4 v, float a) => new() { X = a * v.X, Y = a * v.Y, Z = a * v.Z, W = a * v.W };
+
+    /// <summary>q += Σ over four t's of dz_t W[t, d0 .. d0 + 3], t in order: 16 multiply-adds.</summary>
+    private static Float4 DqStep(Float4 q, Float4 dz, Float4 w0, Float4 w1, Float4 w2, Float4 w3)
+    {
+        q.X += dz.X * w0.X; q.Y += dz.X * w0.Y; q.Z += dz.X * w0.Z; q.W += dz.X * w0.W;
+        q.X += dz.Y * w1.X; q.Y += dz.Y * w1.Y; q.Z += dz.Y * w1.Z; q.W += dz.Y * w1.W;
+        q.X += dz.Z * w2.X; q.Y += dz.Z * w2.Y; q.Z += dz.Z * w2.Z; q.W += dz.Z * w2.W;
+        q.X += dz.W * w3.X; q.Y += dz.W * w3.Y; q.Z += dz.W * w3.Z; q.W += dz.W * w3.W;
+        return q;
     }
 
     /// <summary>Element e of the group's dense-gradient accumulator (shared, or the group's slice of the partials).</summary>
