@@ -9,7 +9,7 @@ internal sealed class BenchOptions
         afm-bench: training / inference throughput, FLOP rate and memory of the AFM kernels.
         Run in Release: dotnet run -c Release --project bench -- [options]
 
-          --accelerators LIST   cpu,opencl:0,cuda:0,... (default: every device found, except OpenCL CPU devices)
+          --accelerators LIST   cpu,cuda:0,opencl:0,ilgpu-cpu (default: the CPU accelerator and every GPU found)
           --shapes LIST         shape names or prefixes (default: all; see --list)
           --quick               short run: 1 warm-up step, >= 3 timed steps, >= 0.25 s per measurement
           --warmup N            warm-up steps before each measurement, and at least min(1 s, min-seconds / 2) (default 3)

@@ -46,7 +46,7 @@ if (o.Shapes is not null)
     shapes = shapes.FindAll(b => o.Shapes.Exists(s => b.Name.StartsWith(s, StringComparison.OrdinalIgnoreCase)));
 }
 
-// Every device by default, except CPU devices that run GPU kernels (PoCL, ILGPU's CPU accelerator), which only run when named.
+// Every device by default, except CPU devices that run the GPU kernels (ILGPU's CPU accelerator, OpenCL CPU devices), which only run when named.
 var selectors = o.Accelerators ?? [.. devices.Where(d => d.Kind == AcceleratorKind.Cpu || d.IsGpu).Select(d => d.Selector)];
 if (o.List)
 {
@@ -125,7 +125,7 @@ foreach (var shape in shapes)
                 // PyTorch on the same CUDA device (its name for it is cuda:N whichever engine drives it here)
                 string device = acc.Descriptor.Kind switch
                 {
-                    AcceleratorKind.Cuda or AcceleratorKind.IlgpuCuda => $"cuda:{acc.Descriptor.Index}",
+                    AcceleratorKind.Cuda => $"cuda:{acc.Descriptor.Index}",
                     _ => "cpu",
                 };
                 Console.Error.Write($"  torch {shape.Name} on {device} ... ");

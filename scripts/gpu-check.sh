@@ -3,8 +3,8 @@
 #   SINGLE_FILE=1 WITH_DATA=1 scripts/publish-gpu.sh      (publish/: about 36 MB with ml-100k-libfm)
 # then, on the GPU machine, from the repository root with publish/ beside it:
 #   OUT=/some/dir scripts/gpu-check.sh
-# It writes under $OUT (default ./gpu-check-out): the devices, the selftest of the ILGPU CUDA accelerator (and of
-# the NVRTC one when NVRTC is there) against the CPU accelerator, afm-bench on the GPU with PyTorch on the same GPU,
+# It writes under $OUT (default ./gpu-check-out): the devices, the selftest of the CUDA accelerator against the CPU
+# accelerator, afm-bench on the GPU with PyTorch on the same GPU,
 # and ml-100k trained on the GPU and on the CPU with both test RMSEs. Every step has its own time limit (about 7
 # minutes in all); a failing step is recorded and the next one still runs. Exit status: the number of failed steps.
 set -uo pipefail
@@ -31,12 +31,10 @@ step() { # step NAME SECONDS COMMAND...: runs COMMAND with a time limit, output 
 [ -x "$cli" ] && [ -x "$bench" ] || { echo "gpu-check: $cli or $bench missing: run scripts/publish-gpu.sh first" >&2; exit 100; }
 command -v nvidia-smi >/dev/null && nvidia-smi >"$out/nvidia-smi.txt" 2>&1
 step devices 60 "$cli" devices
-step selftest-ilgpu-cuda 150 "$cli" selftest --accelerator ilgpu-cuda
-step selftest-cuda-nvrtc 90 "$cli" selftest --accelerator cuda
-step bench-ilgpu 150 "$bench" --accelerators ilgpu-cuda:0 --shapes afm-m10-k64-b8192,afm-m10-k16,afm-m39,fm-m10 --quick --compare-torch --json "$out/bench-ilgpu.json"
-step bench-nvrtc 60 "$bench" --accelerators cuda:0 --shapes afm-m10-k64-b8192 --quick --json "$out/bench-nvrtc.json"
+step selftest 150 "$cli" selftest --accelerator cuda
+step bench 210 "$bench" --accelerators cuda:0 --shapes afm-m10-k64-b8192,afm-m10-k16,afm-m39,fm-m10 --quick --compare-torch --json "$out/bench.json"
 if [ -f "$data/train.libfm" ]; then
-    for acc in ilgpu-cuda cpu; do
+    for acc in cuda cpu; do
         step "ml100k-$acc" 90 "$cli" train --train "$data/train.libfm" --test "$data/test.libfm" --model afm \
             --epochs 10 --accelerator "$acc" --no-progress -o "$out/ml100k-$acc.afm"
     done

@@ -52,4 +52,25 @@ internal static class AgainstCpu
         }
         log($"{kind}/{optimizer}: largest parameter difference after 3 epochs {worst:G3}");
     }
+
+    /// <summary>Ragged random rows: up to <paramref name="maxNnz"/> distinct features each, values 1 or in (-1, 1), labels in (1, 5).</summary>
+    internal static SparseDataset RandomData(int rows, int features, int maxNnz, int seed)
+    {
+        var rng = new Random(seed);
+        var offsets = new long[rows + 1];
+        var ids = new List<int>();
+        var vals = new List<float>();
+        var labels = new float[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            foreach (int id in Enumerable.Range(0, features).OrderBy(_ => rng.Next()).Take(rng.Next(maxNnz + 1)))
+            {
+                ids.Add(id);
+                vals.Add(rng.Next(2) == 0 ? 1f : (float)(rng.NextDouble() * 2 - 1));
+            }
+            offsets[r + 1] = ids.Count;
+            labels[r] = (float)(1 + 4 * rng.NextDouble());
+        }
+        return new SparseDataset(offsets, ids.ToArray(), vals.ToArray(), labels, features);
+    }
 }

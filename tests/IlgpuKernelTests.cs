@@ -61,7 +61,7 @@ public class IlgpuCpuAcceleratorTests(Xunit.Abstractions.ITestOutputHelper outpu
     public void TrainingMatchesCpu(Model.ModelKind kind, Kernels.OptimizerKind optimizer)
     {
         using var acc = IlgpuBackend.CreateCpu();
-        var data = OpenClTrainingTests.RandomData(rows: 300, features: 60, maxNnz: 9, seed: 7);
+        var data = AgainstCpu.RandomData(rows: 300, features: 60, maxNnz: 9, seed: 7);
         AgainstCpu.TrainingMatches(acc, "ILGPU CPU", kind, optimizer, data, output.WriteLine);
     }
 }

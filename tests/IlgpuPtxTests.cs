@@ -2,13 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
-using Afm.Gpu.Accelerators.Cuda;
 using Afm.Gpu.Accelerators.Ilgpu;
 using Afm.Gpu.Kernels;
-using Afm.Gpu.Kernels.Gpu;
 using Afm.Gpu.Kernels.Ilgpu;
 using Afm.Gpu.Model;
-using Afm.Gpu.Native.Cuda;
 using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
@@ -21,9 +18,10 @@ namespace Afm.Gpu.Tests;
 /// <summary>
 /// The ILGPU kernels as an H100 would run them, without a GPU: ILGPU's PTX backend compiles the fused kernels for
 /// sm_90 with exactly the specialisation the CUDA accelerator uses (constants, group size), Debian's ptxas assembles
-/// them and cuobjdump reads the machine code back. Asserted: ptxas accepts every shape, registers within the launch
-/// bound, innermost loops free of local memory, and the product loops mostly multiply-adds. A second test prints
-/// the side-by-side figures against the C kernels compiled by NVRTC. ptxas and cuobjdump come from Debian's
+/// them and cuobjdump reads the machine code back. Asserted: ptxas accepts every shape without a warning, registers
+/// within the launch bound, innermost loops free of local memory, and the three product loops (z = W q, dW, dq) at
+/// least 40% multiply-adds with rows read four floats at a time; printed: registers, spills, shared memory, SASS
+/// instructions and each product loop's instructions per multiply-add. ptxas and cuobjdump come from Debian's
 /// nvidia-cuda-toolkit (CI unpacks them); without them the tests skip, or fail under AFM_REQUIRE_PTXAS=1.
 /// </summary>
 public sealed class IlgpuPtxTests(ITestOutputHelper output)
@@ -58,61 +56,56 @@ public sealed class IlgpuPtxTests(ITestOutputHelper output)
                 $"{c.Report.StackFrame} B stack, {c.SharedBytes} B dynamic shared, {c.Sass.Count} SASS instructions, {c.Loops.Count} innermost loops");
             foreach (var loop in c.Loops.OrderByDescending(l => l.Count("FFMA")).Take(4)) output.WriteLine($"  {loop}");
             Assert.True(c.Report.Registers <= 65536 / config.WorkGroupSize, $"{kernel}: {c.Report.Registers} registers exceed the launch bound");
-            Assert.True(c.SharedBytes <= GpuKernelSource.LocalMemoryCap, $"{kernel}: {c.SharedBytes} B of shared memory");
+            Assert.True(c.SharedBytes <= KernelPlan.LocalMemoryCap, $"{kernel}: {c.SharedBytes} B of shared memory");
             foreach (var loop in c.Loops)
                 Assert.True(loop.Count("LDL") + loop.Count("STL") == 0, $"{kernel}: local-memory traffic in an innermost loop: {loop}");
-            if (kernel == nameof(GpuKernels.Train) && shape.K >= 16 && shape.Kind == ModelKind.Afm)
+            if (kernel == nameof(GpuKernels.Train) && shape.Kind == ModelKind.Afm && SharedLayout.Vectorised(shape.K, shape.T))
             {
-                var products = c.Loops.Where(l => l.Count("FFMA") >= 4).ToList();
-                Assert.True(products.Count >= 2, $"expected the z, dW and dq products among the innermost loops, found {products.Count}");
-                var heaviest = products.MaxBy(l => l.Count("FFMA"))!;
-                Assert.True(heaviest.Count("FFMA") * 3 >= heaviest.Total, $"multiply-adds are under a third of the largest product loop: {heaviest}");
+                // the products: z = W q, dW and dq, each mostly multiply-adds, rows read four floats at a time
+                var products = ProductLoops.Find(c.Loops);
+                output.WriteLine($"  product loops, instructions per multiply-add: z {products.Z:F2}, dW {products.DW:F2}, dq {products.DQ:F2}");
+                foreach (double ratio in new[] { products.Z, products.DW, products.DQ })
+                    Assert.True(ratio <= 2.5, $"a product loop is under 40% multiply-adds ({ratio:F2} instructions each), or is missing");
+                if (name == "AFM m=10 k=64 t=64")
+                {
+                    // the gate this engine's kernels were moved to ILGPU under: at most 1.25x the products' instructions
+                    // per row of the C kernels they replaced, 4.33 (NVRTC 11.8, same shape; docs/gpu-kernels.md)
+                    Assert.True(products.PerRow <= 1.25 * 4.33, $"products take {products.PerRow:F2} instructions per row over n(n-1)/2 t k (gate {1.25 * 4.33:F2})");
+                }
+                Assert.Contains(c.Loops, l => l.Count("LDG.E.128") > 0 && l.Count("FFMA") >= 32); // rows of W
+                Assert.Contains(c.Loops, l => l.Count("LDS.128") > 0 && l.Count("FFMA") >= 32);   // rows of dz and e
             }
         }
-    }
-
-    /// <summary>
-    /// The ILGPU fused kernel next to the C one (NVRTC, same shape, tile and group) on every shape: registers, spills,
-    /// shared memory, SASS instructions and, in the innermost loops, multiply-adds and instructions per multiply-add.
-    /// Printed for the record; the asserted gate is that both compile.
-    /// </summary>
-    [Fact]
-    public void SideBySideWithTheNvrtcKernels()
-    {
-        if (!IlgpuPtx.TryFindTools(out var tools, out string? why)) { Skip(why!); return; }
-        if (!NvrtcCompiler.TryLoad(out var nvrtc, out string? nvrtcWhy))
-        {
-            Assert.False(Environment.GetEnvironmentVariable("AFM_REQUIRE_NVRTC") == "1", $"AFM_REQUIRE_NVRTC=1 but {nvrtcWhy}");
-            output.WriteLine($"SKIP: no NVRTC: {nvrtcWhy}");
-            return;
-        }
-        var table = new StringBuilder();
-        table.AppendLine("| shape | kernel | registers | spill B | shared B | SASS instr. | loop instr. | loop FFMA | instr./FFMA in loops |");
-        table.AppendLine("|---|---|---|---|---|---|---|---|---|");
-        foreach (var (name, shape) in s_shapes)
-        {
-            var config = CudaAccelerator.Configure(shape, CudaTestDevice.H100);
-            var nv = nvrtc.Compile(GpuKernelSource.Text, CudaAccelerator.ProgramName, 9, 0, [.. CudaAccelerator.CompileOptions(config), "-Xptxas", "-v"]);
-            var nvReport = PtxasReport.Parse(nv.Log)[GpuKernelSource.ForwardBackward];
-            var nvSass = Sass.Disassemble(tools.Cuobjdump, nv.Image, GpuKernelSource.ForwardBackward);
-            var il = IlgpuPtx.Compile(tools, IlgpuPtx.H100Config(shape), nameof(GpuKernels.Train));
-            table.AppendLine(Row(name, "C / NVRTC", nvReport, (int)config.LocalBytes, nvSass, Sass.InnermostLoops(nvSass)));
-            table.AppendLine(Row(name, "C# / ILGPU", il.Report, il.SharedBytes, il.Sass, il.Loops));
-        }
-        output.WriteLine(table.ToString());
-    }
-
-    private static string Row(string shape, string kernel, PtxasKernel r, int shared, List<(int, string)> sass, List<SassLoop> loops)
-    {
-        int instr = loops.Sum(l => l.Total), ffma = loops.Sum(l => l.Count("FFMA"));
-        string per = ffma == 0 ? "-" : (instr / (double)ffma).ToString("F2", CultureInfo.InvariantCulture);
-        return $"| {shape} | {kernel} | {r.Registers} | {r.SpillStores} | {shared} | {sass.Count} | {instr} | {ffma} | {per} |";
     }
 
     private void Skip(string why)
     {
         Assert.False(Environment.GetEnvironmentVariable("AFM_REQUIRE_PTXAS") == "1", $"AFM_REQUIRE_PTXAS=1 but {why}");
         output.WriteLine($"SKIP: {why}");
+    }
+}
+
+/// <summary>
+/// Instructions per multiply-add of the training kernel's three product loops, told apart by what they read: z = W q
+/// reads W from global memory and forms q (FMUL); dq = Wᵀ dz reads W from global memory and dz four floats at a time
+/// from shared memory, with no FMUL; dW += dz qᵀ reads shared memory only. Of each kind the loop with the most
+/// multiply-adds is the main one (the others are tails). NaN where a kind is missing. Each product is n (n - 1) / 2 x
+/// t x k multiply-adds of a row, so <see cref="PerRow"/> is the products' instructions per row over that count.
+/// </summary>
+internal sealed record ProductLoops(double Z, double DW, double DQ)
+{
+    public double PerRow => Z + DW + DQ;
+
+    public static ProductLoops Find(List<SassLoop> loops)
+    {
+        static bool Global128(SassLoop l) => l.Count("LDG.E.128") > 0;
+        static bool Shared128(SassLoop l) => l.Count("LDS.128") > 0;
+        var dq = loops.Where(l => Global128(l) && Shared128(l) && l.Count("FMUL") == 0);
+        var z = loops.Where(l => Global128(l) && !(Shared128(l) && l.Count("FMUL") == 0));
+        var dw = loops.Where(l => !Global128(l) && l.Count("LDG") == 0 && Shared128(l));
+        static double Main(IEnumerable<SassLoop> kind) =>
+            kind.Where(l => l.Count("FFMA") >= 16).MaxBy(l => l.Count("FFMA")) is { } m ? m.Total / (double)m.Count("FFMA") : double.NaN;
+        return new ProductLoops(Main(z), Main(dw), Main(dq));
     }
 }
 
@@ -128,12 +121,9 @@ internal static partial class IlgpuPtx
     private static readonly Lazy<Context> s_context = new(() =>
         Context.Create(b => b.EnableAlgorithms().Optimize(OptimizationLevel.O2).Inlining(InliningMode.Aggressive)));
 
-    /// <summary>The sizes the ILGPU CUDA accelerator picks on an H100: the C kernels' group size and groups, ILGPU's tile.</summary>
-    public static GpuKernelConfig H100Config(ModelShape shape)
-    {
-        var c = CudaAccelerator.Configure(shape, CudaTestDevice.H100);
-        return IlgpuAfmKernels.Plan(shape, c.WorkGroupSize, CudaTestDevice.H100.SharedMemoryPerBlock, c.Groups);
-    }
+    /// <summary>The sizes the CUDA accelerator picks on an H100 (132 multiprocessors, 48 KiB of shared memory per block).</summary>
+    public static GpuKernelConfig H100Config(ModelShape shape) =>
+        IlgpuAfmKernels.Plan(shape, KernelPlan.PreferredWorkGroupSize, 48 * 1024, 132 * IlgpuAccelerator.GroupsPerMultiprocessor);
 
     /// <summary>ptxas (AFM_PTXAS, beside cuobjdump, the PATH or /usr/local/cuda/bin) and cuobjdump.</summary>
     public static bool TryFindTools(out CudaTools tools, out string? why)

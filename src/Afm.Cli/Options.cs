@@ -65,7 +65,7 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("pretrain-fm", HelpText = "Initialise the AFM's embeddings, linear terms and bias from this trained FM model file.")]
     public string? PretrainFm { get; set; }
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
     public string Accelerator { get; set; } = "auto";
 
     [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
@@ -87,7 +87,7 @@ internal sealed class EvaluateOptions : IAcceleratorOptions
     [Option('d', "data", Required = true, HelpText = "Data (libFM format).")]
     public string Data { get; set; } = "";
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
     public string Accelerator { get; set; } = "auto";
 
     [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
@@ -112,7 +112,7 @@ internal sealed class PredictOptions : IAcceleratorOptions
     [Option("feature-map", HelpText = "Feature map file (lines 'id name [field]') naming the features in --top-pairs output.")]
     public string? FeatureMap { get; set; }
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
     public string Accelerator { get; set; } = "auto";
 
     [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
@@ -157,7 +157,7 @@ internal sealed class ExplainOptions : IAcceleratorOptions
     [Option("heat", Default = "attention", HelpText = "Heat map value: attention (mean attention) or contribution (mean |contribution|).")]
     public string Heat { get; set; } = "attention";
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
     public string Accelerator { get; set; } = "auto";
 
     [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
@@ -180,7 +180,7 @@ internal sealed class ExportOptions
 [Verb("selftest", HelpText = "Run every kernel of an accelerator and of the CPU accelerator on the same random inputs and compare element-wise.")]
 internal sealed class SelfTestOptions : IAcceleratorOptions
 {
-    [Option('a', "accelerator", Default = "auto", HelpText = "The accelerator to check: auto, cpu, opencl[:N] or cuda[:N].")]
+    [Option('a', "accelerator", Default = "auto", HelpText = "The accelerator to check: auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
     public string Accelerator { get; set; } = "auto";
 
     [Option("seed", Default = 1, HelpText = "Seed of the random inputs.")]

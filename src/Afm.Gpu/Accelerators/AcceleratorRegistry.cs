@@ -21,15 +21,12 @@ public static class AcceleratorRegistry
 
     static AcceleratorRegistry()
     {
-        Register(new Cuda.CudaBackend());
-        Register(new OpenCl.OpenClBackend());
-        Register(new Ilgpu.IlgpuBackend(AcceleratorKind.IlgpuCuda));
-        Register(new Ilgpu.IlgpuBackend(AcceleratorKind.IlgpuOpenCl));
+        Register(new Ilgpu.IlgpuBackend(AcceleratorKind.Cuda));
+        Register(new Ilgpu.IlgpuBackend(AcceleratorKind.OpenCl));
         Register(new Ilgpu.IlgpuBackend(AcceleratorKind.IlgpuCpu));
     }
 
-    private static readonly AcceleratorKind[] Listed =
-        [AcceleratorKind.Cuda, AcceleratorKind.OpenCl, AcceleratorKind.IlgpuCuda, AcceleratorKind.IlgpuOpenCl, AcceleratorKind.IlgpuCpu];
+    private static readonly AcceleratorKind[] Listed = [AcceleratorKind.Cuda, AcceleratorKind.OpenCl, AcceleratorKind.IlgpuCpu];
 
     internal static void Register(IBackend backend)
     {
@@ -62,7 +59,7 @@ public static class AcceleratorRegistry
     /// the CPU accelerator (never the PoCL-style OpenCL CPU device); <paramref name="note"/> says what
     /// was picked and why.
     /// </summary>
-    /// <param name="selector">auto, cpu, opencl[:N], cuda[:N], ilgpu-cpu, ilgpu-cuda[:N] or ilgpu-opencl[:N].</param>
+    /// <param name="selector">auto, cpu, opencl[:N], cuda[:N] or ilgpu-cpu.</param>
     /// <param name="note">What was picked, for the user.</param>
     /// <param name="cpuThreads">Worker threads if the CPU accelerator is used (0 = all cores).</param>
     /// <exception cref="AcceleratorUnavailableException">The selector is malformed or names an absent device.</exception>
@@ -81,9 +78,7 @@ public static class AcceleratorRegistry
             "cuda" => AcceleratorKind.Cuda,
             "opencl" => AcceleratorKind.OpenCl,
             "ilgpu-cpu" => AcceleratorKind.IlgpuCpu,
-            "ilgpu-cuda" => AcceleratorKind.IlgpuCuda,
-            "ilgpu-opencl" => AcceleratorKind.IlgpuOpenCl,
-            _ => throw new AcceleratorUnavailableException($"unknown accelerator '{selector}': use auto, cpu, opencl[:N], cuda[:N], ilgpu-cpu, ilgpu-cuda[:N] or ilgpu-opencl[:N]"),
+            _ => throw new AcceleratorUnavailableException($"unknown accelerator '{selector}': use auto, cpu, opencl[:N], cuda[:N] or ilgpu-cpu"),
         };
         int index = 0;
         if (parts.Length > 2 || (parts.Length == 2 && (!int.TryParse(parts[1], out index) || index < 0)))
@@ -121,7 +116,7 @@ public static class AcceleratorRegistry
                     reasons.Add($"{gpu.Selector} failed to start: {e.Message}");
                 }
             }
-            else reasons.Add($"{kind.ToString().ToLowerInvariant()}: {why ?? "no GPU device"}");
+            else reasons.Add($"{AcceleratorDescriptor.FamilyName(kind)}: {why ?? "no GPU device"}");
         }
         note = reasons.Count == 0 ? "auto: using the CPU accelerator" : $"auto: using the CPU accelerator ({string.Join("; ", reasons)})";
         return new CpuAccelerator(cpuThreads);

@@ -1,4 +1,5 @@
 using Afm.Gpu.Kernels;
+using Afm.Gpu.Kernels.Ilgpu;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
@@ -49,9 +50,9 @@ public sealed class IlgpuAccelerator : Accelerator
     {
         get
         {
-            int preferred = Descriptor.Kind == AcceleratorKind.IlgpuCpu ? CpuGroupSize : Kernels.Gpu.GpuKernelSource.PreferredWorkGroupSize;
+            int preferred = Descriptor.Kind == AcceleratorKind.IlgpuCpu ? CpuGroupSize : KernelPlan.PreferredWorkGroupSize;
             long limit = Math.Min(Native.MaxNumThreadsPerGroup, MaxWorkGroupSize > 0 ? MaxWorkGroupSize : preferred);
-            return Kernels.Gpu.GpuKernelSource.WorkGroupSize(limit, preferred);
+            return KernelPlan.WorkGroupSize(limit, preferred);
         }
     }
 

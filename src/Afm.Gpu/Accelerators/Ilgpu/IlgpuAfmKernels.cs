@@ -1,7 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Reflection;
 using Afm.Gpu.Kernels;
-using Afm.Gpu.Kernels.Gpu;
 using Afm.Gpu.Kernels.Ilgpu;
 using Afm.Gpu.Model;
 using ILGPU;
@@ -12,8 +11,7 @@ namespace Afm.Gpu.Accelerators.Ilgpu;
 /// <summary>
 /// The ILGPU kernels (Kernels/Ilgpu) on one accelerator, specialised for one shape: k, t, the slots per row, the
 /// backward tile, the work-group size and where the dense accumulator lives are compile-time constants of the
-/// kernels (<see cref="IKernelShape"/>). Sizes and tiles come from the same arithmetic as the C kernels
-/// (<see cref="GpuKernelSource.Configure"/>).
+/// kernels (<see cref="IKernelShape"/>). Sizes and tiles come from <see cref="KernelPlan.Configure"/>.
 /// </summary>
 internal sealed class IlgpuAfmKernels : AfmKernels
 {
@@ -57,16 +55,11 @@ internal sealed class IlgpuAfmKernels : AfmKernels
         (Shape.Kind == ModelKind.Afm ? $", tile {Config.TilePairs} pairs" : "") +
         $", {_sharedFloats * 4L:N0} B shared" + (Config.GlobalAccumulator ? ", dense accumulator in global memory" : "");
 
-    /// <summary>
-    /// Sizes for <paramref name="shape"/>: the C kernels' arithmetic (<see cref="GpuKernelSource.Configure"/>) on the
-    /// shared memory left once e's wider rows (<see cref="SharedLayout.EStride"/>) and the arrays' alignment are paid for.
-    /// </summary>
+    /// <summary>Sizes for <paramref name="shape"/> (<see cref="KernelPlan.Configure"/>), checked against the shared memory.</summary>
     internal static GpuKernelConfig Plan(ModelShape shape, int workGroupSize, long sharedBytes, int groups, int maxTilePairs = 0)
     {
-        long cap = Math.Min(sharedBytes, GpuKernelSource.LocalMemoryCap);
-        int t = shape.Kind == ModelKind.Fm ? 0 : shape.T;
-        long wider = 4L * shape.MaxNnz * (SharedLayout.EStride(shape.K, t) - (shape.K | 1)) + 4L * SharedLayout.AlignmentPadding;
-        var config = GpuKernelSource.Configure(shape, workGroupSize, cap - wider, groups, maxTilePairs);
+        long cap = Math.Min(sharedBytes, KernelPlan.LocalMemoryCap);
+        var config = KernelPlan.Configure(shape, workGroupSize, cap, groups, maxTilePairs);
         long need = 4L * Layout(config).Total;
         if (need > cap)
             throw new NotSupportedException($"AFM with {shape.MaxNnz} non-zeros per row, k = {shape.K}, t = {shape.T} needs {need} bytes of shared memory per work-group; the device offers {cap}");

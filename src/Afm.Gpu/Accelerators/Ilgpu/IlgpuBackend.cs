@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
@@ -22,7 +23,7 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
                 bool match = kind switch
                 {
                     AcceleratorKind.IlgpuCpu => d is CPUDevice,
-                    AcceleratorKind.IlgpuCuda => d is CudaDevice,
+                    AcceleratorKind.Cuda => d is CudaDevice,
                     // ILGPU's OpenCL code needs OpenCL C 2.0's generic address space
                     _ => d is CLDevice cl && cl.Capabilities.GenericAddressSpace,
                 };
@@ -32,8 +33,10 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
             {
                 unavailable = kind switch
                 {
-                    AcceleratorKind.IlgpuCuda => "ILGPU found no CUDA device (it needs the NVIDIA driver's libcuda.so.1)",
-                    AcceleratorKind.IlgpuOpenCl =>
+                    AcceleratorKind.Cuda => NativeLibrary.TryLoad("libcuda.so.1", out var h) && Free(h)
+                        ? "the NVIDIA driver is present but reports no CUDA device"
+                        : "libcuda.so.1 not found: no NVIDIA driver on this machine",
+                    AcceleratorKind.OpenCl =>
                         "ILGPU found no OpenCL device with OpenCL C 2.0's generic address space, which its kernels need (OpenCL 1.2 drivers and PoCL 3 lack it)",
                     _ => "ILGPU's CPU accelerator is not available",
                 };
@@ -47,10 +50,34 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
         }
     }
 
+    private static bool Free(IntPtr handle)
+    {
+        NativeLibrary.Free(handle);
+        return true;
+    }
+
     private AcceleratorDescriptor Describe(Device d, int index) => new(
         kind, index, kind == AcceleratorKind.IlgpuCpu ? "ILGPU CPU accelerator (GPU kernels on the host)" : d.Name,
-        IlgpuAccelerator.Details(d), kind == AcceleratorKind.IlgpuCpu ? Cpu.CpuAccelerator.Describe().MemoryBytes : d.MemorySize, d.NumMultiprocessors, IsGpu: kind == AcceleratorKind.IlgpuCuda ||
-        (d is CLDevice cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU));
+        IlgpuAccelerator.Details(d), kind == AcceleratorKind.IlgpuCpu ? Cpu.CpuAccelerator.Describe().MemoryBytes : d.MemorySize, d.NumMultiprocessors,
+        IsGpu: kind == AcceleratorKind.Cuda || (d is CLDevice cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU),
+        d is CudaDevice c && c.Architecture is { } a ? PeakGflops(a.Major, a.Minor, c.NumMultiprocessors, c.ClockRate) : null);
+
+    /// <summary>
+    /// fp32 peak in GFLOP/s: multiprocessors x fp32 lanes per multiprocessor x 2 (multiply-add) x clock (kHz); null
+    /// when the clock is unknown or the architecture is not in the table (CUDA C Programming Guide, arithmetic
+    /// instructions: 64 lanes on 6.0, 7.x and 8.0, 128 on the other 5.x to 12.x).
+    /// </summary>
+    internal static double? PeakGflops(int major, int minor, int multiprocessors, int clockKHz)
+    {
+        int lanes = (major, minor) switch
+        {
+            (6, 0) or (7, _) or (8, 0) => 64,
+            ( >= 5 and <= 12, _) => 128,
+            _ => 0,
+        };
+        if (lanes == 0 || clockKHz <= 0) return null;
+        return multiprocessors * (double)lanes * 2 * clockKHz / 1e6;
+    }
 
     public IReadOnlyList<AcceleratorDescriptor> Enumerate(out string? unavailable) =>
         Devices(out unavailable).Select(Describe).ToList();

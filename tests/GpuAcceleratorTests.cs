@@ -1,0 +1,120 @@
+using System.Runtime.InteropServices;
+using Afm.Gpu.Accelerators;
+using Afm.Gpu.Accelerators.Cpu;
+using Afm.Gpu.Accelerators.Ilgpu;
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+using Xunit.Abstractions;
+
+namespace Afm.Gpu.Tests;
+
+/// <summary>
+/// The CUDA and OpenCL accelerators (ILGPU): what needs no GPU runs everywhere (selectors, reasons, the peak); the
+/// self-test and training against the CPU accelerator run on the first GPU of each family when there is one, and skip
+/// with a note otherwise.
+/// </summary>
+public sealed class GpuAcceleratorTests(ITestOutputHelper output)
+{
+    private static bool HasDriver => NativeLibrary.TryLoad("libcuda.so.1", out _);
+
+    [Fact]
+    public void WithoutADriverCudaSelectorsThrowAOneLineReason()
+    {
+        if (HasDriver)
+        {
+            output.WriteLine("SKIPPED: this machine has an NVIDIA driver");
+            return;
+        }
+        foreach (string selector in new[] { "cuda", "cuda:0", "CUDA:1" })
+        {
+            var e = Assert.Throws<AcceleratorUnavailableException>(() => AcceleratorRegistry.Create(selector, out _));
+            Assert.Equal("cuda: libcuda.so.1 not found: no NVIDIA driver on this machine", e.Message);
+        }
+    }
+
+    [Fact]
+    public void OpenClWithoutAnOpenCl2DeviceSaysWhatIsMissing()
+    {
+        if (AcceleratorRegistry.Enumerate().Any(d => d.Kind == AcceleratorKind.OpenCl))
+        {
+            output.WriteLine("SKIPPED: this machine has an OpenCL 2.0 device");
+            return;
+        }
+        var e = Assert.Throws<AcceleratorUnavailableException>(() => AcceleratorRegistry.Create("opencl", out _));
+        Assert.StartsWith("opencl: ", e.Message);
+        Assert.Contains("generic address space", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("cuda:x", "malformed accelerator 'cuda:x'")]
+    [InlineData("cuda:-1", "malformed accelerator 'cuda:-1'")]
+    [InlineData("metal", "unknown accelerator 'metal'")]
+    public void MalformedSelectorsAreNamed(string selector, string message)
+    {
+        var e = Assert.Throws<AcceleratorUnavailableException>(() => AcceleratorRegistry.Create(selector, out _));
+        Assert.StartsWith(message, e.Message);
+    }
+
+    [Fact]
+    public void AutoPrefersAGpuAndOtherwiseSaysWhyNot()
+    {
+        using var acc = AcceleratorRegistry.Create("auto", out string note);
+        output.WriteLine(note);
+        var gpu = AcceleratorRegistry.Enumerate().FirstOrDefault(d => d.IsGpu);
+        if (gpu is not null)
+        {
+            Assert.StartsWith($"auto: using {gpu.Selector}", note);
+            return;
+        }
+        Assert.IsType<CpuAccelerator>(acc);
+        Assert.StartsWith("auto: using the CPU accelerator (", note);
+        Assert.Contains("cuda: ", note);
+        Assert.Contains("opencl: ", note);
+        Assert.DoesNotContain('\n', note);
+    }
+
+    [Fact]
+    public void EnumerationListsTheIlgpuCpuAcceleratorAndNotesAbsentFamilies()
+    {
+        var notes = new List<string>();
+        var devices = AcceleratorRegistry.Enumerate(notes);
+        Assert.Equal("cpu", devices[0].Selector);
+        Assert.Single(devices, d => d.Selector == "ilgpu-cpu");
+        foreach (var kind in new[] { AcceleratorKind.Cuda, AcceleratorKind.OpenCl })
+        {
+            string family = AcceleratorDescriptor.FamilyName(kind);
+            if (devices.Any(d => d.Kind == kind)) continue;
+            Assert.Contains(notes, n => n.StartsWith(family + ": ", StringComparison.Ordinal) && !n.Contains('\n'));
+        }
+    }
+
+    [Fact]
+    public void CudaPeakIsLanesTimesMultiprocessorsTimesClock()
+    {
+        // 132 SMs x 128 fp32 lanes x 2 x 1.98 GHz: the H100 SXM's published 67 TFLOP/s
+        Assert.Equal(132 * 128 * 2 * 1.98, IlgpuBackend.PeakGflops(9, 0, 132, 1_980_000)!.Value, 2);
+        Assert.Equal(108 * 64 * 2 * 1.41, IlgpuBackend.PeakGflops(8, 0, 108, 1_410_000)!.Value, 2);
+        Assert.Null(IlgpuBackend.PeakGflops(9, 0, 132, 0));
+        Assert.Null(IlgpuBackend.PeakGflops(3, 5, 15, 1_000_000));
+    }
+
+    public static TheoryData<string> Families => ["cuda", "opencl"];
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void OnAGpuTheSelfTestAndTrainingMatchTheCpu(string family)
+    {
+        var device = AcceleratorRegistry.Enumerate().FirstOrDefault(d => AcceleratorDescriptor.FamilyName(d.Kind) == family && d.IsGpu);
+        if (device is null)
+        {
+            output.WriteLine($"SKIPPED: no {family} GPU here");
+            return;
+        }
+        using var acc = AcceleratorRegistry.Create(device.Selector, out _);
+        AgainstCpu.SelfTestPasses(acc, output.WriteLine);
+        var data = AgainstCpu.RandomData(rows: 300, features: 60, maxNnz: 9, seed: 7);
+        foreach (var (kind, opt) in new[] { (ModelKind.Afm, OptimizerKind.Adagrad), (ModelKind.Afm, OptimizerKind.Adam), (ModelKind.Fm, OptimizerKind.Adagrad) })
+            AgainstCpu.TrainingMatches(acc, device.Selector, kind, opt, data, output.WriteLine);
+    }
+}
