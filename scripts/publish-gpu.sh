@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Self-contained, trimmed linux-x64 builds for GPU machines that have the NVIDIA driver (and NVRTC) but no .NET:
+# Self-contained, trimmed linux-x64 builds for GPU machines that have the NVIDIA driver but no .NET:
 #   publish/afm-gpu/afm-gpu       the CLI (afm-gpu devices, afm-gpu selftest, afm-gpu train --accelerator cuda ...)
 #   publish/afm-bench/afm-bench   the benchmarks
 # Copy a folder over whole and run the executable in it. Any trim or build warning fails the script.

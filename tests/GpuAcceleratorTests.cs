@@ -46,6 +46,29 @@ public sealed class GpuAcceleratorTests(ITestOutputHelper output)
         Assert.DoesNotContain('\n', e.Message);
     }
 
+    /// <summary>
+    /// ILGPU loads libOpenCL by its unversioned name, which only the -dev package installs; through the engine's
+    /// resolver it finds the platform that the driver package registers (PoCL in CI, which ILGPU cannot run: it is
+    /// listed in the reason, not as a device).
+    /// </summary>
+    [Fact]
+    public void IlgpuFindsTheOpenClPlatformThroughTheVersionedLibrary()
+    {
+        bool platform = Directory.Exists("/etc/OpenCL/vendors") && Directory.EnumerateFiles("/etc/OpenCL/vendors", "*.icd").Any()
+            && NativeLibrary.TryLoad("libOpenCL.so.1", out _);
+        if (!platform)
+        {
+            Assert.False(Environment.GetEnvironmentVariable("AFM_REQUIRE_OPENCL") == "1", "AFM_REQUIRE_OPENCL=1 but no OpenCL platform is installed");
+            output.WriteLine("SKIPPED: no OpenCL platform (libOpenCL.so.1 and an ICD) here");
+            return;
+        }
+        var devices = IlgpuContext.Instance.Devices.OfType<ILGPU.Runtime.OpenCL.CLDevice>().ToList();
+        Assert.NotEmpty(devices);
+        foreach (var d in devices) output.WriteLine($"{d.Name}: OpenCL C {d.CVersion}, generic address space {d.Capabilities.GenericAddressSpace}");
+        var listed = AcceleratorRegistry.Enumerate(new List<string>()).Where(d => d.Kind == AcceleratorKind.OpenCl).ToList();
+        Assert.Equal(devices.Count(d => d.Capabilities.GenericAddressSpace), listed.Count);
+    }
+
     [Theory]
     [InlineData("cuda:x", "malformed accelerator 'cuda:x'")]
     [InlineData("cuda:-1", "malformed accelerator 'cuda:-1'")]

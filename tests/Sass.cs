@@ -6,7 +6,7 @@ namespace Afm.Gpu.Tests;
 /// <summary>What ptxas reports for one kernel under <c>-Xptxas -v</c>.</summary>
 internal sealed record PtxasKernel(int Registers, int SharedBytes, int StackFrame, int SpillStores, int SpillLoads);
 
-/// <summary>Parses ptxas's verbose report (the NVRTC log of a cubin compile with <c>-Xptxas -v</c>).</summary>
+/// <summary>Parses ptxas's verbose report (<c>ptxas -v</c>).</summary>
 internal static partial class PtxasReport
 {
     public static Dictionary<string, PtxasKernel> Parse(string log)

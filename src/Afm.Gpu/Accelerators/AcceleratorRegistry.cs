@@ -56,7 +56,7 @@ public static class AcceleratorRegistry
 
     /// <summary>
     /// Creates the accelerator a selector names. <c>auto</c> prefers CUDA, then an OpenCL GPU, then
-    /// the CPU accelerator (never the PoCL-style OpenCL CPU device); <paramref name="note"/> says what
+    /// the CPU accelerator (never an OpenCL CPU device nor ilgpu-cpu); <paramref name="note"/> says what
     /// was picked and why.
     /// </summary>
     /// <param name="selector">auto, cpu, opencl[:N], cuda[:N] or ilgpu-cpu.</param>

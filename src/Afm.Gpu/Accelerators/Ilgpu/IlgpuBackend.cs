@@ -36,8 +36,9 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
                     AcceleratorKind.Cuda => NativeLibrary.TryLoad("libcuda.so.1", out var h) && Free(h)
                         ? "the NVIDIA driver is present but reports no CUDA device"
                         : "libcuda.so.1 not found: no NVIDIA driver on this machine",
-                    AcceleratorKind.OpenCl =>
-                        "ILGPU found no OpenCL device with OpenCL C 2.0's generic address space, which its kernels need (OpenCL 1.2 drivers and PoCL 3 lack it)",
+                    AcceleratorKind.OpenCl => context.Devices.OfType<CLDevice>().Select(d => d.Name).ToList() is { Count: > 0 } names
+                        ? $"no OpenCL device has OpenCL C 2.0's generic address space, which ILGPU's kernels need ({string.Join(", ", names)} lack it)"
+                        : "no OpenCL device found (an OpenCL 2.0 driver and libOpenCL.so.1 are needed)",
                     _ => "ILGPU's CPU accelerator is not available",
                 };
             }

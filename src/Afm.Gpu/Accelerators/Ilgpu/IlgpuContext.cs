@@ -25,7 +25,7 @@ internal static class IlgpuContext
         RegisterResolver();
         return Context.Create(b => b
             .Cuda()
-            .OpenCL()
+            .OpenCL(_ => true) // every device, so that one ILGPU cannot use is reported as such (IlgpuBackend)
             .CPU(CPUDeviceKind.Nvidia)
             .EnableAlgorithms()
             .Optimize(OptimizationLevel.O2)
