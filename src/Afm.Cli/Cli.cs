@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Reflection;
+using Afm.Gpu;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.IO;
 using Afm.Gpu.Data;
@@ -8,6 +10,7 @@ using Afm.Gpu.Model;
 using Afm.Gpu.Synthetic;
 using Afm.Gpu.Training;
 using CommandLine;
+using CommandLine.Text;
 
 namespace Afm.Cli;
 
@@ -25,7 +28,7 @@ public static class Cli
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         using var parser = new Parser(s =>
         {
-            s.HelpWriter = stderr;
+            s.HelpWriter = null;
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
@@ -40,32 +43,122 @@ public static class Cli
                 (ExportOptions o) => ExplainCommand.Export(o, stderr),
                 (SelfTestOptions o) => SelfTestCommand(o, stdout, stderr),
                 (DevicesOptions _) => Devices(stdout),
-                errs => errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError) ? 0 : UsageError);
+                errs => Syntax(parsed, errs.ToList(), args, stdout, stderr));
         }
-        catch (Exception e) when (IsUserError(e))
+        catch (Exception e)
         {
-            stderr.WriteLine($"afm-gpu: error: {e.Message}");
+            stderr.WriteLine($"afm-gpu: error: {Printable.Escape(Describe(e))}");
             return UserError;
         }
     }
 
+    /// <summary>Help when asked for; otherwise one line naming the first syntax error and where to find help.</summary>
+    private static int Syntax(ParserResult<object> parsed, List<Error> errs, string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError))
+        {
+            stdout.WriteLine(HelpText.AutoBuild(parsed, h => h, e => e));
+            return 0;
+        }
+        if (args.Length == 0)
+        {
+            // No command at all: the list of commands is the useful answer.
+            stderr.WriteLine(HelpText.AutoBuild(parsed, h => h, e => e));
+            return UsageError;
+        }
+        var error = errs.FirstOrDefault(e => e.Tag is not (ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError)) ?? errs[0];
+        string what = error switch
+        {
+            BadVerbSelectedError b => $"unknown command '{b.Token}' (commands: train, evaluate, predict, explain, export, selftest, devices)",
+            NoVerbSelectedError => "no command given",
+            _ => SentenceBuilder.Create().FormatError(error).TrimEnd('.'),
+        };
+        string? verb = parsed.TypeInfo.Current.GetCustomAttributes(typeof(VerbAttribute), true).OfType<VerbAttribute>().FirstOrDefault()?.Name;
+        stderr.WriteLine($"afm-gpu: error: {Printable.Escape(what)}");
+        stderr.WriteLine(verb is null ? "Try 'afm-gpu --help'." : $"Try 'afm-gpu {verb} --help'.");
+        return UsageError;
+    }
+
+    /// <summary>The one-line message for an exception: the user's mistake as the library words it.</summary>
+    internal static string Describe(Exception e)
+    {
+        while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
+        while (e is TargetInvocationException { InnerException: { } inner }) e = inner;
+        return e switch
+        {
+            FileNotFoundException f when f.FileName is not null => $"{f.FileName}: file not found",
+            ArgumentException a when a.ParamName is not null => a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal),
+            OutOfMemoryException => "out of memory: the data, the model (-k/--dim, -t/--attention-factor, feature ids) or the batch (--batch) is too large for this machine",
+            _ when IsUserError(e) => e.Message,
+            _ => $"internal error: {e.GetType().Name}: {e.Message}",
+        };
+    }
+
     private static bool IsUserError(Exception e) => e is DataFormatException or ModelFormatException or AcceleratorUnavailableException
-        or ArgumentException or IOException or UnauthorizedAccessException or OperationCanceledException;
+        or ArgumentException or IOException or UnauthorizedAccessException or OperationCanceledException
+        or TrainingDivergedException or LimitExceededException or NotSupportedException;
+
+    /// <summary>The most --threads accepts: 4 workers per core.</summary>
+    internal static int MaxThreads => 4 * Environment.ProcessorCount;
 
     internal static Accelerator OpenAccelerator(IAcceleratorOptions o, TextWriter stderr)
     {
+        if (o.Threads < 0 || o.Threads > MaxThreads)
+            throw new ArgumentException($"--threads {o.Threads}: must be in 0..{MaxThreads} (0 = all cores; at most 4 per core, this machine has {Environment.ProcessorCount})");
         var acc = AcceleratorRegistry.Create(o.Accelerator, out string note, o.Threads);
-        stderr.WriteLine(note);
+        stderr.WriteLine(Printable.Escape(note));
         return acc;
+    }
+
+    /// <summary>
+    /// Refuses an output that is one of the inputs (it would be replaced), then checks that it can be written,
+    /// before any work is done.
+    /// </summary>
+    internal static void CheckOutput(string option, string output, params string?[] inputs)
+    {
+        foreach (string? input in inputs)
+            if (input is not null && SamePath(input, output))
+                throw new ArgumentException($"{option} {output}: is also an input of this command ({input}); writing it would replace that file");
+        try
+        {
+            AtomicFile.EnsureWritable(output);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"{option} {e.Message}", e);
+        }
+    }
+
+    internal static bool SamePath(string a, string b)
+    {
+        static string Resolve(string p)
+        {
+            string full = Path.GetFullPath(p);
+            try
+            {
+                string? dir = Path.GetDirectoryName(full);
+                if (dir is not null)
+                {
+                    var d = new DirectoryInfo(dir);
+                    string realDir = d.Exists ? (d.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? d.FullName) : dir;
+                    full = Path.Combine(realDir, Path.GetFileName(full));
+                }
+                return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+            }
+            catch (IOException) { return full; }
+            catch (UnauthorizedAccessException) { return full; }
+        }
+        return string.Equals(Resolve(a), Resolve(b), OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
     }
 
     private static int Evaluate(EvaluateOptions o, TextWriter stdout, TextWriter stderr)
     {
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        var data = LibFmReader.Read(o.Data, ReadOptionsFor(model, labelsMatter: true));
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         var pred = predictor.Predict(data);
+        CheckFinite(pred, data);
         var m = Metrics.Compute(pred, data.Labels, model.Loss);
         stdout.WriteLine($"{o.Data}: {m.Rows} rows  {m.Format(model.Loss)}");
         return 0;
@@ -74,12 +167,14 @@ public static class Cli
     private static int Predict(PredictOptions o, TextWriter stdout, TextWriter stderr)
     {
         if (o.TopPairs < 0) throw new ArgumentException("--top-pairs must not be negative");
+        if (o.Output is not null) CheckOutput("-o/--output", o.Output, o.Model, o.Data, o.FeatureMap);
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        var data = LibFmReader.Read(o.Data, ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         var pred = predictor.Predict(data);
+        CheckFinite(pred, data);
         IEnumerable<string> lines = pred.Select(p => p.ToString("R", CultureInfo.InvariantCulture));
         if (o.TopPairs > 0)
         {
@@ -95,6 +190,22 @@ public static class Cli
         AtomicFile.WriteLines(o.Output, lines);
         stderr.WriteLine($"wrote {pred.Length} predictions to {o.Output}");
         return 0;
+    }
+
+    /// <summary>What data for <paramref name="model"/> must satisfy, checked as it is read so that a problem names its line.</summary>
+    internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => new()
+    {
+        FeatureCount = model.FeatureCount,
+        BinaryLabels = labelsMatter && model.Loss == LossKind.Logistic,
+        MaxRowNonZeros = Limits.MaxRowNonZeros(model.K, model.T),
+    };
+
+    /// <summary>A non-finite prediction is an error, not an output: the row's values overflow the model's arithmetic.</summary>
+    private static void CheckFinite(float[] predictions, SparseDataset data)
+    {
+        int r = Array.FindIndex(predictions, p => !float.IsFinite(p));
+        if (r >= 0)
+            throw new DataFormatException(data.Name, 0, $"data row {r + 1}: the prediction is {predictions[r]}: the row's values are too large for this model's single-precision arithmetic; scale the features");
     }
 
     private static string Name(FeatureMap? map, int id) => map?.NameOf(id) ?? $"f{id}";

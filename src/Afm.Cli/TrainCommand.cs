@@ -14,8 +14,10 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     public int Run()
     {
         var options = BuildOptions();
-        using var acc = Cli.OpenAccelerator(o, stderr);
         bool demo = o.TrainFile is null;
+        string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
+        Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        using var acc = Cli.OpenAccelerator(o, stderr);
         SparseDataset train;
         SparseDataset? validation = null, test = null;
         PlantedData? planted = null;
@@ -30,9 +32,16 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         else
         {
             var sw = Stopwatch.StartNew();
-            train = LibFmReader.Read(o.TrainFile!);
-            if (o.ValidationFile is not null) validation = LibFmReader.Read(o.ValidationFile);
-            if (o.TestFile is not null) test = LibFmReader.Read(o.TestFile);
+            // Limits the model puts on the data are checked as it is read, so that they name the line.
+            var read = new LibFmReadOptions
+            {
+                BinaryLabels = options.Loss == LossKind.Logistic,
+                MaxRowNonZeros = Afm.Gpu.Limits.MaxRowNonZeros(options.K, options.Model == ModelKind.Afm ? options.T : 0),
+                MaxFeatureCount = Afm.Gpu.Limits.MaxFeatureCount(options.K),
+            };
+            train = LibFmReader.Read(o.TrainFile!, read);
+            if (o.ValidationFile is not null) validation = LibFmReader.Read(o.ValidationFile, read);
+            if (o.TestFile is not null) test = LibFmReader.Read(o.TestFile, read);
             stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {train.FeatureCount} features, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)");
         }
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
@@ -49,9 +58,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             initial = Trainer.InitializeFromFm(options, fm, train);
             stdout.WriteLine($"initialised embeddings, linear terms and bias from FM {o.PretrainFm}");
         }
-
-        string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
-        CheckWritable(output);
 
         if (demo)
         {
@@ -126,12 +132,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
     }
 
-    private static void CheckWritable(string output)
-    {
-        string dir = Path.GetDirectoryName(Path.GetFullPath(output))!;
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"--output {output}: directory '{dir}' does not exist");
-    }
-
     private TrainerOptions BuildOptions()
     {
         var options = new TrainerOptions
@@ -171,20 +171,21 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         {
             options.Validate();
         }
-        catch (ArgumentException e)
+        catch (InvalidOptionException e)
         {
-            throw new ArgumentException("--" + OptionFlag(e.ParamName) + ": " + e.Message, e);
+            throw new ArgumentException($"{OptionFlag(e.Option)} {e.Value}: {e.Rule}", e);
         }
         return options;
     }
 
-    private static string OptionFlag(string? name) => name switch
+    private static string OptionFlag(string name) => name switch
     {
-        nameof(TrainerOptions.BatchSize) => "batch",
-        nameof(TrainerOptions.LearningRate) => "lr",
-        nameof(TrainerOptions.ValidationFraction) => "validation-fraction",
-        null => "?",
-        _ => name.ToLowerInvariant(),
+        nameof(TrainerOptions.K) => "-k/--dim",
+        nameof(TrainerOptions.T) => "-t/--attention-factor",
+        nameof(TrainerOptions.BatchSize) => "--batch",
+        nameof(TrainerOptions.LearningRate) => "--lr",
+        nameof(TrainerOptions.ValidationFraction) => "--validation-fraction",
+        _ => "--" + name.ToLowerInvariant(),
     };
 
     private static string Describe(TrainerOptions t) =>

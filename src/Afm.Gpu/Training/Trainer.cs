@@ -101,11 +101,16 @@ public sealed class Trainer
     }
 
     /// <summary>Splits off a seeded random fraction of the rows as a validation set.</summary>
+    /// <exception cref="ArgumentException">The fraction holds out no row, or every row.</exception>
     public static (SparseDataset Train, SparseDataset Validation) Split(SparseDataset data, float fraction, int seed)
     {
         var idx = Enumerable.Range(0, data.Rows).ToArray();
         new Random(seed ^ 0x5EED).Shuffle(idx);
         int nValid = (int)Math.Round(data.Rows * (double)fraction);
+        if (nValid == 0)
+            throw new ArgumentException($"{data.Name}: a validation fraction of {fraction} of {data.Rows} rows holds out no row; raise it (to at least {0.5 / data.Rows:G3}) or set it to 0 for no validation");
+        if (nValid >= data.Rows)
+            throw new ArgumentException($"{data.Name}: a validation fraction of {fraction} of {data.Rows} rows leaves no training row; lower it");
         return (data.Subset(idx.AsSpan(nValid), data.Name), data.Subset(idx.AsSpan(0, nValid), data.Name + " (held out)"));
     }
 
@@ -123,6 +128,16 @@ public sealed class Trainer
         int featureCount = Math.Max(train.FeatureCount, validation?.FeatureCount ?? 0);
         if (initial is not null && initial.FeatureCount < featureCount)
             throw new ArgumentException($"the initial model has {initial.FeatureCount} features but the data uses ids up to {featureCount - 1}");
+        if (validation is not null && validation.Rows == 0) throw new ArgumentException($"{validation.Name}: no validation rows", nameof(validation));
+        int maxNnz = Math.Max(2, Math.Max(train.MaxNnz, validation?.MaxNnz ?? 0));
+        int batchSize = Math.Min(o.BatchSize, train.Rows);
+        Limits.CheckTraining(train.Name, o.Model, Math.Max(featureCount, initial?.FeatureCount ?? 0), o.K, o.T, maxNnz,
+            Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)), o.Optimizer);
+        if (o.Loss == LossKind.Logistic)
+        {
+            CheckBinaryLabels(train);
+            if (validation is not null) CheckBinaryLabels(validation);
+        }
         var model = initial?.Clone() ?? Initialize(o, featureCount);
         if (model.Kind != o.Model || model.K != o.K || (o.Model == ModelKind.Afm && model.T != o.T))
             throw new ArgumentException("the initial model's kind or shape differs from the options");
@@ -134,8 +149,6 @@ public sealed class Trainer
             model.LabelMax = hi;
         }
 
-        int maxNnz = Math.Max(2, Math.Max(train.MaxNnz, validation?.MaxNnz ?? 0));
-        int batchSize = Math.Min(o.BatchSize, train.Rows);
         var shape = ModelShape.Of(model, maxNnz, Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)));
         using var kernels = _accelerator.CreateKernels(shape);
         using var device = kernels.CreateModel(o.Optimizer);
@@ -152,6 +165,7 @@ public sealed class Trainer
         var rng = new Random(o.Seed);
         var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
         long step = 0;
+        var lossSum = new float[1];
         int sinceBest = 0;
         for (int epoch = 1; epoch <= o.Epochs; epoch++)
         {
@@ -177,21 +191,25 @@ public sealed class Trainer
                 kernels.ReduceDense(work);
                 kernels.UpdateSparse(device, batch, work, op);
                 kernels.UpdateDense(device, work, op);
+                work.LossSum.CopyTo(lossSum);
+                if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
                 Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
             }
             fill.Wait(cancel);
             _accelerator.Synchronize();
             double seconds = sw.Elapsed.TotalSeconds;
             double trainLoss = work.LossSum.ToArray()[0] / train.Rows;
-            if (!double.IsFinite(trainLoss))
-                throw new InvalidOperationException($"training diverged in epoch {epoch} (loss {trainLoss}); lower the learning rate");
+            if (!double.IsFinite(trainLoss)) throw Diverged(epoch, step, $"the mean loss is {trainLoss}", train);
             Metrics? metrics = validation is null ? null : Evaluate(kernels, device, batch, host, work, validation, model);
+            if (metrics is not null && !double.IsFinite(metrics.Objective(o.Loss)))
+                throw Diverged(epoch, step, $"the validation score on {validation!.Name} is {metrics.Objective(o.Loss)}", train);
             bool isBest = metrics is null || metrics.Objective(o.Loss) < bestScore;
             if (isBest)
             {
                 bestScore = metrics?.Objective(o.Loss) ?? bestScore;
                 bestEpoch = epoch;
                 device.Download(best);
+                if (NonFinite(best) is { } bad) throw Diverged(epoch, step, $"weight {bad} is not finite", train);
                 sinceBest = 0;
             }
             else sinceBest++;
@@ -201,6 +219,38 @@ public sealed class Trainer
             if (o.Patience > 0 && sinceBest >= o.Patience) break;
         }
         return new TrainResult(best, bestEpoch, history);
+    }
+
+    private TrainingDivergedException Diverged(int epoch, long step, string what, SparseDataset train)
+    {
+        float values = 0, labels = 0;
+        foreach (float x in train.Values) values = MathF.Max(values, MathF.Abs(x));
+        foreach (float y in train.Labels) labels = MathF.Max(labels, MathF.Abs(y));
+        string advice = Math.Max(values, labels) >= HugeInput
+            ? $"the input {train.Name} has {(values >= labels ? "feature values" : "labels")} as large as {Math.Max(values, labels):G3} in magnitude: scale the features and labels to a moderate range (or lower the learning rate, now {_options.LearningRate:G})"
+            : $"lower the learning rate (now {_options.LearningRate:G})";
+        return new TrainingDivergedException(epoch, step, $"training diverged in epoch {epoch} at step {step}: {what}; {advice}");
+    }
+
+    /// <summary>Inputs at least this large in magnitude, not the learning rate, are named as the likely cause of a divergence.</summary>
+    private const float HugeInput = 1e4f;
+
+    /// <summary>The first non-finite parameter, as "name[index] = value", or null.</summary>
+    internal static string? NonFinite(AfmModel model)
+    {
+        foreach (var (name, data, _) in model.Tensors())
+        {
+            int i = Array.FindIndex(data, x => !float.IsFinite(x));
+            if (i >= 0) return $"{name}[{i}] = {data[i]}";
+        }
+        return null;
+    }
+
+    private static void CheckBinaryLabels(SparseDataset data)
+    {
+        int r = Array.FindIndex(data.Labels, y => y is not (0f or 1f or -1f));
+        if (r >= 0)
+            throw new ArgumentException($"{data.Name}: row {r + 1} has label {data.Labels[r]}; logistic loss takes labels 0/1 or -1/1");
     }
 
     private static Metrics Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
