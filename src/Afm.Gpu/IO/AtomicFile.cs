@@ -127,9 +127,13 @@ public static class AtomicFile
 
     private static IOException CannotWrite(string path, Exception e, string tmp)
     {
-        string why = e is UnauthorizedAccessException
-            ? $"permission denied in '{Path.GetDirectoryName(Path.GetFullPath(path))}'"
-            : e.Message.Replace(tmp, Path.GetFullPath(path), StringComparison.Ordinal);
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? path;
+        string why = e switch
+        {
+            UnauthorizedAccessException => $"permission denied in '{dir}'",
+            FileNotFoundException or DirectoryNotFoundException => $"no file can be created in '{dir}'",
+            _ => e.Message.Replace(tmp, Path.GetFullPath(path), StringComparison.Ordinal),
+        };
         return new IOException($"cannot write '{path}': {why}", e);
     }
 

@@ -160,7 +160,10 @@ public sealed class Trainer
         var history = new List<EpochReport>();
         var best = model.Clone();
         int bestEpoch = 0;
-        double bestScore = validation is null ? double.PositiveInfinity : Evaluate(kernels, device, batch, host, work, validation, model).Objective(o.Loss);
+        double bestScore = validation is null ? double.PositiveInfinity : Evaluate(kernels, device, batch, host, work, validation, model).Metrics.Objective(o.Loss);
+        if (double.IsNaN(bestScore)) throw Diverged(0, 0, $"the initial model's validation score on {validation!.Name} is NaN", train);
+        // Without validation, the predictions of a few training rows show whether a model is usable before it is kept.
+        var probe = validation ?? train.Subset(Enumerable.Range(0, Math.Min(train.Rows, shape.BatchCapacity)).ToArray());
         var order = Enumerable.Range(0, train.Rows).ToArray();
         var rng = new Random(o.Seed);
         var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
@@ -200,9 +203,11 @@ public sealed class Trainer
             double seconds = sw.Elapsed.TotalSeconds;
             double trainLoss = work.LossSum.ToArray()[0] / train.Rows;
             if (!double.IsFinite(trainLoss)) throw Diverged(epoch, step, $"the mean loss is {trainLoss}", train);
-            Metrics? metrics = validation is null ? null : Evaluate(kernels, device, batch, host, work, validation, model);
-            if (metrics is not null && !double.IsFinite(metrics.Objective(o.Loss)))
-                throw Diverged(epoch, step, $"the validation score on {validation!.Name} is {metrics.Objective(o.Loss)}", train);
+            var (metrics, badRow, badValue) = Evaluate(kernels, device, batch, host, work, probe, model);
+            if (badRow >= 0) throw Diverged(epoch, step, $"the prediction for row {badRow + 1} of {probe.Name} is {badValue}", train);
+            if (validation is null) metrics = null;
+            else if (!double.IsFinite(metrics.Objective(o.Loss)))
+                throw Diverged(epoch, step, $"the validation score on {validation.Name} is {metrics.Objective(o.Loss)}", train);
             bool isBest = metrics is null || metrics.Objective(o.Loss) < bestScore;
             if (isBest)
             {
@@ -253,7 +258,8 @@ public sealed class Trainer
             throw new ArgumentException($"{data.Name}: row {r + 1} has label {data.Labels[r]}; logistic loss takes labels 0/1 or -1/1");
     }
 
-    private static Metrics Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
+    /// <summary>Metrics of the device model on <paramref name="data"/>, and the first row whose raw score is not finite (-1: none) with that score.</summary>
+    private static (Metrics Metrics, int BadRow, float BadValue) Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
         SparseDataset data, AfmModel model)
     {
         int cap = kernels.Shape.BatchCapacity;
@@ -268,7 +274,9 @@ public sealed class Trainer
             kernels.Forward(device, batch, work.Yhat, null);
             work.Yhat.CopyTo(pred.AsSpan(start, count));
         }
+        int bad = Array.FindIndex(pred, x => !float.IsFinite(x));
+        float badValue = bad >= 0 ? pred[bad] : 0;
         for (int i = 0; i < pred.Length; i++) pred[i] = Predictor.Link(model, pred[i]);
-        return Metrics.Compute(pred, data.Labels, model.Loss);
+        return (Metrics.Compute(pred, data.Labels, model.Loss), bad, badValue);
     }
 }
