@@ -81,8 +81,6 @@ public static class Safetensors
         var headerBytes = new byte[n];
         stream.ReadExactly(headerBytes);
         long bufferLength = fileLength - 8 - (long)n;
-        if (n == 0 || headerBytes[0] != (byte)'{')
-            throw Bad(path, "not an afm-gpu model file: neither the native format nor safetensors (no JSON header after the 8-byte length)");
         if (!System.Text.Unicode.Utf8.IsValid(headerBytes)) throw Bad(path, "header is not valid UTF-8 text");
 
         JsonDocument doc;
