@@ -32,7 +32,9 @@ public static class Cli
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, ExplainOptions, ExportOptions, SelfTestOptions, DevicesOptions>(args);
+        Type[] verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions)];
+        if (TrailingOptionWithoutValue(args, verbs) is { } missing) return SyntaxError(missing, args[0], stderr);
+        var parsed = parser.ParseArguments(args, verbs);
         try
         {
             return parsed.MapResult(
@@ -60,23 +62,67 @@ public static class Cli
             stdout.WriteLine(HelpText.AutoBuild(parsed, h => h, e => e));
             return 0;
         }
-        if (args.Length == 0)
-        {
-            // No command at all: the list of commands is the useful answer.
-            stderr.WriteLine(HelpText.AutoBuild(parsed, h => h, e => e));
-            return UsageError;
-        }
         var error = errs.FirstOrDefault(e => e.Tag is not (ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError)) ?? errs[0];
         string what = error switch
         {
-            BadVerbSelectedError b => $"unknown command '{b.Token}' (commands: train, evaluate, predict, explain, export, selftest, devices)",
-            NoVerbSelectedError => "no command given",
+            BadVerbSelectedError b => $"unknown command '{b.Token}' ({Commands})",
+            NoVerbSelectedError => $"no command given ({Commands})",
+            UnknownOptionError u => $"unknown option '{u.Token}'",
+            BadFormatConversionError b => $"{Flags(b.NameInfo)}: invalid value{ValueOf(b.NameInfo, args)}",
+            MissingValueOptionError m => $"{Flags(m.NameInfo)} needs a value",
+            MissingRequiredOptionError m => $"{Flags(m.NameInfo)} is required",
+            RepeatedOptionError r => $"{Flags(r.NameInfo)} is given more than once",
             _ => SentenceBuilder.Create().FormatError(error).TrimEnd('.'),
         };
-        string? verb = parsed.TypeInfo.Current.GetCustomAttributes(typeof(VerbAttribute), true).OfType<VerbAttribute>().FirstOrDefault()?.Name;
+        return SyntaxError(what, VerbOf(parsed.TypeInfo.Current), stderr);
+    }
+
+    private const string Commands = "commands: train, evaluate, predict, explain, export, selftest, devices";
+
+    private static int SyntaxError(string what, string? verb, TextWriter stderr)
+    {
         stderr.WriteLine($"afm-gpu: error: {Printable.Escape(what)}");
         stderr.WriteLine(verb is null ? "Try 'afm-gpu --help'." : $"Try 'afm-gpu {verb} --help'.");
         return UsageError;
+    }
+
+    private static string? VerbOf(Type type) => type.GetCustomAttributes(typeof(VerbAttribute), true).OfType<VerbAttribute>().FirstOrDefault()?.Name;
+
+    private static string Flags(NameInfo name) => Flags(name.ShortName, name.LongName);
+
+    private static string Flags(string shortName, string longName) =>
+        shortName.Length > 0 && longName.Length > 0 ? $"-{shortName}/--{longName}"
+        : longName.Length > 0 ? $"--{longName}" : $"-{shortName}";
+
+    private static string ValueOf(NameInfo name, string[] args)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            if (name.LongName.Length > 0 && a.StartsWith($"--{name.LongName}=", StringComparison.Ordinal)) return $" '{a[(name.LongName.Length + 3)..]}'";
+            if ((a == $"-{name.ShortName}" && name.ShortName.Length > 0) || a == $"--{name.LongName}")
+                return i + 1 < args.Length ? $" '{args[i + 1]}'" : "";
+        }
+        return "";
+    }
+
+    /// <summary>
+    /// The parser takes an option that needs a value as the last argument without one (and runs with the
+    /// default); that is a syntax error.
+    /// </summary>
+    private static string? TrailingOptionWithoutValue(string[] args, Type[] verbs)
+    {
+        if (args.Length < 2) return null;
+        var type = verbs.FirstOrDefault(t => VerbOf(t) == args[0]);
+        if (type is null) return null;
+        string last = args[^1];
+        foreach (var p in type.GetProperties())
+        {
+            if (p.PropertyType == typeof(bool) || p.GetCustomAttribute<OptionAttribute>() is not { } opt) continue;
+            if ((opt.ShortName.Length > 0 && last == "-" + opt.ShortName) || last == "--" + opt.LongName)
+                return Flags(opt.ShortName, opt.LongName) + " needs a value";
+        }
+        return null;
     }
 
     /// <summary>The one-line message for an exception: the user's mistake as the library words it.</summary>
