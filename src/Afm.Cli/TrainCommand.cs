@@ -17,6 +17,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         bool demo = o.TrainFile is null;
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
         Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        var checkpoint = Checkpoint(output, demo);
         using var acc = Cli.OpenAccelerator(o, stderr);
         SparseDataset train;
         SparseDataset? validation = null, test = null;
@@ -65,13 +66,13 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             var fmOptions = BuildOptions();
             fmOptions.Model = ModelKind.Fm;
             stdout.WriteLine("-- FM (for comparison)");
-            var fmResult = RunTrainer(acc, fmOptions, train, validation, null);
+            var fmResult = RunTrainer(acc, fmOptions, train, validation, null, null);
             var fmTest = Score(acc, fmResult.Model, test!);
             stdout.WriteLine($"FM test {fmTest.Format(options.Loss)}");
             stdout.WriteLine($"-- {options.Model.ToString().ToUpperInvariant()}");
         }
 
-        var result = RunTrainer(acc, options, train, validation, initial);
+        var result = RunTrainer(acc, options, train, validation, initial, checkpoint);
         var meta = new ModelMetadata();
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
@@ -88,9 +89,23 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         return 0;
     }
 
-    private TrainResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial)
+    private CheckpointOptions? Checkpoint(string output, bool demo)
     {
-        var trainer = new Trainer(acc, options);
+        if (o.Checkpoint is null && !o.Resume) return null;
+        if (demo) throw new ArgumentException("--checkpoint and --resume need --train (the demo trains two models)");
+        string dir = o.Checkpoint ?? output + ".checkpoint";
+        if (File.Exists(dir)) throw new ArgumentException($"--checkpoint {dir}: is a file, not a directory");
+        var checkpoint = new CheckpointOptions { Directory = dir, Resume = o.Resume };
+        Directory.CreateDirectory(dir);
+        Cli.CheckOutput("--checkpoint", checkpoint.FilePath, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm, output);
+        if (o.Resume)
+            stdout.WriteLine(CheckpointOptions.LastEpoch(dir) is int last ? $"resuming after epoch {last} from {checkpoint.FilePath}" : $"no checkpoint in {dir} yet: starting from epoch 1");
+        return checkpoint;
+    }
+
+    private TrainResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial, CheckpointOptions? checkpoint)
+    {
+        var trainer = new Trainer(acc, options) { Checkpoint = checkpoint };
         bool progress = !o.NoProgress && !Console.IsErrorRedirected;
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();

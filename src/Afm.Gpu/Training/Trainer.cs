@@ -51,6 +51,9 @@ public sealed class Trainer
     /// <summary>Called now and then during an epoch.</summary>
     public event Action<TrainProgress>? Progress;
 
+    /// <summary>Keep a checkpoint at each epoch end, and resume from it (see <see cref="CheckpointOptions"/>); null: none.</summary>
+    public CheckpointOptions? Checkpoint { get; init; }
+
     /// <summary>A freshly initialised model as in the paper's code: V ~ N(0, std), w = w0 = 0, W and b ~ N(0, sqrt(2/(t+k))), h ~ N(0, 1), p = 1.</summary>
     public static AfmModel Initialize(TrainerOptions o, int featureCount)
     {
@@ -170,7 +173,16 @@ public sealed class Trainer
         long step = 0;
         var lossSum = new float[1];
         int sinceBest = 0;
-        for (int epoch = 1; epoch <= o.Epochs; epoch++)
+        int firstEpoch = 1;
+        ulong fingerprint = Checkpoint is null ? 0 : CheckpointFile.Fingerprint(o, train, validation);
+        if (Checkpoint is { Resume: true } && CheckpointFile.Load(Checkpoint, fingerprint, best, device) is { } saved)
+        {
+            (firstEpoch, step, bestEpoch, bestScore, sinceBest) = (saved.Epoch + 1, saved.Step, saved.BestEpoch, saved.BestScore, saved.SinceBest);
+            history.AddRange(saved.History);
+            for (int e = 1; e < firstEpoch; e++) rng.Shuffle(order); // the shuffles of the epochs done
+            if (o.Patience > 0 && sinceBest >= o.Patience) firstEpoch = int.MaxValue; // it had stopped early
+        }
+        for (int epoch = firstEpoch; epoch <= o.Epochs; epoch++)
         {
             rng.Shuffle(order);
             work.LossSum.Clear();
@@ -220,6 +232,8 @@ public sealed class Trainer
             else sinceBest++;
             var report = new EpochReport(epoch, trainLoss, metrics, seconds, train.Rows / Math.Max(seconds, 1e-9), isBest);
             history.Add(report);
+            if (Checkpoint is not null)
+                CheckpointFile.Save(Checkpoint, fingerprint, new CheckpointState(epoch, step, bestEpoch, bestScore, sinceBest, history), best, device);
             EpochCompleted?.Invoke(report);
             if (o.Patience > 0 && sinceBest >= o.Patience) break;
         }
