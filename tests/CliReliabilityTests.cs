@@ -204,6 +204,47 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void DirectoriesAndMissingFilesAreNamed()
+    {
+        string data = Ratings("data.libfm", 60);
+        Assert.Equal($"afm-gpu: error: {_dir}: is a directory, not a data file", ErrorLine(Run("train", "--train", _dir, "-a", "cpu")));
+        Assert.Equal($"afm-gpu: error: {_dir}: is a directory, not a model file", ErrorLine(Run("evaluate", "-m", _dir, "-d", data, "-a", "cpu")));
+        Assert.Equal($"afm-gpu: error: {_dir}: is a directory, not a model file", ErrorLine(Run("export", "-m", _dir, "-o", PathOf("x.safetensors"))));
+        string missing = PathOf("missing.afm");
+        Assert.Equal($"afm-gpu: error: {missing}: file not found", ErrorLine(Run("predict", "-m", missing, "-d", data, "-a", "cpu")));
+    }
+
+    [Fact]
+    public void PredictionsThatOverflowAreAnError()
+    {
+        // A model whose products overflow single precision: its predictions are NaN, which predict and evaluate refuse to print.
+        var fm = new AfmModel(ModelKind.Fm, 4, 2, 0, LossKind.Squared) { LabelMin = 1, LabelMax = 5 };
+        for (int i = 0; i < fm.V.Length; i++) fm.V[i] = i % 3 == 0 ? -1e30f : 1e30f;
+        string model = PathOf("overflow.afm");
+        ModelFile.Save(fm, model);
+        string data = Write("data.libfm", "3\n3 0:1 1:1 2:1 3:1\n");
+        string line = ErrorLine(Run("predict", "-m", model, "-d", data, "-a", "cpu"));
+        output.WriteLine(line);
+        Assert.StartsWith($"afm-gpu: error: {data}: data row 2: the prediction is NaN", line);
+        Assert.StartsWith($"afm-gpu: error: {data}: data row 2: the prediction is NaN", ErrorLine(Run("evaluate", "-m", model, "-d", data, "-a", "cpu")));
+    }
+
+    [Fact]
+    public void GpuKernelsRefusingALongRowIsOneLine()
+    {
+        // The OpenCL kernels hold a row's pair tile in local memory; a row too long for it is refused with the figures.
+        string data = Write("long.libfm", "3 " + string.Join(' ', Enumerable.Range(0, 4000).Select(i => $"{i}:1")) + "\n" + string.Concat(Enumerable.Range(0, 30).Select(i => $"{i % 5} {i}:1 {i + 1}:1\n")));
+        var r = Run("train", "--train", data, "-a", "opencl:0", "--epochs", "1", "--no-progress", "-o", PathOf("m.afm"));
+        string line = ErrorLine(r);
+        if (line.Contains("opencl", StringComparison.OrdinalIgnoreCase) && !line.Contains("local memory", StringComparison.Ordinal))
+        {
+            output.WriteLine($"no OpenCL device: {line}");
+            return;
+        }
+        Assert.Matches(@"^afm-gpu: error: AFM with 4000 non-zeros per row, k = 16, t = 16 needs \d+ bytes of local memory per work-group; the device offers \d+$", line);
+    }
+
+    [Fact]
     public void ControlBytesFromFilesAreNotEchoed()
     {
         string data = Write("ansi.libfm", "3 1:1\n4 2:\u001b[2J\u001b]0;title\u0007 3:1\n");

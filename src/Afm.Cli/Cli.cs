@@ -251,7 +251,7 @@ public static class Cli
     {
         int r = Array.FindIndex(predictions, p => !float.IsFinite(p));
         if (r >= 0)
-            throw new DataFormatException(data.Name, 0, $"data row {r + 1}: the prediction is {predictions[r]}: the row's values are too large for this model's single-precision arithmetic; scale the features");
+            throw new DataFormatException(data.Name, 0, $"data row {r + 1}: the prediction is {predictions[r]}: the model's single-precision arithmetic overflows on this row (its values or the model's weights are too large)");
     }
 
     private static string Name(FeatureMap? map, int id) => map?.NameOf(id) ?? $"f{id}";

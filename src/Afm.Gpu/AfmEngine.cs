@@ -18,6 +18,7 @@ public static class AfmEngine
     public static AfmModel LoadModel(string path)
     {
         bool native;
+        if (Directory.Exists(path)) throw new ModelFormatException(path, "is a directory, not a model file");
         using (var stream = File.OpenRead(path))
         {
             Span<byte> magic = stackalloc byte[6];

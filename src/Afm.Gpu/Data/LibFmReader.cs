@@ -77,6 +77,10 @@ public static class LibFmReader
         {
             throw new DataFormatException(path, 0, "file not found", e);
         }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new DataFormatException(path, 0, Directory.Exists(path) ? "is a directory, not a data file" : "permission denied", e);
+        }
         using var reader = new StreamReader(stream, System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, BufferSize);
         return Read(reader, path, options);
     }

@@ -69,6 +69,7 @@ public static class Safetensors
     public static (AfmModel Model, ModelMetadata Metadata) ImportWithMetadata(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path)) throw new ModelFormatException(path, "is a directory, not a model file");
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         long fileLength = stream.Length;
         if (fileLength < 8) throw Bad(path, $"truncated: {fileLength} bytes, too short for the 8-byte header length");
