@@ -126,6 +126,20 @@ public sealed class ReliabilityTests : IDisposable
     }
 
     [Fact]
+    public void Predictor_LongRowIsALimit()
+    {
+        var model = Fixtures.RandomModel(ModelKind.Afm, 6000, 16, 16, LossKind.Squared, seed: 2);
+        var b = new SparseDatasetBuilder();
+        b.Add([0, 1], [1f, 1f], 3f);
+        b.Add(Enumerable.Range(0, 5000).ToArray(), Enumerable.Repeat(1f, 5000).ToArray(), 3f);
+        using var acc = new CpuAccelerator(1);
+        using var predictor = new Predictor(acc, model, 2);
+        var e = Assert.Throws<LimitExceededException>(() => predictor.Predict(b.Build(name: "to score")));
+        Assert.StartsWith("to score: a row has 5000 non-zeros (12497500 feature pairs", e.Message);
+        Assert.Throws<LimitExceededException>(() => new Predictor(acc, model, 5000));
+    }
+
+    [Fact]
     public void Trainer_HugeFeatureTableIsRefusedBeforeAllocating()
     {
         var b = new SparseDatasetBuilder();

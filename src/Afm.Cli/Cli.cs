@@ -135,6 +135,7 @@ public static class Cli
             FileNotFoundException f when f.FileName is not null => $"{f.FileName}: file not found",
             ArgumentException a when a.ParamName is not null => a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal),
             OutOfMemoryException => "out of memory: the data, the model (-k/--dim, -t/--attention-factor, feature ids) or the batch (--batch) is too large for this machine",
+            Afm.Gpu.Native.Cuda.CudaException or Afm.Gpu.Native.OpenCL.OpenClException or Afm.Gpu.Native.Cuda.NvrtcException => $"device error: {e.Message}",
             _ when IsUserError(e) => e.Message,
             _ => $"internal error: {e.GetType().Name}: {e.Message}",
         };
