@@ -89,6 +89,7 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         Assert.StartsWith("out of memory: ", CliApp.Describe(new OutOfMemoryException()));
         Assert.StartsWith("internal error: NullReferenceException: ", CliApp.Describe(new NullReferenceException()));
         Assert.Equal("x: file not found", CliApp.Describe(new AggregateException(new FileNotFoundException("gone", "x"))));
+        Assert.Equal("k must be positive; Actual value was 0.", CliApp.Describe(new ArgumentOutOfRangeException("k", 0, "k must be positive")));
     }
 
     [Fact]

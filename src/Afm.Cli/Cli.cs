@@ -126,7 +126,9 @@ public static class Cli
     }
 
     /// <summary>The one-line message for an exception: the user's mistake as the library words it.</summary>
-    internal static string Describe(Exception e)
+    internal static string Describe(Exception e) => string.Join("; ", Message(e).Split(["\r\n", "\n", "\r"], StringSplitOptions.RemoveEmptyEntries));
+
+    private static string Message(Exception e)
     {
         while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
         while (e is TargetInvocationException { InnerException: { } inner }) e = inner;
