@@ -257,7 +257,10 @@ public sealed class ReliabilityTests : IDisposable
     private string Export(ModelKind kind = ModelKind.Afm)
     {
         string path = PathOf("m.safetensors");
-        Safetensors.Export(Fixtures.RandomModel(kind, 6, 2, 2, LossKind.Squared, seed: 3), path);
+        var model = Fixtures.RandomModel(kind, 6, 2, 2, LossKind.Squared, seed: 3);
+        model.LabelMin = 1;
+        model.LabelMax = 5;
+        Safetensors.Export(model, path);
         return path;
     }
 
@@ -279,10 +282,43 @@ public sealed class ReliabilityTests : IDisposable
             caught++;
         }
         Assert.Equal(file.Length - 8 - n, caught);
+        // The model's metadata values are covered too: a changed clipping range is caught, not served.
+        string header = Encoding.UTF8.GetString(file, 8, n);
+        int digit = header.IndexOf("\"label_max\":\"", StringComparison.Ordinal) + 13;
+        byte[] relabelled = (byte[])file.Clone();
+        relabelled[8 + digit] = (byte)(header[digit] == '9' ? '8' : '9');
+        File.WriteAllBytes(path, relabelled);
+        Assert.Contains("checksum mismatch: file is corrupt", Assert.Throws<ModelFormatException>(() => Safetensors.Import(path)).Message);
         // Files without the entry (older exports, other writers) still import.
         File.WriteAllBytes(path, file);
         var model = Safetensors.Import(path);
         Assert.Equal(6, model.FeatureCount);
+    }
+
+    [Fact]
+    public void Safetensors_ChecksumIsTheDocumentedOne()
+    {
+        // docs/safetensors.md: zlib's crc32 of the tensor bytes, then each checked metadata value and '\n'; computed here by Python.
+        const string python = "/usr/bin/python3";
+        if (!File.Exists(python)) return;
+        string path = Export(), script = PathOf("crc.py");
+        File.WriteAllText(script, """
+            import json, struct, sys, zlib
+            data = open(sys.argv[1], "rb").read()
+            n = struct.unpack("<Q", data[:8])[0]
+            meta = json.loads(data[8:8 + n])["__metadata__"]
+            text = "".join(meta[k] + "\n" for k in ["model", "loss", "k", "t", "label_min", "label_max"]).encode()
+            print(meta["crc32"], "%08x" % zlib.crc32(data[8 + n:] + text))
+            """);
+        var psi = new System.Diagnostics.ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(script);
+        psi.ArgumentList.Add(path);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string[] result = p.StandardOutput.ReadToEnd().Split(' ', StringSplitOptions.TrimEntries);
+        p.WaitForExit();
+        Assert.Equal(0, p.ExitCode);
+        Assert.Equal(8, result[0].Length);
+        Assert.Equal(result[0], result[1]);
     }
 
     [Fact]

@@ -13,8 +13,8 @@ namespace Afm.Gpu.Model;
 /// UTF-8 JSON (padded with spaces to a multiple of 8), then the tensors' bytes back to back.
 /// Tensors are F32, named and shaped as in <see cref="AfmModel.Tensors"/>; <c>__metadata__</c>
 /// holds <c>format</c> = <c>afm-gpu</c>, <c>model</c>, <c>loss</c>, <c>k</c>, <c>t</c>,
-/// <c>label_min</c>, <c>label_max</c> and <c>crc32</c> (the CRC-32 of the tensor bytes, checked on
-/// import when present), plus any caller-supplied properties.
+/// <c>label_min</c>, <c>label_max</c> and <c>crc32</c> (the CRC-32 of the tensor bytes and of the model's
+/// metadata values, checked on import when present), plus any caller-supplied properties.
 /// </summary>
 public static class Safetensors
 {
@@ -43,7 +43,8 @@ public static class Safetensors
         var extra = metadata?.Properties ?? [];
         foreach (string key in Reserved)
             if (extra.ContainsKey(key)) throw new ArgumentException($"metadata key '{key}' is reserved", nameof(metadata));
-        byte[] header = Header(model, extra, DataCrc(model.Tensors().Select(x => x.Data)));
+        var fields = Fields(model);
+        byte[] header = Header(model, fields, extra, Checksum(model.Tensors().Select(x => x.Data), fields));
 
         AtomicFile.Write(path, stream =>
         {
@@ -113,9 +114,9 @@ public static class Safetensors
             {
                 if (crcText.Length != 8 || !uint.TryParse(crcText, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint stored))
                     throw Bad(path, $"__metadata__ 'crc32' = '{crcText}' is not 8 hex digits");
-                uint computed = DataCrc(ordered.Select(t => byName[t.Name]));
+                uint computed = Checksum(ordered.Select(t => byName[t.Name]), meta);
                 if (computed != stored)
-                    throw Bad(path, $"checksum mismatch: file is corrupt (the header's crc32 is {stored:x8}, the tensor bytes give {computed:x8})");
+                    throw Bad(path, $"checksum mismatch: file is corrupt (the header's crc32 is {stored:x8}, the tensor bytes and metadata give {computed:x8})");
             }
             var metadata = new ModelMetadata();
             foreach (var (key, value) in meta)
@@ -125,6 +126,31 @@ public static class Safetensors
     }
 
     private sealed record TensorEntry(string Name, string Dtype, long[] Shape, long Begin, long End);
+
+    /// <summary>The metadata entries the checksum covers, in this order, with how this build writes them.</summary>
+    private static readonly string[] Checked = ["model", "loss", "k", "t", "label_min", "label_max"];
+
+    private static Dictionary<string, string> Fields(AfmModel model) => new(StringComparer.Ordinal)
+    {
+        ["model"] = model.Kind == ModelKind.Afm ? "afm" : "fm",
+        ["loss"] = model.Loss == LossKind.Squared ? "squared" : "logistic",
+        ["k"] = model.K.ToString(CultureInfo.InvariantCulture),
+        ["t"] = model.T.ToString(CultureInfo.InvariantCulture),
+        ["label_min"] = model.LabelMin.ToString("R", CultureInfo.InvariantCulture),
+        ["label_max"] = model.LabelMax.ToString("R", CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>
+    /// CRC-32 of the tensors' bytes as stored (little-endian float32, back to back), followed by the UTF-8
+    /// values of <see cref="Checked"/>, each ended by '\n' (an absent entry counts as empty).
+    /// </summary>
+    private static uint Checksum(IEnumerable<float[]> tensors, IReadOnlyDictionary<string, string> meta)
+    {
+        uint crc = DataCrc(tensors);
+        foreach (string key in Checked)
+            crc = Crc32.Append(crc, System.Text.Encoding.UTF8.GetBytes((meta.TryGetValue(key, out var v) ? v : "") + "\n"));
+        return crc;
+    }
 
     /// <summary>CRC-32 of the tensors' bytes as stored: little-endian float32, back to back.</summary>
     private static uint DataCrc(IEnumerable<float[]> tensors)
@@ -148,7 +174,7 @@ public static class Safetensors
         return crc;
     }
 
-    private static byte[] Header(AfmModel model, IReadOnlyDictionary<string, string> extra, uint crc)
+    private static byte[] Header(AfmModel model, IReadOnlyDictionary<string, string> fields, IReadOnlyDictionary<string, string> extra, uint crc)
     {
         var buffer = new ArrayBufferWriter<byte>();
         using (var w = new Utf8JsonWriter(buffer))
@@ -156,12 +182,7 @@ public static class Safetensors
             w.WriteStartObject();
             w.WriteStartObject("__metadata__");
             w.WriteString("format", FormatName);
-            w.WriteString("model", model.Kind == ModelKind.Afm ? "afm" : "fm");
-            w.WriteString("loss", model.Loss == LossKind.Squared ? "squared" : "logistic");
-            w.WriteString("k", model.K.ToString(CultureInfo.InvariantCulture));
-            w.WriteString("t", model.T.ToString(CultureInfo.InvariantCulture));
-            w.WriteString("label_min", model.LabelMin.ToString("R", CultureInfo.InvariantCulture));
-            w.WriteString("label_max", model.LabelMax.ToString("R", CultureInfo.InvariantCulture));
+            foreach (string key in Checked) w.WriteString(key, fields[key]);
             w.WriteString("crc32", crc.ToString("x8", CultureInfo.InvariantCulture));
             foreach (var (key, value) in extra.OrderBy(p => p.Key, StringComparer.Ordinal))
                 w.WriteString(key, value ?? throw new ArgumentException($"metadata value for '{key}' is null"));
