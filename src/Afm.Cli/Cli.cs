@@ -174,7 +174,8 @@ public static class Cli
         }
         catch (IOException e)
         {
-            throw new IOException($"{option} {e.Message}", e);
+            string prefix = $"cannot write '{output}': ";
+            throw new IOException($"{option} {output}: {(e.Message.StartsWith(prefix, StringComparison.Ordinal) ? e.Message[prefix.Length..] : e.Message)}", e);
         }
     }
 
