@@ -153,6 +153,27 @@ public sealed class ReliabilityTests : IDisposable
     }
 
     [Fact]
+    public void Limits_TableMemoryIsCheckedWhereItLives()
+    {
+        // 100M features at k = 16: 6.8 GB per table; Adam keeps two more on the device.
+        var (host, device) = Limits.TrainingTableBytes(100_000_000, 16, OptimizerKind.Adam);
+        Assert.Equal(2 * 6_800_000_000L + 400_000_000L, host);
+        Assert.Equal(3 * 6_800_000_000L, device);
+        var gpu = new Accelerators.AcceleratorDescriptor(Accelerators.AcceleratorKind.Cuda, 0, "a small GPU", "", 8L << 30, 10, true);
+        if (Limits.AvailableMemoryBytes() > host)
+        {
+            var e = Assert.Throws<LimitExceededException>(() => Limits.CheckTraining("big", ModelKind.Afm, 100_000_000, 16, 16, 3, 4096, OptimizerKind.Adam, gpu));
+            Assert.Equal("big: feature ids up to 99999999 at k = 16 with Adam need about 19.0 GiB on a small GPU for the embedding tables and their optimizer state, more than its 8.0 GiB; renumber the ids densely from 0, lower k, or train on the CPU", e.Message);
+        }
+        if (Limits.AvailableMemoryBytes() < host + device)
+        {
+            var e = Assert.Throws<LimitExceededException>(() => Limits.CheckTraining("big", ModelKind.Afm, 100_000_000, 16, 16, 3, 4096, OptimizerKind.Adam));
+            Assert.StartsWith("big: feature ids up to 99999999 at k = 16 with Adam need about 32.0 GiB of memory for the embedding tables and their optimizer state, more than the ", e.Message);
+        }
+        Limits.CheckTraining("small", ModelKind.Afm, 1000, 16, 16, 3, 4096, OptimizerKind.Adam, gpu);
+    }
+
+    [Fact]
     public void Trainer_DivergenceNamesEpochStepAndTheLearningRate()
     {
         using var acc = new CpuAccelerator(1);

@@ -33,13 +33,15 @@ public static class Limits
     public static int MaxFeatureCount(int k) => (int)Math.Min(Data.LibFmReader.MaxFeatureId + 1L, Array.MaxLength / Math.Max(1, k));
 
     /// <summary>
-    /// Bytes training keeps per run for the per-feature tables (w and V, n × (k + 1) floats): the host model,
-    /// the best epoch's copy, the device copy and the optimizer's state (one more for Adagrad, two for Adam).
+    /// Bytes of the per-feature tables (w and V, n × (k + 1) floats) training keeps: on the host the model and the
+    /// best epoch's copy (and a table of n ints for batching); on the device a copy and the optimizer's state (one more
+    /// for Adagrad, two for Adam). On the CPU accelerator both are host memory.
     /// </summary>
-    public static long TrainingTableBytes(int featureCount, int k, OptimizerKind optimizer)
+    public static (long Host, long Device) TrainingTableBytes(int featureCount, int k, OptimizerKind optimizer)
     {
-        int copies = 3 + optimizer switch { OptimizerKind.Adam => 2, OptimizerKind.Adagrad => 1, _ => 0 };
-        return (long)featureCount * (k + 1) * sizeof(float) * copies + (long)featureCount * sizeof(int);
+        long table = (long)featureCount * (k + 1) * sizeof(float);
+        int deviceCopies = 1 + optimizer switch { OptimizerKind.Adam => 2, OptimizerKind.Adagrad => 1, _ => 0 };
+        return (2 * table + (long)featureCount * sizeof(int), deviceCopies * table);
     }
 
     /// <summary>The memory the process may still use, as the runtime sees it (physical memory or a container limit).</summary>
@@ -54,15 +56,29 @@ public static class Limits
     /// Throws <see cref="LimitExceededException"/> when training a <paramref name="kind"/> model with these sizes on
     /// <paramref name="data"/> would exceed a limit: the feature table (array size and memory), the row length, the batch.
     /// </summary>
-    public static void CheckTraining(string data, ModelKind kind, int featureCount, int k, int t, int maxNnz, int batchRows, OptimizerKind optimizer)
+    /// <param name="data">The training data's name, for the message.</param>
+    /// <param name="kind">AFM or FM.</param>
+    /// <param name="featureCount">Features of the model (largest id + 1).</param>
+    /// <param name="k">Embedding size.</param>
+    /// <param name="t">Attention factor (ignored for FM).</param>
+    /// <param name="maxNnz">Longest row.</param>
+    /// <param name="batchRows">Rows per batch.</param>
+    /// <param name="optimizer">The optimizer, whose state is kept per feature.</param>
+    /// <param name="device">The accelerator (null: the CPU): for a device with its own memory, its share is checked against that memory.</param>
+    public static void CheckTraining(string data, ModelKind kind, int featureCount, int k, int t, int maxNnz, int batchRows, OptimizerKind optimizer,
+        Accelerators.AcceleratorDescriptor? device = null)
     {
         int tt = kind == ModelKind.Afm ? t : 0;
         int maxFeatures = MaxFeatureCount(k);
         if (featureCount > maxFeatures)
             throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} need an embedding table of {featureCount} x k = {k} values ({(long)featureCount * k}), more than one array holds ({Array.MaxLength}); ids index the table directly, so renumber them densely from 0 (at k = {k} ids must stay below {maxFeatures})");
-        long need = TrainingTableBytes(featureCount, k, optimizer), have = AvailableMemoryBytes();
+        var (host, onDevice) = TrainingTableBytes(featureCount, k, optimizer);
+        bool separate = device is { Kind: not Accelerators.AcceleratorKind.Cpu, MemoryBytes: > 0 };
+        long need = separate ? host : host + onDevice, have = AvailableMemoryBytes();
         if (need > have)
-            throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} at k = {k} with {optimizer} need about {Gib(need)} for the embedding tables and their optimizer state, more than the {Gib(have)} available; renumber the ids densely from 0 or lower k");
+            throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} at k = {k} with {optimizer} need about {Gib(need)} of memory for the embedding tables{(separate ? "" : " and their optimizer state")}, more than the {Gib(have)} available; renumber the ids densely from 0 or lower k");
+        if (separate && onDevice > device!.MemoryBytes)
+            throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} at k = {k} with {optimizer} need about {Gib(onDevice)} on {device.Name} for the embedding tables and their optimizer state, more than its {Gib(device.MemoryBytes)}; renumber the ids densely from 0, lower k, or train on the CPU");
         CheckRows(data, maxNnz, k, tt);
         if ((long)batchRows * Math.Max(maxNnz, 2) > MaxBatchSlots)
             throw new LimitExceededException($"{data}: a batch of {batchRows} rows x {maxNnz} non-zeros is {(long)batchRows * maxNnz} slots, more than {MaxBatchSlots}; use a smaller batch");

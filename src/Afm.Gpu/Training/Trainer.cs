@@ -135,7 +135,7 @@ public sealed partial class Trainer
         int maxNnz = Math.Max(2, Math.Max(train.MaxNnz, validation?.MaxNnz ?? 0));
         int batchSize = Math.Min(o.BatchSize, train.Rows);
         Limits.CheckTraining(train.Name, o.Model, Math.Max(featureCount, initial?.FeatureCount ?? 0), o.K, o.T, maxNnz,
-            Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)), o.Optimizer);
+            Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)), o.Optimizer, _accelerator.Descriptor);
         if (o.Loss == LossKind.Logistic)
         {
             CheckBinaryLabels(train);
