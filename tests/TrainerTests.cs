@@ -78,9 +78,13 @@ public class TrainerTests
     [Fact]
     public void OptionsAreValidatedByName()
     {
-        var e = Assert.Throws<ArgumentException>(() => new TrainerOptions { Keep1 = 1.5f }.Validate());
+        var e = Assert.Throws<InvalidOptionException>(() => new TrainerOptions { Keep1 = 1.5f }.Validate());
         Assert.Equal("Keep1", e.ParamName);
-        e = Assert.Throws<ArgumentException>(() => new TrainerOptions { BatchSize = 0 }.Validate());
+        Assert.Equal("Keep1", e.Option);
+        Assert.Equal("1.5", e.Value);
+        Assert.Equal("option Keep1 = 1.5: must be in (0, 1]", e.Message);
+        e = Assert.Throws<InvalidOptionException>(() => new TrainerOptions { BatchSize = 0 }.Validate());
         Assert.Equal("BatchSize", e.ParamName);
+        Assert.Equal("must be in 1..1048576", e.Rule);
     }
 }

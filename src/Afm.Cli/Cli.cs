@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Reflection;
+using Afm.Gpu;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.IO;
 using Afm.Gpu.Data;
@@ -8,6 +10,7 @@ using Afm.Gpu.Model;
 using Afm.Gpu.Synthetic;
 using Afm.Gpu.Training;
 using CommandLine;
+using CommandLine.Text;
 
 namespace Afm.Cli;
 
@@ -25,11 +28,13 @@ public static class Cli
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         using var parser = new Parser(s =>
         {
-            s.HelpWriter = stderr;
+            s.HelpWriter = null;
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, ExplainOptions, ExportOptions, SelfTestOptions, DevicesOptions>(args);
+        Type[] verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions)];
+        if (TrailingOptionWithoutValue(args, verbs) is { } missing) return SyntaxError(missing, args[0], stderr);
+        var parsed = parser.ParseArguments(args, verbs);
         try
         {
             return parsed.MapResult(
@@ -40,32 +45,170 @@ public static class Cli
                 (ExportOptions o) => ExplainCommand.Export(o, stderr),
                 (SelfTestOptions o) => SelfTestCommand(o, stdout, stderr),
                 (DevicesOptions _) => Devices(stdout),
-                errs => errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError) ? 0 : UsageError);
+                errs => Syntax(parsed, errs.ToList(), args, stdout, stderr));
         }
-        catch (Exception e) when (IsUserError(e))
+        catch (Exception e)
         {
-            stderr.WriteLine($"afm-gpu: error: {e.Message}");
+            stderr.WriteLine($"afm-gpu: error: {Printable.Escape(Describe(e))}");
             return UserError;
         }
     }
 
+    /// <summary>Help when asked for; otherwise one line naming the first syntax error and where to find help.</summary>
+    private static int Syntax(ParserResult<object> parsed, List<Error> errs, string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError))
+        {
+            stdout.WriteLine(HelpText.AutoBuild(parsed, h => h, e => e));
+            return 0;
+        }
+        var error = errs.FirstOrDefault(e => e.Tag is not (ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError)) ?? errs[0];
+        string what = error switch
+        {
+            BadVerbSelectedError b => $"unknown command '{b.Token}' ({Commands})",
+            NoVerbSelectedError => $"no command given ({Commands})",
+            UnknownOptionError u => $"unknown option '{u.Token}'",
+            BadFormatConversionError b => $"{Flags(b.NameInfo)}: invalid value{ValueOf(b.NameInfo, args)}",
+            MissingValueOptionError m => $"{Flags(m.NameInfo)} needs a value",
+            MissingRequiredOptionError m => $"{Flags(m.NameInfo)} is required",
+            RepeatedOptionError r => $"{Flags(r.NameInfo)} is given more than once",
+            _ => SentenceBuilder.Create().FormatError(error).TrimEnd('.'),
+        };
+        return SyntaxError(what, VerbOf(parsed.TypeInfo.Current), stderr);
+    }
+
+    private const string Commands = "commands: train, evaluate, predict, explain, export, selftest, devices";
+
+    private static int SyntaxError(string what, string? verb, TextWriter stderr)
+    {
+        stderr.WriteLine($"afm-gpu: error: {Printable.Escape(what)}");
+        stderr.WriteLine(verb is null ? "Try 'afm-gpu --help'." : $"Try 'afm-gpu {verb} --help'.");
+        return UsageError;
+    }
+
+    private static string? VerbOf(Type type) => type.GetCustomAttributes(typeof(VerbAttribute), true).OfType<VerbAttribute>().FirstOrDefault()?.Name;
+
+    private static string Flags(NameInfo name) => Flags(name.ShortName, name.LongName);
+
+    private static string Flags(string shortName, string longName) =>
+        shortName.Length > 0 && longName.Length > 0 ? $"-{shortName}/--{longName}"
+        : longName.Length > 0 ? $"--{longName}" : $"-{shortName}";
+
+    private static string ValueOf(NameInfo name, string[] args)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            if (name.LongName.Length > 0 && a.StartsWith($"--{name.LongName}=", StringComparison.Ordinal)) return $" '{a[(name.LongName.Length + 3)..]}'";
+            if ((a == $"-{name.ShortName}" && name.ShortName.Length > 0) || a == $"--{name.LongName}")
+                return i + 1 < args.Length ? $" '{args[i + 1]}'" : "";
+        }
+        return "";
+    }
+
+    /// <summary>
+    /// The parser takes an option that needs a value as the last argument without one (and runs with the
+    /// default); that is a syntax error.
+    /// </summary>
+    private static string? TrailingOptionWithoutValue(string[] args, Type[] verbs)
+    {
+        if (args.Length < 2) return null;
+        var type = verbs.FirstOrDefault(t => VerbOf(t) == args[0]);
+        if (type is null) return null;
+        string last = args[^1];
+        foreach (var p in type.GetProperties())
+        {
+            if (p.PropertyType == typeof(bool) || p.GetCustomAttribute<OptionAttribute>() is not { } opt) continue;
+            if ((opt.ShortName.Length > 0 && last == "-" + opt.ShortName) || last == "--" + opt.LongName)
+                return Flags(opt.ShortName, opt.LongName) + " needs a value";
+        }
+        return null;
+    }
+
+    /// <summary>The one-line message for an exception: the user's mistake as the library words it.</summary>
+    internal static string Describe(Exception e) => string.Join("; ", Message(e).Split(["\r\n", "\n", "\r"], StringSplitOptions.RemoveEmptyEntries));
+
+    private static string Message(Exception e)
+    {
+        while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerExceptions[0];
+        while (e is TargetInvocationException { InnerException: { } inner }) e = inner;
+        return e switch
+        {
+            FileNotFoundException f when f.FileName is not null => $"{f.FileName}: file not found",
+            ArgumentException a when a.ParamName is not null => a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal),
+            OutOfMemoryException => "out of memory: the data, the model (-k/--dim, -t/--attention-factor, feature ids) or the batch (--batch) is too large for this machine",
+            ILGPU.Runtime.AcceleratorException or ILGPU.CapabilityNotSupportedException => $"device error: {e.Message}",
+            _ when IsUserError(e) => e.Message,
+            _ => $"internal error: {e.GetType().Name}: {e.Message}",
+        };
+    }
+
     private static bool IsUserError(Exception e) => e is DataFormatException or ModelFormatException or AcceleratorUnavailableException
-        or ArgumentException or IOException or UnauthorizedAccessException or OperationCanceledException;
+        or ArgumentException or IOException or UnauthorizedAccessException or OperationCanceledException
+        or TrainingDivergedException or LimitExceededException or NotSupportedException;
+
+    /// <summary>The most --threads accepts: 4 workers per core.</summary>
+    internal static int MaxThreads => 4 * Environment.ProcessorCount;
 
     internal static Accelerator OpenAccelerator(IAcceleratorOptions o, TextWriter stderr)
     {
+        if (o.Threads < 0 || o.Threads > MaxThreads)
+            throw new ArgumentException($"--threads {o.Threads}: must be in 0..{MaxThreads} (0 = all cores; at most 4 per core, this machine has {Environment.ProcessorCount})");
         var acc = AcceleratorRegistry.Create(o.Accelerator, out string note, o.Threads);
-        stderr.WriteLine(note);
+        stderr.WriteLine(Printable.Escape(note));
         return acc;
+    }
+
+    /// <summary>
+    /// Refuses an output that is one of the inputs (it would be replaced), then checks that it can be written,
+    /// before any work is done.
+    /// </summary>
+    internal static void CheckOutput(string option, string output, params string?[] inputs)
+    {
+        foreach (string? input in inputs)
+            if (input is not null && SamePath(input, output))
+                throw new ArgumentException($"{option} {output}: is also an input of this command ({input}); writing it would replace that file");
+        try
+        {
+            AtomicFile.EnsureWritable(output);
+        }
+        catch (IOException e)
+        {
+            string prefix = $"cannot write '{output}': ";
+            throw new IOException($"{option} {output}: {(e.Message.StartsWith(prefix, StringComparison.Ordinal) ? e.Message[prefix.Length..] : e.Message)}", e);
+        }
+    }
+
+    internal static bool SamePath(string a, string b)
+    {
+        static string Resolve(string p)
+        {
+            string full = Path.GetFullPath(p);
+            try
+            {
+                string? dir = Path.GetDirectoryName(full);
+                if (dir is not null)
+                {
+                    var d = new DirectoryInfo(dir);
+                    string realDir = d.Exists ? (d.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? d.FullName) : dir;
+                    full = Path.Combine(realDir, Path.GetFileName(full));
+                }
+                return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+            }
+            catch (IOException) { return full; }
+            catch (UnauthorizedAccessException) { return full; }
+        }
+        return string.Equals(Resolve(a), Resolve(b), OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
     }
 
     private static int Evaluate(EvaluateOptions o, TextWriter stdout, TextWriter stderr)
     {
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        var data = LibFmReader.Read(o.Data, ReadOptionsFor(model, labelsMatter: true));
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         var pred = predictor.Predict(data);
+        CheckFinite(pred, data);
         var m = Metrics.Compute(pred, data.Labels, model.Loss);
         stdout.WriteLine($"{o.Data}: {m.Rows} rows  {m.Format(model.Loss)}");
         return 0;
@@ -74,12 +217,14 @@ public static class Cli
     private static int Predict(PredictOptions o, TextWriter stdout, TextWriter stderr)
     {
         if (o.TopPairs < 0) throw new ArgumentException("--top-pairs must not be negative");
+        if (o.Output is not null) CheckOutput("-o/--output", o.Output, o.Model, o.Data, o.FeatureMap);
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        var data = LibFmReader.Read(o.Data, ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         var pred = predictor.Predict(data);
+        CheckFinite(pred, data);
         IEnumerable<string> lines = pred.Select(p => p.ToString("R", CultureInfo.InvariantCulture));
         if (o.TopPairs > 0)
         {
@@ -95,6 +240,22 @@ public static class Cli
         AtomicFile.WriteLines(o.Output, lines);
         stderr.WriteLine($"wrote {pred.Length} predictions to {o.Output}");
         return 0;
+    }
+
+    /// <summary>What data for <paramref name="model"/> must satisfy, checked as it is read so that a problem names its line.</summary>
+    internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => new()
+    {
+        FeatureCount = model.FeatureCount,
+        BinaryLabels = labelsMatter && model.Loss == LossKind.Logistic,
+        MaxRowNonZeros = Limits.MaxRowNonZeros(model.K, model.T),
+    };
+
+    /// <summary>A non-finite prediction is an error, not an output: the row's values overflow the model's arithmetic.</summary>
+    private static void CheckFinite(float[] predictions, SparseDataset data)
+    {
+        int r = Array.FindIndex(predictions, p => !float.IsFinite(p));
+        if (r >= 0)
+            throw new DataFormatException(data.Name, 0, $"data row {r + 1}: the prediction is {predictions[r]}: the model's single-precision arithmetic overflows on this row (its values or the model's weights are too large)");
     }
 
     private static string Name(FeatureMap? map, int id) => map?.NameOf(id) ?? $"f{id}";

@@ -19,8 +19,16 @@ internal static class ExplainCommand
             _ => throw new ArgumentException($"--heat {o.Heat}: use attention or contribution"),
         };
         if (o.Rows < 0 || o.Top <= 0) throw new ArgumentException("--rows must be >= 0 and --top > 0");
+        var outputs = new[] { ("--csv", o.Csv), ("--json", o.Json), ("--svg", o.Svg) }.Where(x => x.Item2 is not null).Select(x => (Option: x.Item1, Path: x.Item2!)).ToArray();
+        for (int i = 0; i < outputs.Length; i++)
+        {
+            Cli.CheckOutput(outputs[i].Option, outputs[i].Path, o.Model, o.Data, o.FeatureMap);
+            for (int j = 0; j < i; j++)
+                if (Cli.SamePath(outputs[i].Path, outputs[j].Path))
+                    throw new ArgumentException($"{outputs[i].Option} {outputs[i].Path}: is also the {outputs[j].Option} output");
+        }
         var model = AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, new LibFmReadOptions { FeatureCount = model.FeatureCount });
+        var data = LibFmReader.Read(o.Data, Cli.ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is not null ? FeatureMap.Load(o.FeatureMap)
             : o.Fields is not null ? FeatureMap.FromRanges(o.Fields, model.FeatureCount)
             : null;
@@ -62,6 +70,7 @@ internal static class ExplainCommand
 
     public static int Export(ExportOptions o, TextWriter stderr)
     {
+        Cli.CheckOutput("-o/--output", o.Output, o.Model);
         if (o.Import)
         {
             var model = Safetensors.Import(o.Model);

@@ -76,6 +76,12 @@ internal sealed class TrainOptions : IAcceleratorOptions
 
     [Option("no-progress", HelpText = "Do not draw the progress line during an epoch.")]
     public bool NoProgress { get; set; }
+
+    [Option("checkpoint", HelpText = "Keep a checkpoint in this directory at each epoch end (model, optimizer state, epoch, best so far), written atomically.")]
+    public string? Checkpoint { get; set; }
+
+    [Option("resume", HelpText = "Continue from the checkpoint (in --checkpoint DIR, default <output>.checkpoint) if there is one; the result is the same, bit for bit, as an uninterrupted run.")]
+    public bool Resume { get; set; }
 }
 
 [Verb("evaluate", HelpText = "Score a model on labelled data and print its metrics.")]

@@ -14,8 +14,11 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     public int Run()
     {
         var options = BuildOptions();
-        using var acc = Cli.OpenAccelerator(o, stderr);
         bool demo = o.TrainFile is null;
+        string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
+        Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        var checkpoint = Checkpoint(output, demo);
+        using var acc = Cli.OpenAccelerator(o, stderr);
         SparseDataset train;
         SparseDataset? validation = null, test = null;
         PlantedData? planted = null;
@@ -30,9 +33,16 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         else
         {
             var sw = Stopwatch.StartNew();
-            train = LibFmReader.Read(o.TrainFile!);
-            if (o.ValidationFile is not null) validation = LibFmReader.Read(o.ValidationFile);
-            if (o.TestFile is not null) test = LibFmReader.Read(o.TestFile);
+            // Limits the model puts on the data are checked as it is read, so that they name the line.
+            var read = new LibFmReadOptions
+            {
+                BinaryLabels = options.Loss == LossKind.Logistic,
+                MaxRowNonZeros = Afm.Gpu.Limits.MaxRowNonZeros(options.K, options.Model == ModelKind.Afm ? options.T : 0),
+                MaxFeatureCount = Afm.Gpu.Limits.MaxFeatureCount(options.K),
+            };
+            train = LibFmReader.Read(o.TrainFile!, read);
+            if (o.ValidationFile is not null) validation = LibFmReader.Read(o.ValidationFile, read);
+            if (o.TestFile is not null) test = LibFmReader.Read(o.TestFile, read);
             stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {train.FeatureCount} features, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)");
         }
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
@@ -50,22 +60,19 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"initialised embeddings, linear terms and bias from FM {o.PretrainFm}");
         }
 
-        string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
-        CheckWritable(output);
-
         if (demo)
         {
             // The demo also trains an FM on the same data so the two can be compared.
             var fmOptions = BuildOptions();
             fmOptions.Model = ModelKind.Fm;
             stdout.WriteLine("-- FM (for comparison)");
-            var fmResult = RunTrainer(acc, fmOptions, train, validation, null);
+            var fmResult = RunTrainer(acc, fmOptions, train, validation, null, null);
             var fmTest = Score(acc, fmResult.Model, test!);
             stdout.WriteLine($"FM test {fmTest.Format(options.Loss)}");
             stdout.WriteLine($"-- {options.Model.ToString().ToUpperInvariant()}");
         }
 
-        var result = RunTrainer(acc, options, train, validation, initial);
+        var result = RunTrainer(acc, options, train, validation, initial, checkpoint);
         var meta = new ModelMetadata();
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
@@ -82,9 +89,23 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         return 0;
     }
 
-    private TrainResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial)
+    private CheckpointOptions? Checkpoint(string output, bool demo)
     {
-        var trainer = new Trainer(acc, options);
+        if (o.Checkpoint is null && !o.Resume) return null;
+        if (demo) throw new ArgumentException("--checkpoint and --resume need --train (the demo trains two models)");
+        string dir = o.Checkpoint ?? output + ".checkpoint";
+        if (File.Exists(dir)) throw new ArgumentException($"--checkpoint {dir}: is a file, not a directory");
+        var checkpoint = new CheckpointOptions { Directory = dir, Resume = o.Resume };
+        Directory.CreateDirectory(dir);
+        Cli.CheckOutput("--checkpoint", checkpoint.FilePath, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm, output);
+        if (o.Resume)
+            stdout.WriteLine(CheckpointOptions.LastEpoch(dir) is int last ? $"resuming after epoch {last} from {checkpoint.FilePath}" : $"no checkpoint in {dir} yet: starting from epoch 1");
+        return checkpoint;
+    }
+
+    private TrainResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial, CheckpointOptions? checkpoint)
+    {
+        var trainer = new Trainer(acc, options) { Checkpoint = checkpoint };
         bool progress = !o.NoProgress && !Console.IsErrorRedirected;
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
@@ -126,12 +147,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
     }
 
-    private static void CheckWritable(string output)
-    {
-        string dir = Path.GetDirectoryName(Path.GetFullPath(output))!;
-        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"--output {output}: directory '{dir}' does not exist");
-    }
-
     private TrainerOptions BuildOptions()
     {
         var options = new TrainerOptions
@@ -171,20 +186,21 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         {
             options.Validate();
         }
-        catch (ArgumentException e)
+        catch (InvalidOptionException e)
         {
-            throw new ArgumentException("--" + OptionFlag(e.ParamName) + ": " + e.Message, e);
+            throw new ArgumentException($"{OptionFlag(e.Option)} {e.Value}: {e.Rule}", e);
         }
         return options;
     }
 
-    private static string OptionFlag(string? name) => name switch
+    private static string OptionFlag(string name) => name switch
     {
-        nameof(TrainerOptions.BatchSize) => "batch",
-        nameof(TrainerOptions.LearningRate) => "lr",
-        nameof(TrainerOptions.ValidationFraction) => "validation-fraction",
-        null => "?",
-        _ => name.ToLowerInvariant(),
+        nameof(TrainerOptions.K) => "-k/--dim",
+        nameof(TrainerOptions.T) => "-t/--attention-factor",
+        nameof(TrainerOptions.BatchSize) => "--batch",
+        nameof(TrainerOptions.LearningRate) => "--lr",
+        nameof(TrainerOptions.ValidationFraction) => "--validation-fraction",
+        _ => "--" + name.ToLowerInvariant(),
     };
 
     private static string Describe(TrainerOptions t) =>

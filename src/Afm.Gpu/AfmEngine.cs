@@ -18,10 +18,14 @@ public static class AfmEngine
     public static AfmModel LoadModel(string path)
     {
         bool native;
+        if (Directory.Exists(path)) throw new ModelFormatException(path, "is a directory, not a model file");
         using (var stream = File.OpenRead(path))
         {
             Span<byte> magic = stackalloc byte[6];
-            native = stream.ReadAtLeast(magic, magic.Length, throwOnEndOfStream: false) == magic.Length && magic.SequenceEqual("AFMGPU"u8);
+            int got = stream.ReadAtLeast(magic, magic.Length, throwOnEndOfStream: false);
+            native = got == magic.Length && magic.SequenceEqual("AFMGPU"u8);
+            if (!native && stream.Length < 8)
+                throw new ModelFormatException(path, $"not an afm-gpu model file: neither the native format nor safetensors ({stream.Length} bytes)");
         }
         return native ? ModelFile.Load(path) : Safetensors.Import(path);
     }

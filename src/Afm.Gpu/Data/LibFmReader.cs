@@ -13,6 +13,25 @@ public sealed record LibFmReadOptions
 
     /// <summary>Stop after this many data rows; 0 (the default) reads them all.</summary>
     public long MaxRows { get; init; }
+
+    /// <summary>
+    /// Labels must be 0, 1 or -1, as logistic loss takes them (0/1 or -1/1); any other label fails with its line.
+    /// False (the default) accepts any finite label.
+    /// </summary>
+    public bool BinaryLabels { get; init; }
+
+    /// <summary>
+    /// The most non-zeros a row may have (0, the default: no limit beyond the format's). A longer row fails with
+    /// its line: a model holds all pairs of a row in memory at once (see <see cref="Limits.MaxRowNonZeros"/>).
+    /// </summary>
+    public int MaxRowNonZeros { get; init; }
+
+    /// <summary>
+    /// The most features a model for this data may have, so every id must be below it (0, the default: no limit
+    /// beyond the format's). A larger id fails with its line: ids index the embedding table directly
+    /// (see <see cref="Limits.MaxFeatureCount"/>).
+    /// </summary>
+    public int MaxFeatureCount { get; init; }
 }
 
 /// <summary>
@@ -21,7 +40,8 @@ public sealed record LibFmReadOptions
 /// <remarks>
 /// Each data line is <c>label id:value id:value ...</c>, separated by spaces or tabs; a row may have any number of
 /// non-zeros, including none. Feature values are kept as written. Labels and values are parsed with the invariant
-/// culture and must be finite; ids must be non-negative <see cref="int"/>s. Blank lines and lines whose first
+/// culture and must be finite and at most <see cref="MaxMagnitude"/> in magnitude; ids must be in
+/// 0..<see cref="MaxFeatureId"/>. Blank lines and lines whose first
 /// non-blank character is <c>#</c> are skipped; lines end at LF, CRLF or CR (as <see cref="TextReader.ReadLine"/> sees them). Duplicate ids within a row are kept
 /// as given (neither merged nor summed). Every problem is reported as a <see cref="DataFormatException"/>
 /// naming the file and the 1-based line.
@@ -29,6 +49,15 @@ public sealed record LibFmReadOptions
 public static class LibFmReader
 {
     private const int BufferSize = 1 << 16;
+
+    /// <summary>The largest feature id (so that the feature count, the largest id + 1, is an <see cref="int"/>).</summary>
+    public const int MaxFeatureId = int.MaxValue - 1;
+
+    /// <summary>
+    /// The largest magnitude of a label or value: the product of two such values (a feature pair, a squared
+    /// error) stays within single precision.
+    /// </summary>
+    public const float MaxMagnitude = 1e18f;
 
     /// <summary>Reads the file at <paramref name="path"/>.</summary>
     /// <param name="path">The libFM file.</param>
@@ -48,6 +77,10 @@ public static class LibFmReader
         {
             throw new DataFormatException(path, 0, "file not found", e);
         }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new DataFormatException(path, 0, Directory.Exists(path) ? "is a directory, not a data file" : "permission denied", e);
+        }
         using var reader = new StreamReader(stream, System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, BufferSize);
         return Read(reader, path, options);
     }
@@ -65,6 +98,9 @@ public static class LibFmReader
         options ??= new LibFmReadOptions();
         ArgumentOutOfRangeException.ThrowIfNegative(options.FeatureCount);
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRows);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRowNonZeros);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxFeatureCount);
+        int maxId = options.MaxFeatureCount > 0 ? Math.Min(options.MaxFeatureCount - 1, MaxFeatureId) : MaxFeatureId;
 
         var offsets = new List<long> { 0 };
         var ids = new List<int>();
@@ -86,14 +122,27 @@ public static class LibFmReader
                 throw Error(name, lineNo, $"malformed label '{Show(token)}' (expected a number)");
             if (!float.IsFinite(label))
                 throw Error(name, lineNo, $"label '{Show(token)}' is not finite");
+            if (MathF.Abs(label) > MaxMagnitude)
+                throw Error(name, lineNo, $"label '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that squared errors stay finite); scale the labels");
+            if (options.BinaryLabels && label is not (0f or 1f or -1f))
+                throw Error(name, lineNo, $"label '{Show(token)}' is not binary: logistic loss takes labels 0/1 or -1/1");
 
+            int start = ids.Count;
             while (!(token = NextToken(ref rest)).IsEmpty)
             {
                 var (id, value) = ParseFeature(token, name, lineNo);
                 if (options.FeatureCount > 0 && id >= options.FeatureCount)
                     throw Error(name, lineNo, $"feature id {id} is not below the model's feature count {options.FeatureCount}");
+                if (id > maxId)
+                    throw Error(name, lineNo, $"feature id {id} is too large: an embedding table this wide holds ids up to {maxId} (ids index the table directly; renumber them densely from 0)");
                 ids.Add(id);
                 values.Add(value);
+                if (options.MaxRowNonZeros > 0 && ids.Count - start > options.MaxRowNonZeros)
+                {
+                    long n = ids.Count - start;
+                    while (!NextToken(ref rest).IsEmpty) n++;
+                    throw Error(name, lineNo, $"the row has {n} non-zeros ({n * (n - 1) / 2} feature pairs); at most {options.MaxRowNonZeros} are allowed for this model, as all pairs of a row are held in memory at once (prune or split long rows)");
+                }
             }
             labels.Add(label);
             offsets.Add(ids.Count);
@@ -129,11 +178,13 @@ public static class LibFmReader
             bool negative = idText.StartsWith('-') && IsDigits(idText[1..]);
             throw Error(name, lineNo,
                 negative ? $"negative feature id in '{Show(token)}'"
-                : IsDigits(idText) ? $"feature id in '{Show(token)}' is too large (the limit is {int.MaxValue})"
+                : IsDigits(idText) ? $"feature id in '{Show(token)}' is too large (the limit is {MaxFeatureId})"
                 : $"malformed token '{Show(token)}' (expected id:value)");
         }
         if (!float.IsFinite(value))
             throw Error(name, lineNo, $"value in '{Show(token)}' is not finite");
+        if (MathF.Abs(value) > MaxMagnitude)
+            throw Error(name, lineNo, $"value in '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that products of two values stay finite); scale the feature");
         return (id, value);
     }
 
@@ -145,7 +196,7 @@ public static class LibFmReader
         foreach (char c in s)
         {
             uint digit = (uint)(c - '0');
-            if (digit > 9 || (v = v * 10 + digit) > int.MaxValue)
+            if (digit > 9 || (v = v * 10 + digit) > MaxFeatureId)
                 return false;
         }
         id = (int)v;
@@ -201,7 +252,7 @@ public static class LibFmReader
     private static bool IsDigits(ReadOnlySpan<char> s) => !s.IsEmpty && !s.ContainsAnyExceptInRange('0', '9');
 
     /// <summary>The token for a message, shortened if it is long.</summary>
-    private static string Show(ReadOnlySpan<char> token) => token.Length <= 40 ? token.ToString() : $"{token[..40]}...";
+    private static string Show(ReadOnlySpan<char> token) => IO.Printable.Escape(token.Length <= 40 ? token.ToString() : $"{token[..40]}...");
 
     private static DataFormatException Error(string name, long lineNo, string problem) => new(name, lineNo, problem);
 }

@@ -9,25 +9,44 @@ namespace Afm.Gpu.IO;
 /// </summary>
 public static class AtomicFile
 {
-    /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>.</summary>
+    /// <summary>
+    /// Writes <paramref name="path"/> through <paramref name="write"/>. Temporary files of earlier writes of the
+    /// same path that were killed before they could clean up (<c>path.tmp-*</c>, not held open by a writer) are
+    /// removed first.
+    /// </summary>
     /// <exception cref="DirectoryNotFoundException">The target's directory does not exist.</exception>
+    /// <exception cref="IOException">The target cannot be written (a directory, no permission, ...); the message names the target.</exception>
     public static void Write(string path, Action<Stream> write)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(write);
-        string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full) ?? throw new IOException($"cannot write '{path}': not a file path");
-        if (!Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"cannot write '{path}': directory '{dir}' does not exist");
-        string tmp = $"{full}.tmp-{RandomNumberGenerator.GetHexString(12, lowercase: true)}";
+        string full = CheckTarget(path);
+        RemoveStaleTemporaries(full);
+        string tmp = TemporaryName(full);
+        FileStream stream;
         try
         {
-            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw CannotWrite(path, e, tmp);
+        }
+        try
+        {
+            using (stream)
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(tmp, full, overwrite: true);
+            try
+            {
+                File.Move(tmp, full, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw CannotWrite(path, e, tmp);
+            }
         }
         catch
         {
@@ -36,6 +55,86 @@ public static class AtomicFile
             catch (UnauthorizedAccessException) { }
             throw;
         }
+    }
+
+    /// <summary>
+    /// Checks, without touching an existing file, that <see cref="Write"/> could write <paramref name="path"/>:
+    /// its directory exists, it is not a directory, and a file can be created next to it. Run it before long work
+    /// whose result goes there. Stale temporary files of the path are removed, as by <see cref="Write"/>.
+    /// </summary>
+    /// <exception cref="IOException">The path cannot be written; the message names it and why.</exception>
+    public static void EnsureWritable(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string full = CheckTarget(path);
+        RemoveStaleTemporaries(full);
+        string probe = TemporaryName(full);
+        try
+        {
+            new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1).Dispose();
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw CannotWrite(path, e, probe);
+        }
+    }
+
+    /// <summary>
+    /// Removes the temporary files an interrupted <see cref="Write"/> of <paramref name="path"/> left behind
+    /// (<c>path.tmp-</c> followed by 12 hex digits). A file another writer holds open is left alone.
+    /// </summary>
+    /// <returns>How many files were removed.</returns>
+    public static int RemoveStaleTemporaries(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string? dir = Path.GetDirectoryName(full);
+        string prefix = Path.GetFileName(full) + ".tmp-";
+        if (dir is null || prefix.Length == 5 || !Directory.Exists(dir)) return 0;
+        int removed = 0;
+        IEnumerable<string> candidates;
+        try { candidates = Directory.EnumerateFiles(dir, prefix + "*").ToList(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return 0; }
+        foreach (string file in candidates)
+        {
+            string suffix = Path.GetFileName(file).Substring(prefix.Length);
+            if (suffix.Length != 12 || !suffix.All(char.IsAsciiHexDigitLower)) continue;
+            try
+            {
+                // A writer in progress holds its temporary file with FileShare.None; opening it fails then.
+                new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.None, 1).Dispose();
+                File.Delete(file);
+                removed++;
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return removed;
+    }
+
+    private static string CheckTarget(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full) ?? throw new IOException($"cannot write '{path}': not a file path");
+        if (Path.EndsInDirectorySeparator(path) || Directory.Exists(full))
+            throw new IOException($"cannot write '{path}': it is a directory");
+        if (!Directory.Exists(dir))
+            throw new DirectoryNotFoundException($"cannot write '{path}': directory '{dir}' does not exist");
+        return full;
+    }
+
+    private static string TemporaryName(string full) => $"{full}.tmp-{RandomNumberGenerator.GetHexString(12, lowercase: true)}";
+
+    private static IOException CannotWrite(string path, Exception e, string tmp)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path)) ?? path;
+        string why = e switch
+        {
+            UnauthorizedAccessException => $"permission denied in '{dir}'",
+            FileNotFoundException or DirectoryNotFoundException => $"no file can be created in '{dir}'",
+            _ => e.Message.Replace(tmp, Path.GetFullPath(path), StringComparison.Ordinal),
+        };
+        return new IOException($"cannot write '{path}': {why}", e);
     }
 
     /// <summary>Writes text lines (UTF-8, '\n' endings) atomically.</summary>

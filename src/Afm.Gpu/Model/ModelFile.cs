@@ -104,6 +104,7 @@ public static class ModelFile
     public static (AfmModel Model, ModelMetadata Metadata) LoadWithMetadata(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path)) throw new ModelFormatException(path, "is a directory, not a model file");
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         var r = new Reader(stream, path);
 

@@ -13,7 +13,8 @@ namespace Afm.Gpu.Model;
 /// UTF-8 JSON (padded with spaces to a multiple of 8), then the tensors' bytes back to back.
 /// Tensors are F32, named and shaped as in <see cref="AfmModel.Tensors"/>; <c>__metadata__</c>
 /// holds <c>format</c> = <c>afm-gpu</c>, <c>model</c>, <c>loss</c>, <c>k</c>, <c>t</c>,
-/// <c>label_min</c> and <c>label_max</c>, plus any caller-supplied properties.
+/// <c>label_min</c>, <c>label_max</c> and <c>crc32</c> (the CRC-32 of the tensor bytes and of the model's
+/// metadata values, checked on import when present), plus any caller-supplied properties.
 /// </summary>
 public static class Safetensors
 {
@@ -23,7 +24,7 @@ public static class Safetensors
     /// <summary>The largest header accepted, as in the reference implementation (100 MB).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max"];
+    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32"];
     private const int ChunkFloats = 1 << 18;
 
     /// <summary>
@@ -33,7 +34,7 @@ public static class Safetensors
     /// <param name="model">The model to export.</param>
     /// <param name="path">The file to write, conventionally <c>*.safetensors</c>.</param>
     /// <param name="metadata">Extra string properties for <c>__metadata__</c>; the reserved keys
-    /// (format, model, loss, k, t, label_min, label_max) may not be among them.</param>
+    /// (format, model, loss, k, t, label_min, label_max, crc32) may not be among them.</param>
     /// <exception cref="ArgumentException">A metadata key is reserved.</exception>
     public static void Export(AfmModel model, string path, ModelMetadata? metadata = null)
     {
@@ -42,7 +43,8 @@ public static class Safetensors
         var extra = metadata?.Properties ?? [];
         foreach (string key in Reserved)
             if (extra.ContainsKey(key)) throw new ArgumentException($"metadata key '{key}' is reserved", nameof(metadata));
-        byte[] header = Header(model, extra);
+        var fields = Fields(model);
+        byte[] header = Header(model, fields, extra, Checksum(model.Tensors().Select(x => x.Data), fields));
 
         AtomicFile.Write(path, stream =>
         {
@@ -68,17 +70,20 @@ public static class Safetensors
     public static (AfmModel Model, ModelMetadata Metadata) ImportWithMetadata(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path)) throw new ModelFormatException(path, "is a directory, not a model file");
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         long fileLength = stream.Length;
         if (fileLength < 8) throw Bad(path, $"truncated: {fileLength} bytes, too short for the 8-byte header length");
         Span<byte> prefix = stackalloc byte[8];
         stream.ReadExactly(prefix);
         ulong n = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
-        if (n > MaxHeaderBytes) throw Bad(path, $"header length {n} exceeds the limit of {MaxHeaderBytes} bytes");
+        if (n > MaxHeaderBytes)
+            throw Bad(path, $"not an afm-gpu model file: neither the native format nor safetensors (as safetensors, its header length {n} exceeds the limit of {MaxHeaderBytes} bytes)");
         if ((long)n > fileLength - 8) throw Bad(path, $"truncated: header length {n} but only {fileLength - 8} bytes follow");
         var headerBytes = new byte[n];
         stream.ReadExactly(headerBytes);
         long bufferLength = fileLength - 8 - (long)n;
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes)) throw Bad(path, "header is not valid UTF-8 text");
 
         JsonDocument doc;
         try { doc = JsonDocument.Parse(headerBytes); }
@@ -86,13 +91,32 @@ public static class Safetensors
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header is not a JSON object");
-            var (meta, tensors) = ParseHeader(doc.RootElement, path);
-            var model = BuildModel(meta, tensors, bufferLength, path);
+            Dictionary<string, string> meta;
+            List<TensorEntry> tensors;
+            AfmModel model;
+            try
+            {
+                (meta, tensors) = ParseHeader(doc.RootElement, path);
+                model = BuildModel(meta, tensors, bufferLength, path);
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException or OverflowException or ArgumentException or KeyNotFoundException)
+            {
+                throw Bad(path, $"malformed header: {e.Message}", e);
+            }
             var byName = model.Tensors().ToDictionary(x => x.Name, x => x.Data);
-            foreach (var t in tensors.OrderBy(t => t.Begin))
+            var ordered = tensors.OrderBy(t => t.Begin).ToList();
+            foreach (var t in ordered)
             {
                 stream.Position = 8 + (long)n + t.Begin;
                 ReadFloats(stream, byName[t.Name]);
+            }
+            if (meta.TryGetValue("crc32", out string? crcText))
+            {
+                if (crcText.Length != 8 || !uint.TryParse(crcText, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint stored))
+                    throw Bad(path, $"__metadata__ 'crc32' = '{crcText}' is not 8 hex digits");
+                uint computed = Checksum(ordered.Select(t => byName[t.Name]), meta);
+                if (computed != stored)
+                    throw Bad(path, $"checksum mismatch: file is corrupt (the header's crc32 is {stored:x8}, the tensor bytes and metadata give {computed:x8})");
             }
             var metadata = new ModelMetadata();
             foreach (var (key, value) in meta)
@@ -103,7 +127,54 @@ public static class Safetensors
 
     private sealed record TensorEntry(string Name, string Dtype, long[] Shape, long Begin, long End);
 
-    private static byte[] Header(AfmModel model, IReadOnlyDictionary<string, string> extra)
+    /// <summary>The metadata entries the checksum covers, in this order, with how this build writes them.</summary>
+    private static readonly string[] Checked = ["model", "loss", "k", "t", "label_min", "label_max"];
+
+    private static Dictionary<string, string> Fields(AfmModel model) => new(StringComparer.Ordinal)
+    {
+        ["model"] = model.Kind == ModelKind.Afm ? "afm" : "fm",
+        ["loss"] = model.Loss == LossKind.Squared ? "squared" : "logistic",
+        ["k"] = model.K.ToString(CultureInfo.InvariantCulture),
+        ["t"] = model.T.ToString(CultureInfo.InvariantCulture),
+        ["label_min"] = model.LabelMin.ToString("R", CultureInfo.InvariantCulture),
+        ["label_max"] = model.LabelMax.ToString("R", CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>
+    /// CRC-32 of the tensors' bytes as stored (little-endian float32, back to back), followed by the UTF-8
+    /// values of <see cref="Checked"/>, each ended by '\n' (an absent entry counts as empty).
+    /// </summary>
+    private static uint Checksum(IEnumerable<float[]> tensors, IReadOnlyDictionary<string, string> meta)
+    {
+        uint crc = DataCrc(tensors);
+        foreach (string key in Checked)
+            crc = Crc32.Append(crc, System.Text.Encoding.UTF8.GetBytes((meta.TryGetValue(key, out var v) ? v : "") + "\n"));
+        return crc;
+    }
+
+    /// <summary>CRC-32 of the tensors' bytes as stored: little-endian float32, back to back.</summary>
+    private static uint DataCrc(IEnumerable<float[]> tensors)
+    {
+        uint crc = 0;
+        byte[]? swap = null;
+        foreach (float[] data in tensors)
+            for (int i = 0; i < data.Length; i += ChunkFloats)
+            {
+                var chunk = data.AsSpan(i, Math.Min(ChunkFloats, data.Length - i));
+                if (BitConverter.IsLittleEndian)
+                {
+                    crc = Crc32.Append(crc, MemoryMarshal.AsBytes(chunk));
+                    continue;
+                }
+                swap ??= new byte[ChunkFloats * sizeof(float)];
+                var dest = MemoryMarshal.Cast<byte, int>(swap.AsSpan())[..chunk.Length];
+                BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<float, int>(chunk), dest);
+                crc = Crc32.Append(crc, MemoryMarshal.AsBytes(dest));
+            }
+        return crc;
+    }
+
+    private static byte[] Header(AfmModel model, IReadOnlyDictionary<string, string> fields, IReadOnlyDictionary<string, string> extra, uint crc)
     {
         var buffer = new ArrayBufferWriter<byte>();
         using (var w = new Utf8JsonWriter(buffer))
@@ -111,12 +182,8 @@ public static class Safetensors
             w.WriteStartObject();
             w.WriteStartObject("__metadata__");
             w.WriteString("format", FormatName);
-            w.WriteString("model", model.Kind == ModelKind.Afm ? "afm" : "fm");
-            w.WriteString("loss", model.Loss == LossKind.Squared ? "squared" : "logistic");
-            w.WriteString("k", model.K.ToString(CultureInfo.InvariantCulture));
-            w.WriteString("t", model.T.ToString(CultureInfo.InvariantCulture));
-            w.WriteString("label_min", model.LabelMin.ToString("R", CultureInfo.InvariantCulture));
-            w.WriteString("label_max", model.LabelMax.ToString("R", CultureInfo.InvariantCulture));
+            foreach (string key in Checked) w.WriteString(key, fields[key]);
+            w.WriteString("crc32", crc.ToString("x8", CultureInfo.InvariantCulture));
             foreach (var (key, value) in extra.OrderBy(p => p.Key, StringComparer.Ordinal))
                 w.WriteString(key, value ?? throw new ArgumentException($"metadata value for '{key}' is null"));
             w.WriteEndObject();
@@ -247,18 +314,21 @@ public static class Safetensors
         if (kind == ModelKind.Afm ? t == 0 || t > ModelFile.MaxDimension : t != 0)
             throw Bad(path, $"t = {t} is invalid for {kind} (AFM needs 1..{ModelFile.MaxDimension}, FM needs 0)");
 
-        var model = new AfmModel(kind, n, k, Math.Max(t, 1), loss) { LabelMin = MetaFloat("label_min"), LabelMax = MetaFloat("label_max") };
+        // Every shape is checked before the model is allocated, so a damaged header cannot ask for more memory than the file holds.
+        (string Name, long[] Shape)[] layout = kind == ModelKind.Afm
+            ? [("w0", [1]), ("w", [n]), ("V", [n, k]), ("W", [t, k]), ("b", [t]), ("h", [t]), ("p", [k])]
+            : [("w0", [1]), ("w", [n]), ("V", [n, k])];
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, _, shape) in model.Tensors())
+        foreach (var (name, shape) in layout)
         {
             names.Add(name);
             long[] found = ShapeOf(name);
-            if (!found.SequenceEqual(shape.Select(x => (long)x)))
+            if (!found.SequenceEqual(shape))
                 throw Bad(path, $"tensor '{name}' has shape [{string.Join(",", found)}], expected [{string.Join(",", shape)}] (n = {n}, k = {k}, t = {t})");
         }
         foreach (var e in tensors)
             if (!names.Contains(e.Name)) throw Bad(path, $"unexpected tensor '{e.Name}' for {kind}");
-        return model;
+        return new AfmModel(kind, n, k, Math.Max(t, 1), loss) { LabelMin = MetaFloat("label_min"), LabelMax = MetaFloat("label_max") };
     }
 
     private static ModelFormatException Bad(string path, string message, Exception? inner = null) => new(path, message, inner);

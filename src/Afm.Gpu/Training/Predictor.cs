@@ -42,6 +42,7 @@ public sealed class Predictor : IDisposable
     [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(_kernels), nameof(_device), nameof(_batch), nameof(_yhat), nameof(_host))]
     private void Allocate(int maxNnz, int batchSize)
     {
+        Limits.CheckRows("rows to predict", maxNnz, Model.K, Model.T);
         var shape = ModelShape.Of(Model, maxNnz, batchSize);
         _kernels = Accelerator.CreateKernels(shape);
         _device = _kernels.CreateModel();
@@ -58,6 +59,7 @@ public sealed class Predictor : IDisposable
             throw new ArgumentException($"{data.Name}: feature id {data.FeatureCount - 1} is not below the model's feature count {Model.FeatureCount}");
         if (data.MaxNnz > _kernels.Shape.MaxNnz)
         {
+            Limits.CheckRows(data.Name, data.MaxNnz, Model.K, Model.T);
             int batch = _kernels.Shape.BatchCapacity;
             Release();
             Allocate(data.MaxNnz, batch);

@@ -32,7 +32,7 @@ public sealed record TrainResult(AfmModel Model, int BestEpoch, IReadOnlyList<Ep
 /// each epoch and early stopping that keeps the best epoch. The model lives on the device during
 /// training; it is copied back only when an epoch improves on the best.
 /// </summary>
-public sealed class Trainer
+public sealed partial class Trainer
 {
     private readonly Accelerator _accelerator;
     private readonly TrainerOptions _options;
@@ -50,6 +50,9 @@ public sealed class Trainer
 
     /// <summary>Called now and then during an epoch.</summary>
     public event Action<TrainProgress>? Progress;
+
+    /// <summary>Keep a checkpoint at each epoch end, and resume from it (see <see cref="CheckpointOptions"/>); null: none.</summary>
+    public CheckpointOptions? Checkpoint { get; init; }
 
     /// <summary>A freshly initialised model as in the paper's code: V ~ N(0, std), w = w0 = 0, W and b ~ N(0, sqrt(2/(t+k))), h ~ N(0, 1), p = 1.</summary>
     public static AfmModel Initialize(TrainerOptions o, int featureCount)
@@ -101,11 +104,16 @@ public sealed class Trainer
     }
 
     /// <summary>Splits off a seeded random fraction of the rows as a validation set.</summary>
+    /// <exception cref="ArgumentException">The fraction holds out no row, or every row.</exception>
     public static (SparseDataset Train, SparseDataset Validation) Split(SparseDataset data, float fraction, int seed)
     {
         var idx = Enumerable.Range(0, data.Rows).ToArray();
         new Random(seed ^ 0x5EED).Shuffle(idx);
         int nValid = (int)Math.Round(data.Rows * (double)fraction);
+        if (nValid == 0)
+            throw new ArgumentException($"{data.Name}: a validation fraction of {fraction} of {data.Rows} rows holds out no row; raise it (to at least {0.5 / data.Rows:G3}) or set it to 0 for no validation");
+        if (nValid >= data.Rows)
+            throw new ArgumentException($"{data.Name}: a validation fraction of {fraction} of {data.Rows} rows leaves no training row; lower it");
         return (data.Subset(idx.AsSpan(nValid), data.Name), data.Subset(idx.AsSpan(0, nValid), data.Name + " (held out)"));
     }
 
@@ -123,6 +131,16 @@ public sealed class Trainer
         int featureCount = Math.Max(train.FeatureCount, validation?.FeatureCount ?? 0);
         if (initial is not null && initial.FeatureCount < featureCount)
             throw new ArgumentException($"the initial model has {initial.FeatureCount} features but the data uses ids up to {featureCount - 1}");
+        if (validation is not null && validation.Rows == 0) throw new ArgumentException($"{validation.Name}: no validation rows", nameof(validation));
+        int maxNnz = Math.Max(2, Math.Max(train.MaxNnz, validation?.MaxNnz ?? 0));
+        int batchSize = Math.Min(o.BatchSize, train.Rows);
+        Limits.CheckTraining(train.Name, o.Model, Math.Max(featureCount, initial?.FeatureCount ?? 0), o.K, o.T, maxNnz,
+            Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)), o.Optimizer, _accelerator.Descriptor);
+        if (o.Loss == LossKind.Logistic)
+        {
+            CheckBinaryLabels(train);
+            if (validation is not null) CheckBinaryLabels(validation);
+        }
         var model = initial?.Clone() ?? Initialize(o, featureCount);
         if (model.Kind != o.Model || model.K != o.K || (o.Model == ModelKind.Afm && model.T != o.T))
             throw new ArgumentException("the initial model's kind or shape differs from the options");
@@ -134,8 +152,6 @@ public sealed class Trainer
             model.LabelMax = hi;
         }
 
-        int maxNnz = Math.Max(2, Math.Max(train.MaxNnz, validation?.MaxNnz ?? 0));
-        int batchSize = Math.Min(o.BatchSize, train.Rows);
         var shape = ModelShape.Of(model, maxNnz, Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)));
         using var kernels = _accelerator.CreateKernels(shape);
         using var device = kernels.CreateModel(o.Optimizer);
@@ -147,13 +163,26 @@ public sealed class Trainer
         var history = new List<EpochReport>();
         var best = model.Clone();
         int bestEpoch = 0;
-        double bestScore = validation is null ? double.PositiveInfinity : Evaluate(kernels, device, batch, host, work, validation, model).Objective(o.Loss);
+        double bestScore = validation is null ? double.PositiveInfinity : Evaluate(kernels, device, batch, host, work, validation, model).Metrics.Objective(o.Loss);
+        if (double.IsNaN(bestScore)) throw Diverged(0, 0, $"the initial model's validation score on {validation!.Name} is NaN", train);
+        // Without validation, the predictions of a few training rows show whether a model is usable before it is kept.
+        var probe = validation ?? train.Subset(Enumerable.Range(0, Math.Min(train.Rows, shape.BatchCapacity)).ToArray());
         var order = Enumerable.Range(0, train.Rows).ToArray();
         var rng = new Random(o.Seed);
         var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
         long step = 0;
+        var lossSum = new float[1];
         int sinceBest = 0;
-        for (int epoch = 1; epoch <= o.Epochs; epoch++)
+        int firstEpoch = 1;
+        ulong fingerprint = Checkpoint is null ? 0 : CheckpointFile.Fingerprint(o, train, validation);
+        if (Checkpoint is { Resume: true } && CheckpointFile.Load(Checkpoint, fingerprint, best, device) is { } saved)
+        {
+            (firstEpoch, step, bestEpoch, bestScore, sinceBest) = (saved.Epoch + 1, saved.Step, saved.BestEpoch, saved.BestScore, saved.SinceBest);
+            history.AddRange(saved.History);
+            for (int e = 1; e < firstEpoch; e++) rng.Shuffle(order); // the shuffles of the epochs done
+            if (o.Patience > 0 && sinceBest >= o.Patience) firstEpoch = int.MaxValue; // it had stopped early
+        }
+        for (int epoch = firstEpoch; epoch <= o.Epochs; epoch++)
         {
             rng.Shuffle(order);
             work.LossSum.Clear();
@@ -177,33 +206,42 @@ public sealed class Trainer
                 kernels.ReduceDense(work);
                 kernels.UpdateSparse(device, batch, work, op);
                 kernels.UpdateDense(device, work, op);
+                work.LossSum.CopyTo(lossSum);
+                if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
                 Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
             }
             fill.Wait(cancel);
             _accelerator.Synchronize();
             double seconds = sw.Elapsed.TotalSeconds;
             double trainLoss = work.LossSum.ToArray()[0] / train.Rows;
-            if (!double.IsFinite(trainLoss))
-                throw new InvalidOperationException($"training diverged in epoch {epoch} (loss {trainLoss}); lower the learning rate");
-            Metrics? metrics = validation is null ? null : Evaluate(kernels, device, batch, host, work, validation, model);
+            if (!double.IsFinite(trainLoss)) throw Diverged(epoch, step, $"the mean loss is {trainLoss}", train);
+            var (metrics, badRow, badValue) = Evaluate(kernels, device, batch, host, work, probe, model);
+            if (badRow >= 0) throw Diverged(epoch, step, $"the prediction for row {badRow + 1} of {probe.Name} is {badValue}", train);
+            if (validation is null) metrics = null;
+            else if (!double.IsFinite(metrics.Objective(o.Loss)))
+                throw Diverged(epoch, step, $"the validation score on {validation.Name} is {metrics.Objective(o.Loss)}", train);
             bool isBest = metrics is null || metrics.Objective(o.Loss) < bestScore;
             if (isBest)
             {
                 bestScore = metrics?.Objective(o.Loss) ?? bestScore;
                 bestEpoch = epoch;
                 device.Download(best);
+                if (NonFinite(best) is { } bad) throw Diverged(epoch, step, $"weight {bad} is not finite", train);
                 sinceBest = 0;
             }
             else sinceBest++;
             var report = new EpochReport(epoch, trainLoss, metrics, seconds, train.Rows / Math.Max(seconds, 1e-9), isBest);
             history.Add(report);
+            if (Checkpoint is not null)
+                CheckpointFile.Save(Checkpoint, fingerprint, new CheckpointState(epoch, step, bestEpoch, bestScore, sinceBest, history), best, device);
             EpochCompleted?.Invoke(report);
             if (o.Patience > 0 && sinceBest >= o.Patience) break;
         }
         return new TrainResult(best, bestEpoch, history);
     }
 
-    private static Metrics Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
+    /// <summary>Metrics of the device model on <paramref name="data"/>, and the first row whose raw score is not finite (-1: none) with that score.</summary>
+    private static (Metrics Metrics, int BadRow, float BadValue) Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
         SparseDataset data, AfmModel model)
     {
         int cap = kernels.Shape.BatchCapacity;
@@ -218,7 +256,9 @@ public sealed class Trainer
             kernels.Forward(device, batch, work.Yhat, null);
             work.Yhat.CopyTo(pred.AsSpan(start, count));
         }
+        int bad = Array.FindIndex(pred, x => !float.IsFinite(x));
+        float badValue = bad >= 0 ? pred[bad] : 0;
         for (int i = 0; i < pred.Length; i++) pred[i] = Predictor.Link(model, pred[i]);
-        return Metrics.Compute(pred, data.Labels, model.Loss);
+        return (Metrics.Compute(pred, data.Labels, model.Loss), bad, badValue);
     }
 }

@@ -37,12 +37,12 @@ public sealed class TrainerOptions
     /// <summary>Standard deviation of the embedding initialisation (default 0.01, as the paper's code).</summary>
     public float InitStd { get; set; } = 0.01f;
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the first option out of range.</summary>
+    /// <summary>Throws <see cref="InvalidOptionException"/> (an <see cref="ArgumentException"/>) naming the first option out of range.</summary>
     public void Validate()
     {
         static void Check(bool ok, string name, object value, string rule)
         {
-            if (!ok) throw new ArgumentException($"option {name} = {value}: {rule}", name);
+            if (!ok) throw new InvalidOptionException(name, Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "", rule);
         }
         Check(K is > 0 and <= 4096, nameof(K), K, "must be in 1..4096");
         Check(Model == ModelKind.Fm || T is > 0 and <= 4096, nameof(T), T, "must be in 1..4096");
