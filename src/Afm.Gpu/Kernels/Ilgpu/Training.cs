@@ -90,6 +90,9 @@ internal static partial class GpuKernels
         for (int e = tid; e < dense; e += group) AccSet<TS>(sAcc, gAcc, e, 0f);
         float lossSum = 0f; // work-item 0's
         float inv1 = 1f / step.Keep1;
+        // Each accumulator element is then owned by one work-item for the rest of the kernel, but not always by the
+        // one that zeroed it: in global memory, the zeros are made visible to the group before the barrier.
+        if (default(TS).GlobalAccumulator != 0) MemoryFence.GroupLevel();
         ILGPU.Group.Barrier();
 
         for (int i = 0; i < step.RowsPerGroup; i++)
