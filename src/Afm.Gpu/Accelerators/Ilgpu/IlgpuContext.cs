@@ -11,7 +11,8 @@ namespace Afm.Gpu.Accelerators.Ilgpu;
 /// The process's one ILGPU context: CUDA, OpenCL and a CPU device of the NVIDIA kind (warp 32, up to 1024
 /// work-items per group), optimised and with ILGPU.Algorithms' math. ILGPU loads libcuda.so and libOpenCL.so by
 /// their unversioned names, which only the -dev packages provide; a resolver maps them to the .so.1 names that the
-/// driver packages install.
+/// driver packages install. Under WSL ILGPU registers a resolver of its own (for /usr/lib/wsl/lib) and fails if one
+/// is there already, so there the engine leaves the resolving to ILGPU.
 /// </summary>
 internal static class IlgpuContext
 {
@@ -34,7 +35,7 @@ internal static class IlgpuContext
 
     internal static void RegisterResolver()
     {
-        if (Interlocked.Exchange(ref s_resolver, 1) != 0) return;
+        if (Interlocked.Exchange(ref s_resolver, 1) != 0 || IsWsl()) return;
         try
         {
             NativeLibrary.SetDllImportResolver(typeof(Context).Assembly, Resolve);
@@ -42,6 +43,22 @@ internal static class IlgpuContext
         catch (InvalidOperationException)
         {
             // a resolver was already registered for ILGPU by the application: keep it
+        }
+    }
+
+    private static bool IsWsl()
+    {
+        try
+        {
+            return OperatingSystem.IsLinux() && File.ReadAllText("/proc/version").Contains("microsoft", StringComparison.OrdinalIgnoreCase);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 
