@@ -129,8 +129,8 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         if (loss == LossKind.Squared)
         {
             // A narrow label range, so that some predictions are clipped at each end.
-            m.LabelMin = -0.5f;
-            m.LabelMax = 1.5f;
+            m.LabelMin = -0.3f;
+            m.LabelMax = 0.6f;
         }
         return m;
     }
@@ -279,5 +279,51 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         double ratio = (double)file / weights;
         output.WriteLine($"1M x 64 AFM model: export {sw.Elapsed.TotalSeconds:F2} s, file {file} bytes, weights {weights} bytes, ratio {ratio:F6}");
         Assert.True(ratio <= 1.1, $"file/weights {ratio}");
+    }
+
+    private (int Code, string Err) Cli(params string[] args)
+    {
+        var e = new StringWriter();
+        int code = Afm.Cli.Cli.Run(args, TextWriter.Null, e);
+        return (code, e.ToString());
+    }
+
+    [Fact]
+    public void TheExportCommandWritesOnnxAndRefusesMistakesInOneLine()
+    {
+        var model = Model(ModelKind.Fm, LossKind.Logistic, 40, seed: 12);
+        string afm = Path.Combine(_dir, "m.afm"), onnx = Path.Combine(_dir, "m.onnx");
+        ModelFile.Save(model, afm);
+        var (code, err) = Cli("export", "-m", afm, "--format", "onnx", "-o", onnx);
+        Assert.True(code == 0, err);
+        var data = Rows(40, [0, 1, 2, 6, 9, 3], seed: 13);
+        var (_, prediction, attention) = RunOnnx(onnx, data, data.MaxNnz);
+        using (var predictor = new Predictor(new CpuAccelerator(1), model, ownsAccelerator: true))
+        {
+            float[] native = predictor.Predict(data);
+            for (int r = 0; r < data.Rows; r++)
+                Assert.True(Math.Abs(prediction[r] - native[r]) <= Rtol * Math.Max(Math.Abs(native[r]), 1), $"row {r}");
+        }
+        Assert.NotNull(attention);
+
+        Assert.True(Cli("export", "-m", afm, "--format", "onnx", "--no-attention", "-o", onnx).Code == 0);
+        using (var session = new InferenceSession(onnx)) Assert.DoesNotContain("attention", session.OutputMetadata.Keys);
+
+        foreach (var (args, message) in new (string[], string)[]
+        {
+            (["export", "-m", afm, "--format", "tflite", "-o", onnx], "--format tflite: must be safetensors or onnx"),
+            (["export", "--import", "-m", afm, "--format", "onnx", "-o", onnx], "--import reads safetensors; --format onnx cannot be imported"),
+            (["export", "-m", afm, "--no-attention", "-o", onnx], "--no-attention applies to --format onnx only"),
+            (["export", "-m", afm, "--format", "onnx", "-o", afm], $"-o/--output {afm}: is also an input of this command ({afm}); writing it would replace that file"),
+            (["export", "-m", onnx, "--format", "onnx", "-o", Path.Combine(_dir, "x.onnx")], $"{onnx}: "),
+        })
+        {
+            var (c, e) = Cli(args);
+            Assert.Equal(1, c);
+            string[] lines = e.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Single(lines);
+            Assert.StartsWith("afm-gpu: error: " + message, lines[0]);
+        }
+        Assert.True(ModelFile.Load(afm).V.AsSpan().SequenceEqual(model.V), "the input is unchanged");
     }
 }
