@@ -161,6 +161,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
     }
 
     [Theory]
+    [InlineData(ModelKind.Afm, 1)]
     [InlineData(ModelKind.Afm, 2)]
     [InlineData(ModelKind.Afm, 3)]
     [InlineData(ModelKind.Fm, 1)]
@@ -170,6 +171,15 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         var model = Model(kind, LossKind.Logistic, 20, seed: 5);
         var data = Rows(20, [0, 1, 1, 0, 1], seed: 6);
         Compare(model, data, width, $"{kind}, rows of 0 and 1 non-zeros in {width} slots");
+    }
+
+    [Theory]
+    [InlineData(ModelKind.Afm)]
+    [InlineData(ModelKind.Fm)]
+    public void EmptyRowsWithoutSlotsGiveTheBias(ModelKind kind)
+    {
+        var model = Model(kind, LossKind.Squared, 20, seed: 14);
+        Compare(model, Rows(20, [0, 0, 0], seed: 15), 0, $"{kind}, empty rows in 0 slots");
     }
 
     [Theory]

@@ -117,7 +117,7 @@ public static class OnnxExport
                 for (int d = 0; d < k; d++) wt[d * t + r] = model.AttnW[r * k + d];
             g.Floats("W_t", wt, k, t);
             g.Floats("b", model.AttnB, t);
-            g.Floats("h", model.AttnH, t);
+            g.Floats("h", model.AttnH, t, 1);
             g.Floats("p", model.Proj, k);
             g.Floats("masked_score", [MaskedScore], []);
 
@@ -128,7 +128,9 @@ public static class OnnxExport
             g.Node("MatMul", ["q", "W_t"], ["z_w"]);
             g.Node("Add", ["z_w", "b"], ["z"]);
             g.Node("Relu", ["z"], ["z_relu"]);
-            g.Node("MatMul", ["z_relu", "h"], ["pair_score"]);
+            // h as a [t, 1] matrix: ONNX Runtime's MatMul with a vector operand refuses an empty pair axis (nnz = 1).
+            g.Node("MatMul", ["z_relu", "h"], ["pair_score_3"]);
+            g.Node("Squeeze", ["pair_score_3", "axis_last"], ["pair_score"]);
             // Pairs with a padding slot get a large negative score, so that their softmax weight is 0; a row without
             // any real pair gets equal weights from the softmax, zeroed by the mask.
             g.Node("Greater", ["pair_mask", "zero"], ["is_pair"]);
