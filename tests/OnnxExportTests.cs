@@ -291,6 +291,38 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         Assert.True(ratio <= 1.1, $"file/weights {ratio}");
     }
 
+    [Theory]
+    [InlineData(ModelKind.Afm, LossKind.Squared)]
+    [InlineData(ModelKind.Fm, LossKind.Logistic)]
+    public void TrainedModelPredictAndExplainAgreeWithTheExport(ModelKind kind, LossKind loss)
+    {
+        var model = Model(kind, loss, 60, seed: 16);
+        string afm = Path.Combine(_dir, "t.afm"), onnx = Path.Combine(_dir, "t.onnx");
+        ModelFile.Save(model, afm);
+        using var trained = TrainedModel.Load(afm, "cpu");
+        trained.ExportOnnx(onnx);
+        var data = Rows(60, [0, 1, 2, 4, 7, 12, 3, 9], seed: 17);
+        var (score, prediction, attention) = RunOnnx(onnx, data, data.MaxNnz + 2);
+        var s = new Worst("score");
+        var p = new Worst("prediction");
+        var a = new Worst("attention");
+        for (int r = 0; r < data.Rows; r++)
+        {
+            var ids = data.RowIds(r);
+            var why = trained.Explain(ids, data.RowValues(r));
+            p.Check(prediction[r], trained.Predict(ids, data.RowValues(r)), $"row {r}");
+            p.Check(prediction[r], why.Output, $"row {r} (explain)");
+            s.Check(score[r], why.Prediction, $"row {r} (explain)");
+            Assert.Equal(ModelShape.PairCount(ids.Length), why.Pairs.Count);
+            foreach (var pair in why.Pairs)
+            {
+                int si = ids.IndexOf(pair.FeatureI), sj = ids.IndexOf(pair.FeatureJ);
+                a.Check(attention![r][ModelShape.PairIndex(Math.Min(si, sj), Math.Max(si, sj))], pair.Attention, $"row {r} pair {pair.FeatureI}*{pair.FeatureJ}");
+            }
+        }
+        output.WriteLine($"{kind}/{loss} against TrainedModel.Predict and Explain: {s}; {p}; {a}");
+    }
+
     private (int Code, string Err) Cli(params string[] args)
     {
         var e = new StringWriter();

@@ -39,7 +39,15 @@ public static class OnnxExport
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var proto = Build(model, metadata, options ?? new OnnxExportOptions());
+        ModelProto proto;
+        try
+        {
+            proto = Build(model, metadata, options ?? new OnnxExportOptions());
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{path}: cannot export as ONNX: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}", e);
+        }
         AtomicFile.Write(path, stream =>
         {
             using var coded = new CodedOutputStream(stream, leaveOpen: true);
@@ -53,7 +61,7 @@ public static class OnnxExport
     {
         long weightBytes = model.Tensors().Sum(x => (long)x.Data.Length * sizeof(float));
         if (weightBytes > MaxBytes)
-            throw new ArgumentException($"the model's weights take {weightBytes} bytes; an ONNX file holds at most 2 GiB (a protobuf limit), so this model cannot be exported as ONNX (use safetensors)");
+            throw new ArgumentException($"the model's weights take {weightBytes} bytes, and an ONNX file holds at most 2 GiB (a protobuf limit): use safetensors");
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("ONNX export writes little-endian raw tensor data and needs a little-endian machine");
 
         var g = new GraphBuilder();
