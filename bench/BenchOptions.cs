@@ -27,6 +27,8 @@ internal sealed class BenchOptions
           --torch-script PATH   the PyTorch reference script (default: bench/reference/afm_torch.py, found by walking up)
           --python PATH         the Python that runs it (default: the first that imports torch of $AFM_PYTHON,
                                 python3 on the PATH, /usr/bin/python3)
+          --onnx                inference rows/s of the ONNX export under ONNX Runtime next to the native CPU
+                                predictor's, per shape (same rows, weights and threads), then exit
           --list                list shapes and accelerators, then exit
           -h, --help            this text
         """;
@@ -47,6 +49,7 @@ internal sealed class BenchOptions
     public bool CompareTorch { get; private set; }
     public string? TorchScript { get; private set; }
     public string? Python { get; private set; }
+    public bool Onnx { get; private set; }
     public bool List { get; private set; }
     public bool Help { get; private set; }
 
@@ -82,6 +85,7 @@ internal sealed class BenchOptions
                 case "--compare-torch": o.CompareTorch = true; break;
                 case "--torch-script": o.TorchScript = Value(); break;
                 case "--python": o.Python = Value(); break;
+                case "--onnx": o.Onnx = true; break;
                 case "--list": o.List = true; break;
                 case "-h" or "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown option '{a}' (see --help)");

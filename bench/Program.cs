@@ -46,6 +46,8 @@ if (o.Shapes is not null)
     shapes = shapes.FindAll(b => o.Shapes.Exists(s => b.Name.StartsWith(s, StringComparison.OrdinalIgnoreCase)));
 }
 
+if (o.Onnx) return OnnxBench.Run(o, shapes);
+
 // Every device by default, except CPU devices that run the GPU kernels (ILGPU's CPU accelerator, OpenCL CPU devices), which only run when named.
 var selectors = o.Accelerators ?? [.. devices.Where(d => d.Kind == AcceleratorKind.Cpu || d.IsGpu).Select(d => d.Selector)];
 if (o.List)

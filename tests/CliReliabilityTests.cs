@@ -332,7 +332,7 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         ["evaluate"] = ["-m", "-d", "-a", "--threads"],
         ["predict"] = ["-m", "-d", "-o", "--top-pairs", "--feature-map", "-a", "--threads"],
         ["explain"] = ["-m", "-d", "--rows", "--top", "--feature-map", "--fields", "--csv", "--json", "--svg", "--heat", "-a", "--threads"],
-        ["export"] = ["-m", "-o", "--import"],
+        ["export"] = ["-m", "-o", "--import", "--format", "--no-attention"],
     };
 
     [Fact]

@@ -70,8 +70,17 @@ internal static class ExplainCommand
 
     public static int Export(ExportOptions o, TextWriter stderr)
     {
+        string format = o.Format.ToLowerInvariant();
+        if (format is not ("safetensors" or "onnx")) throw new ArgumentException($"--format {o.Format}: must be safetensors or onnx");
+        if (o.Import && format != "safetensors") throw new ArgumentException("--import reads safetensors; --format onnx cannot be imported");
+        if (o.NoAttention && format != "onnx") throw new ArgumentException("--no-attention applies to --format onnx only");
         Cli.CheckOutput("-o/--output", o.Output, o.Model);
-        if (o.Import)
+        if (format == "onnx")
+        {
+            var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
+            Afm.Gpu.Model.Onnx.OnnxExport.Export(model, o.Output, options: new() { IncludeAttention = !o.NoAttention });
+        }
+        else if (o.Import)
         {
             var model = Safetensors.Import(o.Model);
             ModelFile.Save(model, o.Output);

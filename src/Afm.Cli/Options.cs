@@ -170,17 +170,23 @@ internal sealed class ExplainOptions : IAcceleratorOptions
     public int Threads { get; set; }
 }
 
-[Verb("export", HelpText = "Export a model's weights as safetensors (tensor names in docs/safetensors.md), or import them back with --import.")]
+[Verb("export", HelpText = "Export a model as safetensors (tensor names in docs/safetensors.md) or ONNX (--format onnx, docs/onnx.md), or import safetensors back with --import.")]
 internal sealed class ExportOptions
 {
     [Option('m', "model", Required = true, HelpText = "Model file to read (.afm, or safetensors with --import).")]
     public string Model { get; set; } = "";
 
-    [Option('o', "output", Required = true, HelpText = "File to write: safetensors (or .afm with --import). Written atomically.")]
+    [Option('o', "output", Required = true, HelpText = "File to write: safetensors or ONNX (or .afm with --import). Written atomically.")]
     public string Output { get; set; } = "";
 
     [Option("import", HelpText = "Convert a safetensors export back to the native .afm format.")]
     public bool Import { get; set; }
+
+    [Option("format", Default = "safetensors", HelpText = "Export format: safetensors or onnx.")]
+    public string Format { get; set; } = "safetensors";
+
+    [Option("no-attention", HelpText = "ONNX: leave out the attention output.")]
+    public bool NoAttention { get; set; }
 }
 
 [Verb("selftest", HelpText = "Run every kernel of an accelerator and of the CPU accelerator on the same random inputs and compare element-wise.")]

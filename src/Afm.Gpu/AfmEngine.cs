@@ -2,6 +2,7 @@ using Afm.Gpu.Accelerators;
 using Afm.Gpu.Data;
 using Afm.Gpu.Explain;
 using Afm.Gpu.Model;
+using Afm.Gpu.Model.Onnx;
 using Afm.Gpu.Training;
 
 namespace Afm.Gpu;
@@ -105,6 +106,11 @@ public sealed class TrainedModel : IDisposable
 
     /// <summary>Exports the model as safetensors for Python (<see cref="Safetensors"/>), atomically.</summary>
     public void ExportSafetensors(string path, ModelMetadata? metadata = null) => Safetensors.Export(Model, path, metadata);
+
+    /// <summary>
+    /// Exports the model as an ONNX graph for ONNX Runtime and ML.NET (<see cref="OnnxExport"/>, <c>docs/onnx.md</c>), atomically.
+    /// </summary>
+    public void ExportOnnx(string path, ModelMetadata? metadata = null, OnnxExportOptions? options = null) => OnnxExport.Export(Model, path, metadata, options);
 
     /// <summary>Loads a model saved by <see cref="Save"/> or <see cref="ExportSafetensors"/> (told apart by content).</summary>
     /// <param name="path">The model file.</param>
