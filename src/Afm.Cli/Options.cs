@@ -35,7 +35,7 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("epochs", HelpText = "Maximum number of epochs (default 20; demo 30).")]
     public int? Epochs { get; set; }
 
-    [Option("batch", HelpText = "Mini-batch size (default 4096; demo 512).")]
+    [Option("batch", HelpText = "Mini-batch size (default 512).")]
     public int? Batch { get; set; }
 
     [Option("lr", HelpText = "Learning rate (default 0.05; demo 0.1).")]
@@ -50,7 +50,7 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("keep0", Default = 1f, HelpText = "Keep probability of dropout on the attention weights (1 = off).")]
     public float Keep0 { get; set; }
 
-    [Option("keep1", Default = 1f, HelpText = "Keep probability of dropout on the pooled vector (1 = off).")]
+    [Option("keep1", Default = 0.8f, HelpText = "Keep probability of dropout on the pooled vector (1 = off).")]
     public float Keep1 { get; set; }
 
     [Option("loss", Default = "squared", HelpText = "Loss: squared (regression) or logistic (binary labels 0/1 or -1/1).")]
@@ -62,8 +62,20 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("patience", Default = 5, HelpText = "Early stopping: epochs without improvement before stopping (0 = off).")]
     public int Patience { get; set; }
 
-    [Option("pretrain-fm", HelpText = "Initialise the AFM's embeddings, linear terms and bias from this trained FM model file.")]
+    [Option("pretrain-fm", HelpText = "Initialise the AFM's embeddings, linear terms and bias from this trained FM model file (default: pre-train an FM here first).")]
     public string? PretrainFm { get; set; }
+
+    [Option("no-pretrain", HelpText = "Train the AFM from a random start instead of pre-training an FM first.")]
+    public bool NoPretrain { get; set; }
+
+    [Option("pretrain-epochs", HelpText = "Maximum epochs of the FM pre-training (default: --epochs); it stops early like any run.")]
+    public int? PretrainEpochs { get; set; }
+
+    [Option("hand-off", Default = "paper", HelpText = "How the AFM starts from the FM: paper (p = 1, h ~ N(0,1), as in the paper's code) or fm-scale (p = mean pair count, h = 0).")]
+    public string HandOff { get; set; } = "paper";
+
+    [Option("refit", HelpText = "After early stopping on the validation rows, train again on all rows for the best epoch count(s) and keep that model.")]
+    public bool Refit { get; set; }
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]
     public string Accelerator { get; set; } = "auto";

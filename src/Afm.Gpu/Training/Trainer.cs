@@ -70,10 +70,8 @@ public sealed class Trainer
 
     /// <summary>
     /// An AFM initialised from a trained FM, as in the paper: embeddings, linear terms and bias are
-    /// copied. So that the AFM starts where the FM stands, h starts at 0 (uniform attention) and p at
-    /// the mean number of pairs per training row: the uniform average of the pairs times that mean is
-    /// the FM's pair sum for a row of average length (with p = 1 the interactions would shrink by
-    /// the pair count and the first epochs would be spent undoing that).
+    /// copied; the attention network and p start as <see cref="TrainerOptions.HandOff"/> says (by
+    /// default as in the paper's code, p = 1 and h ~ N(0, 1), see <see cref="Initialize"/>).
     /// </summary>
     public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm, SparseDataset train)
     {
@@ -83,10 +81,13 @@ public sealed class Trainer
         fm.V.CopyTo(model.V, 0);
         fm.Linear.CopyTo(model.Linear, 0);
         model.W0[0] = fm.W0[0];
-        double pairs = 0;
-        for (int r = 0; r < train.Rows; r++) pairs += ModelShape.PairCount(train.RowLength(r));
-        Array.Fill(model.Proj, (float)Math.Max(1, pairs / Math.Max(1, train.Rows)));
-        Array.Clear(model.AttnH);
+        if (o.HandOff == FmHandOff.FmScale)
+        {
+            double pairs = 0;
+            for (int r = 0; r < train.Rows; r++) pairs += ModelShape.PairCount(train.RowLength(r));
+            Array.Fill(model.Proj, (float)Math.Max(1, pairs / Math.Max(1, train.Rows)));
+            Array.Clear(model.AttnH);
+        }
         return model;
     }
 
