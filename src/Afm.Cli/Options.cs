@@ -166,7 +166,7 @@ internal sealed class ExplainOptions : IAcceleratorOptions
     [Option("svg", HelpText = "Write a field x field heat map (SVG) to this file.")]
     public string? Svg { get; set; }
 
-    [Option("heat", Default = "attention", HelpText = "Heat map value: attention (mean attention) or contribution (mean |contribution|).")]
+    [Option("heat", Default = "attention", HelpText = "Heat map value: attention (mean attention x pair count, on a scale centred on uniform = 1) or contribution (mean |contribution|).")]
     public string Heat { get; set; } = "attention";
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, opencl[:N] or cuda[:N].")]

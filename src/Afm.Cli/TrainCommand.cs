@@ -128,11 +128,11 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         using var predictor = new Predictor(acc, model, planted.Test.MaxNnz);
         var summary = new Explainer(predictor).Summarize(planted.Test, FeatureMap.FromFields(planted.FieldOf));
         int pairs = planted.Fields * (planted.Fields - 1) / 2;
-        stdout.WriteLine($"field pairs by mean attention on the test rows (uniform would be {1.0 / pairs:F4}):");
+        stdout.WriteLine($"field pairs by mean attention on the test rows (uniform would be {1.0 / pairs:F4}, x pairs 1):");
         foreach (var s in summary.Pairs.Take(6))
         {
             bool isPlanted = planted.PlantedPairs.Contains((s.FieldA, s.FieldB));
-            stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4}  mean |contribution| {s.MeanAbsContribution:F4}{(isPlanted ? "   <- planted" : "")}");
+            stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4} (x pairs {s.MeanRelativeAttention:F2})  mean |contribution| {s.MeanAbsContribution:F4}{(isPlanted ? "   <- planted" : "")}");
         }
     }
 
