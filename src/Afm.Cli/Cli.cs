@@ -29,7 +29,7 @@ public static class Cli
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, ExplainOptions, ExportOptions, SelfTestOptions, DevicesOptions>(args);
+        var parsed = parser.ParseArguments<TrainOptions, EvaluateOptions, PredictOptions, ExplainOptions, ExportOptions, SelfTestOptions, DevicesOptions, DemoDataOptions>(args);
         try
         {
             return parsed.MapResult(
@@ -40,6 +40,7 @@ public static class Cli
                 (ExportOptions o) => ExplainCommand.Export(o, stderr),
                 (SelfTestOptions o) => SelfTestCommand(o, stdout, stderr),
                 (DevicesOptions _) => Devices(stdout),
+                (DemoDataOptions o) => DemoDataCommand.Run(o, stdout),
                 errs => errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError) ? 0 : UsageError);
         }
         catch (Exception e) when (IsUserError(e))

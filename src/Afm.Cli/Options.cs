@@ -131,6 +131,16 @@ internal sealed class PredictOptions : IAcceleratorOptions
     public int Threads { get; set; }
 }
 
+[Verb("demo-data", HelpText = "Write the demo's synthetic data (planted interactions) as libFM files train.libfm and test.libfm.")]
+internal sealed class DemoDataOptions
+{
+    [Option('o', "output", Required = true, HelpText = "Existing directory to write train.libfm and test.libfm into.")]
+    public string Output { get; set; } = "";
+
+    [Option("binary", HelpText = "Labels 1 / -1: above / at or below the training labels' median (for --loss logistic).")]
+    public bool Binary { get; set; }
+}
+
 [Verb("devices", HelpText = "List the accelerators on this machine.")]
 internal sealed class DevicesOptions
 {
