@@ -44,8 +44,8 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("optimizer", Default = "adagrad", HelpText = "Optimizer: adagrad, adam or sgd.")]
     public string Optimizer { get; set; } = "adagrad";
 
-    [Option("lambda", Default = 0f, HelpText = "L2 penalty on the attention weights W.")]
-    public float Lambda { get; set; }
+    [Option("lambda", Default = "auto", HelpText = "L2 penalty λ on the attention weights W, or a comma-separated list to choose from on the validation rows (auto = 0,0.3,3).")]
+    public string Lambda { get; set; } = "auto";
 
     [Option("keep0", Default = 1f, HelpText = "Keep probability of dropout on the attention weights (1 = off).")]
     public float Keep0 { get; set; }

@@ -73,6 +73,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["options"] = Describe(options);
         meta.Properties["accelerator"] = acc.Descriptor.Name;
         meta.Properties["best_epoch"] = result.Training.BestEpoch.ToString();
+        meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = result.Pretraining.BestEpoch.ToString();
         if (result.Refitted) meta.Properties["refit"] = "all rows";
         ModelFile.Save(result.Model, output, meta);
@@ -144,6 +145,10 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private TrainerOptions BuildOptions()
     {
+        float[] lambdas = o.Lambda.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+            ? [.. TrainerOptions.DefaultLambdaCandidates]
+            : [.. o.Lambda.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(ParseLambda)];
+        if (lambdas.Length == 0) throw new ArgumentException("--lambda: give a number, a list or auto");
         var options = new TrainerOptions
         {
             Model = o.Model.ToLowerInvariant() switch
@@ -164,7 +169,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
                 "sgd" => OptimizerKind.Sgd,
                 _ => throw new ArgumentException($"--optimizer {o.Optimizer}: use adagrad, adam or sgd"),
             },
-            Lambda = o.Lambda,
+            Lambda = lambdas.Length == 1 ? lambdas[0] : 0f,
+            LambdaCandidates = lambdas.Length > 1 ? lambdas : null,
             Keep0 = o.Keep0,
             Keep1 = o.Keep1,
             Loss = o.Loss.ToLowerInvariant() switch
@@ -197,16 +203,21 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         return options;
     }
 
+    private static float ParseLambda(string s) =>
+        float.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) && v >= 0
+            ? v : throw new ArgumentException($"--lambda {s}: must be a number >= 0, a comma-separated list of them, or auto");
+
     private static string OptionFlag(string? name) => name switch
     {
         nameof(TrainerOptions.BatchSize) => "batch",
         nameof(TrainerOptions.LearningRate) => "lr",
         nameof(TrainerOptions.ValidationFraction) => "validation-fraction",
         nameof(TrainerOptions.PretrainEpochs) => "pretrain-epochs",
+        nameof(TrainerOptions.LambdaCandidates) => "lambda",
         null => "?",
         _ => name.ToLowerInvariant(),
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={t.Lambda} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

@@ -23,7 +23,8 @@ public enum TrainStage
 /// <param name="Pretraining">The FM pre-training run, or null when none ran.</param>
 /// <param name="HeldOut">Training rows held out for validation (0 when a validation set was given or none was used).</param>
 /// <param name="Refitted">Whether <see cref="Model"/> comes from a refit on all rows.</param>
-public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, int HeldOut, bool Refitted);
+/// <param name="Lambda">The λ of <see cref="Training"/> (chosen on the validation set when <see cref="TrainerOptions.LambdaCandidates"/> is set).</param>
+public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, int HeldOut, bool Refitted, float Lambda);
 
 /// <summary>
 /// The whole training recipe around <see cref="Trainer"/>: hold out a validation set (saying how
@@ -95,9 +96,25 @@ public sealed class Recipe
             Say(Inv($"FM pre-training: best epoch {pretraining.BestEpoch}; the AFM starts from its embeddings, linear terms and bias"));
         }
         var initial = fm is null ? null : Trainer.InitializeFromFm(o, fm, train);
-        if (initial is not null && Environment.GetEnvironmentVariable("HACK_P") is string hp) Array.Fill(initial.Proj, float.Parse(hp));
-        var result = Run(TrainStage.Training, o, train, validation, initial, cancel);
-        if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false);
+        TrainResult result;
+        float lambda = o.Lambda;
+        if (o.Model == ModelKind.Afm && o.LambdaCandidates is { Length: > 0 } candidates && validation is not null)
+        {
+            double bestScore = double.PositiveInfinity;
+            result = null!;
+            foreach (float l in candidates)
+            {
+                var lo = o.Clone();
+                lo.Lambda = l;
+                Say(Inv($"AFM with λ = {l} (L2 on the attention weights; of {string.Join(", ", candidates)} the best validation score is kept)"));
+                var r = Run(TrainStage.Training, lo, train, validation, initial, cancel);
+                double score = r.BestEpoch > 0 ? r.History[r.BestEpoch - 1].Validation!.Objective(o.Loss) : double.PositiveInfinity;
+                if (result is null || score < bestScore) (result, bestScore, lambda) = (r, score, l);
+            }
+            Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
+        }
+        else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
+        if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda);
 
         var full = heldOut > 0 ? all : Concat(all, validation);
         if (pretraining is not null)
@@ -109,11 +126,13 @@ public sealed class Recipe
             fm = Run(TrainStage.RefitPretraining, fo, full, null, null, cancel).Model;
         }
         var ro = o.Clone();
+        ro.Lambda = lambda;
+        ro.LambdaCandidates = null;
         ro.Epochs = result.BestEpoch;
         ro.ValidationFraction = 0;
         Say(Inv($"refit: the {o.Model.ToString().ToUpperInvariant()} on all {full.Rows} rows for {ro.Epochs} epochs (its best epoch count)"));
         var refit = Run(TrainStage.Refit, ro, full, null, fm is null ? null : Trainer.InitializeFromFm(ro, fm, full), cancel);
-        return new RecipeResult(refit.Model, result, pretraining, heldOut, true);
+        return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda);
     }
 
     private TrainResult Run(TrainStage stage, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial, CancellationToken cancel)

@@ -75,8 +75,24 @@ public sealed class TrainerOptions
     /// </summary>
     public bool Refit { get; set; }
 
+    /// <summary>
+    /// For an AFM with a validation set: train once per λ in this list (after one FM pre-training)
+    /// and keep the run with the best validation score; <see cref="Lambda"/> is then ignored.
+    /// Null or empty (default): train once with <see cref="Lambda"/>. Applied by <see cref="Recipe"/>;
+    /// the command line's default is <see cref="DefaultLambdaCandidates"/>.
+    /// </summary>
+    public float[]? LambdaCandidates { get; set; }
+
+    /// <summary>The λ values the command line tries by default: none, moderate, strong (README, "Defaults").</summary>
+    public static IReadOnlyList<float> DefaultLambdaCandidates { get; } = [0f, 0.3f, 3f];
+
     /// <summary>A copy of every option.</summary>
-    public TrainerOptions Clone() => (TrainerOptions)MemberwiseClone();
+    public TrainerOptions Clone()
+    {
+        var c = (TrainerOptions)MemberwiseClone();
+        c.LambdaCandidates = LambdaCandidates?.ToArray();
+        return c;
+    }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first option out of range.</summary>
     public void Validate()
@@ -95,6 +111,8 @@ public sealed class TrainerOptions
         Check(Keep1 is > 0 and <= 1, nameof(Keep1), Keep1, "must be in (0, 1]");
         Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
         Check(Patience >= 0, nameof(Patience), Patience, "must not be negative");
+        Check(LambdaCandidates is null || LambdaCandidates.All(l => float.IsFinite(l) && l >= 0), nameof(LambdaCandidates),
+            LambdaCandidates is null ? "" : string.Join(",", LambdaCandidates), "every λ must be >= 0");
         Check(PretrainEpochs >= 0, nameof(PretrainEpochs), PretrainEpochs, "must not be negative");
         Check(float.IsFinite(InitStd) && InitStd > 0, nameof(InitStd), InitStd, "must be a positive number");
     }
