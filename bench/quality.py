@@ -13,7 +13,7 @@ binary variant trained with --loss logistic). Build first: dotnet build -c Relea
 afm-gpu runs `afm-gpu train --train A --test B --model fm|afm --accelerator cpu` with nothing else
 (plus --loss logistic on the binary data and --seed). The PyTorch reference gets the same
 hyper-parameters as those defaults (k = t = 16, batch 512, Adagrad lr 0.05, keep1 0.8, 20 epochs,
-the AFM pre-trained from a 20-epoch FM) but trains on every training row for all 20 epochs (no
+the AFM pre-trained from a 20-epoch FM, λ as afm-gpu chose it on its validation rows) but trains on every training row for all 20 epochs (no
 validation split or early stopping: it reports its last epoch) and its FM has no dropout.
 """
 import argparse
@@ -58,16 +58,20 @@ def engine(cli, data, model, logistic, seed, extra):
     metrics = dict(re.findall(r"(rmse|logloss|auc|mae) ([0-9.]+)", m.group(1)))
     best = re.search(r"^best epoch (\d+)", out, re.M).group(1)
     pre = re.search(r"^FM pre-training: best epoch (\d+)", out, re.M)
-    return {k: float(v) for k, v in metrics.items()}, f"best epoch {best}" + (f", FM pre-training {pre.group(1)}" if pre else "")
+    lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    if lam:
+        metrics["lambda"] = float(lam.group(1))
+    return metrics, f"best epoch {best}" + (f", FM pre-training {pre.group(1)}" if pre else "") + (f", λ = {lam.group(1)}" if lam else "")
 
 
-def torch_ref(python, data, model, logistic, seed):
+def torch_ref(python, data, model, logistic, seed, lam):
     cmd = [python, os.path.join(HERE, "reference", "afm_torch.py"), "train",
            "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
            "--model", model, "--k", "16", "--t", "16", "--batch", "512", "--lr", "0.05", "--optimizer", "adagrad",
            "--keep1", "0.8", "--epochs", "20", "--seed", str(seed)]
     if model == "afm":
-        cmd += ["--pretrain-fm", "--pretrain-epochs", "20"]
+        cmd += ["--pretrain-fm", "--pretrain-epochs", "20", "--lambda", str(lam)]
     if logistic:
         cmd += ["--loss", "logistic"]
     out = run(cmd)
@@ -76,7 +80,7 @@ def torch_ref(python, data, model, logistic, seed):
         m = re.search(rf"^{model} final test {name} ([0-9.]+)", out, re.M)
         if m:
             metrics[key] = float(m.group(1))
-    return metrics, "last of 20 epochs"
+    return metrics, "last of 20 epochs" + (f", λ = {lam:g}" if model == "afm" else "")
 
 
 def main():
@@ -120,7 +124,9 @@ def main():
                     if system == "afm-gpu":
                         metrics, note = engine(cli, d, model, logistic, seed, extra)
                     else:
-                        metrics, note = torch_ref(args.python, d, model, logistic, seed)
+                        # the reference AFM gets the λ that afm-gpu chose on its validation rows (0 if none)
+                        chosen = [r[4].get("lambda", 0.0) for r in rows if r[0] == label and r[1] == seed and r[2] == "afm-gpu" and r[3] == "afm"]
+                        metrics, note = torch_ref(args.python, d, model, logistic, seed, chosen[0] if chosen else 0.0)
                     rows.append((label, seed, system, model, metrics, note))
                     print(f"  {label} seed {seed} {system} {model}: {metrics} ({note})", file=sys.stderr, flush=True)
 
