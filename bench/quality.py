@@ -91,7 +91,7 @@ def main():
     ap.add_argument("--datasets", default="ml100k,planted,planted-binary")
     ap.add_argument("--seeds", default="1", help="comma-separated seeds; each system runs once per seed")
     ap.add_argument("--movielens", default=None, help="folder with ml-100k-libfm train.libfm and test.libfm")
-    ap.add_argument("--engine-args", default="", help="extra afm-gpu train arguments (to measure non-defaults)")
+    ap.add_argument("--engine-args", default="", help="extra afm-gpu train arguments (to measure non-defaults); write --engine-args=--refit")
     args = ap.parse_args()
     cli = args.cli.split() if args.cli else ["dotnet", os.path.join(ROOT, "src", "Afm.Cli", "bin", "Release", "net10.0", "afm-gpu.dll")]
     seeds = [int(s) for s in args.seeds.split(",")]
