@@ -236,7 +236,7 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         // The GPU kernels hold a row's pair tile in shared memory; a row too long for it is refused with the figures
         // (on ILGPU's CPU accelerator, which runs those kernels and has their 48 KiB limit).
         string data = Write("long.libfm", "3 " + string.Join(' ', Enumerable.Range(0, 4000).Select(i => $"{i}:1")) + "\n" + string.Concat(Enumerable.Range(0, 30).Select(i => $"{i % 5} {i}:1 {i + 1}:1\n")));
-        var r = Run("train", "--train", data, "-a", "ilgpu-cpu", "--epochs", "1", "--no-progress", "-o", PathOf("m.afm"));
+        var r = Run("train", "--train", data, "-a", "ilgpu-cpu", "--no-pretrain", "--epochs", "1", "--no-progress", "-o", PathOf("m.afm"));
         string line = ErrorLine(r);
         Assert.Matches(@"^afm-gpu: error: AFM with 4000 non-zeros per row, k = 16, t = 16 needs \d+ bytes of shared memory per work-group; the device offers \d+$", line);
     }

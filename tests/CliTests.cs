@@ -85,6 +85,47 @@ public sealed class CliTests : IDisposable
         Assert.Equal(8, fmModel.K);
     }
 
+    [Fact]
+    public void AfmPretrainsAnFmByDefaultAndSaysHowManyRowsAreHeldOut()
+    {
+        string train = WriteData("train.libfm", 500, 4);
+        string model = Path.Combine(_dir, "afm.afm");
+        var r = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "2", "--lambda", "0,1", "--refit", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("validation: 50 of 500 training rows held out", r.Out);
+        Assert.Contains("pre-training an FM (k = 8) on the same rows", r.Out);
+        Assert.Contains("FM epoch   2", r.Out);
+        Assert.Contains("AFM with λ = 1", r.Out);
+        Assert.Matches(@"λ = [01] chosen", r.Out);
+        Assert.Contains("refit: the AFM on all 500 rows", r.Out);
+
+        var scratch = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--no-pretrain", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(scratch.Code == 0, scratch.Err);
+        Assert.DoesNotContain("pre-training", scratch.Out);
+
+        var both = Run("train", "--train", train, "--no-pretrain", "--pretrain-fm", model, "--accelerator", "cpu", "-o", model);
+        Assert.Equal(CliApp.UserError, both.Code);
+        var badLambda = Run("train", "--train", train, "--lambda", "0,-1", "--accelerator", "cpu", "-o", model);
+        Assert.Equal(CliApp.UserError, badLambda.Code);
+        Assert.Contains("--lambda -1", badLambda.Err);
+    }
+
+    [Fact]
+    public void DemoDataWritesThePlantedRowsAsLibFm()
+    {
+        var r = Run("demo-data", "-o", _dir, "--binary");
+        Assert.True(r.Code == 0, r.Err);
+        var train = LibFmReader.Read(Path.Combine(_dir, "train.libfm"));
+        var test = LibFmReader.Read(Path.Combine(_dir, "test.libfm"));
+        var planted = Afm.Gpu.Synthetic.PlantedData.Generate();
+        Assert.Equal(planted.Train.Rows, train.Rows);
+        Assert.Equal(planted.Test.Rows, test.Rows);
+        Assert.True(planted.Train.FeatureIds.SequenceEqual(train.FeatureIds));
+        Assert.All(train.Labels, y => Assert.True(y is 1f or -1f));
+        // the median splits the training labels in half
+        Assert.InRange(train.Labels.Count(y => y > 0), train.Rows / 2 - 1, train.Rows / 2);
+    }
+
     [Theory]
     [InlineData("5 1:1 2:x\n", ":1: malformed token '2:x'")]
     [InlineData("3 1:1\n4 -2:1\n", ":2: negative feature id")]

@@ -301,6 +301,31 @@ def cmd_train(args):
             model.w0.copy_(fm.w0)
     r = fit(model, train, test, args, args.epochs, args.model)
     print(f"{args.model} final test {'rmse' if args.loss == 'squared' else 'logloss'} {r:.5f}")
+    if args.loss == "logistic":
+        print(f"{args.model} final test auc {auc(model, test, args.batch):.5f}")
+
+
+def auc(model, data, batch):
+    """ROC AUC of the raw scores against labels > 0 (ties count one half)."""
+    ids, vals, mask, y = data
+    model.eval()
+    with torch.no_grad():
+        scores = torch.cat([model(ids[s:s + batch], vals[s:s + batch], mask[s:s + batch]) for s in range(0, len(y), batch)])
+    pos = y > 0
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = torch.argsort(scores)
+    s_sorted = scores[order].double()
+    ranks = torch.empty(len(y), dtype=torch.float64)
+    i = 0
+    while i < len(y):
+        j = i
+        while j + 1 < len(y) and s_sorted[j + 1] == s_sorted[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return (ranks[pos].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 # ---------------------------------------------------------------- CLI

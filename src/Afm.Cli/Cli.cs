@@ -32,7 +32,7 @@ public static class Cli
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        Type[] verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions)];
+        Type[] verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions), typeof(DemoDataOptions)];
         if (TrailingOptionWithoutValue(args, verbs) is { } missing) return SyntaxError(missing, args[0], stderr);
         var parsed = parser.ParseArguments(args, verbs);
         try
@@ -45,6 +45,7 @@ public static class Cli
                 (ExportOptions o) => ExplainCommand.Export(o, stderr),
                 (SelfTestOptions o) => SelfTestCommand(o, stdout, stderr),
                 (DevicesOptions _) => Devices(stdout),
+                (DemoDataOptions o) => DemoDataCommand.Run(o, stdout),
                 errs => Syntax(parsed, errs.ToList(), args, stdout, stderr));
         }
         catch (Exception e)

@@ -35,7 +35,7 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("epochs", HelpText = "Maximum number of epochs (default 20; demo 30).")]
     public int? Epochs { get; set; }
 
-    [Option("batch", HelpText = "Mini-batch size (default 4096; demo 512).")]
+    [Option("batch", HelpText = "Mini-batch size (default 512).")]
     public int? Batch { get; set; }
 
     [Option("lr", HelpText = "Learning rate (default 0.05; demo 0.1).")]
@@ -44,13 +44,13 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("optimizer", Default = "adagrad", HelpText = "Optimizer: adagrad, adam or sgd.")]
     public string Optimizer { get; set; } = "adagrad";
 
-    [Option("lambda", Default = 0f, HelpText = "L2 penalty on the attention weights W.")]
-    public float Lambda { get; set; }
+    [Option("lambda", Default = "auto", HelpText = "L2 penalty λ on the attention weights W, or a comma-separated list to choose from on the validation rows (auto = 0,0.3,3).")]
+    public string Lambda { get; set; } = "auto";
 
     [Option("keep0", Default = 1f, HelpText = "Keep probability of dropout on the attention weights (1 = off).")]
     public float Keep0 { get; set; }
 
-    [Option("keep1", Default = 1f, HelpText = "Keep probability of dropout on the pooled vector (1 = off).")]
+    [Option("keep1", Default = 0.8f, HelpText = "Keep probability of dropout on the pooled vector (1 = off).")]
     public float Keep1 { get; set; }
 
     [Option("loss", Default = "squared", HelpText = "Loss: squared (regression) or logistic (binary labels 0/1 or -1/1).")]
@@ -62,8 +62,20 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("patience", Default = 5, HelpText = "Early stopping: epochs without improvement before stopping (0 = off).")]
     public int Patience { get; set; }
 
-    [Option("pretrain-fm", HelpText = "Initialise the AFM's embeddings, linear terms and bias from this trained FM model file.")]
+    [Option("pretrain-fm", HelpText = "Initialise the AFM's embeddings, linear terms and bias from this trained FM model file (default: pre-train an FM here first).")]
     public string? PretrainFm { get; set; }
+
+    [Option("no-pretrain", HelpText = "Train the AFM from a random start instead of pre-training an FM first.")]
+    public bool NoPretrain { get; set; }
+
+    [Option("pretrain-epochs", HelpText = "Maximum epochs of the FM pre-training (default: --epochs); it stops early like any run.")]
+    public int? PretrainEpochs { get; set; }
+
+    [Option("hand-off", Default = "paper", HelpText = "How the AFM starts from the FM: paper (p = 1, h ~ N(0,1), as in the paper's code) or fm-scale (p = mean pair count, h = 0).")]
+    public string HandOff { get; set; } = "paper";
+
+    [Option("refit", HelpText = "After early stopping on the validation rows, train again on all rows for the best epoch count(s) and keep that model.")]
+    public bool Refit { get; set; }
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
     public string Accelerator { get; set; } = "auto";
@@ -125,6 +137,16 @@ internal sealed class PredictOptions : IAcceleratorOptions
     public int Threads { get; set; }
 }
 
+[Verb("demo-data", HelpText = "Write the demo's synthetic data (planted interactions) as libFM files train.libfm and test.libfm.")]
+internal sealed class DemoDataOptions
+{
+    [Option('o', "output", Required = true, HelpText = "Existing directory to write train.libfm and test.libfm into.")]
+    public string Output { get; set; } = "";
+
+    [Option("binary", HelpText = "Labels 1 / -1: above / at or below the training labels' median (for --loss logistic).")]
+    public bool Binary { get; set; }
+}
+
 [Verb("devices", HelpText = "List the accelerators on this machine.")]
 internal sealed class DevicesOptions
 {
@@ -160,7 +182,7 @@ internal sealed class ExplainOptions : IAcceleratorOptions
     [Option("svg", HelpText = "Write a field x field heat map (SVG) to this file.")]
     public string? Svg { get; set; }
 
-    [Option("heat", Default = "attention", HelpText = "Heat map value: attention (mean attention) or contribution (mean |contribution|).")]
+    [Option("heat", Default = "attention", HelpText = "Heat map value: attention (mean attention x pair count, on a scale centred on uniform = 1) or contribution (mean |contribution|).")]
     public string Heat { get; set; } = "attention";
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]

@@ -48,15 +48,17 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
         train = train.WithFeatureCount(features);
 
-        AfmModel? initial = null;
+        AfmModel? pretrained = null;
         if (o.PretrainFm is not null)
         {
             if (options.Model != ModelKind.Afm) throw new ArgumentException("--pretrain-fm applies to --model afm");
+            if (o.NoPretrain) throw new ArgumentException("give --pretrain-fm or --no-pretrain, not both");
             var fm = ModelFile.Load(o.PretrainFm);
             if (fm.Kind != ModelKind.Fm) throw new ArgumentException($"{o.PretrainFm}: not an FM model (it is {fm.Kind})");
             if (fm.FeatureCount < features) throw new ArgumentException($"{o.PretrainFm}: the FM has {fm.FeatureCount} features but the data uses ids up to {features - 1}");
             if (fm.Loss != options.Loss) throw new ArgumentException($"{o.PretrainFm}: the FM was trained with {fm.Loss} loss, this run uses {options.Loss}");
-            initial = Trainer.InitializeFromFm(options, fm, train);
+            if (fm.K != options.K) throw new ArgumentException($"{o.PretrainFm}: the FM has k = {fm.K}, this run uses -k {options.K}");
+            pretrained = fm;
             stdout.WriteLine($"initialised embeddings, linear terms and bias from FM {o.PretrainFm}");
         }
 
@@ -72,14 +74,17 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"-- {options.Model.ToString().ToUpperInvariant()}");
         }
 
-        var result = RunTrainer(acc, options, train, validation, initial, checkpoint);
+        var result = RunTrainer(acc, options, train, validation, pretrained, checkpoint);
         var meta = new ModelMetadata();
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
         meta.Properties["accelerator"] = acc.Descriptor.Name;
-        meta.Properties["best_epoch"] = result.BestEpoch.ToString();
+        meta.Properties["best_epoch"] = result.Training.BestEpoch.ToString();
+        meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = result.Pretraining.BestEpoch.ToString();
+        if (result.Refitted) meta.Properties["refit"] = "all rows";
         ModelFile.Save(result.Model, output, meta);
-        stdout.WriteLine($"best epoch {result.BestEpoch}; model written to {output}");
+        stdout.WriteLine($"best epoch {result.Training.BestEpoch}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
         if (test is not null)
         {
             var m = Score(acc, result.Model, test);
@@ -99,17 +104,30 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         Directory.CreateDirectory(dir);
         Cli.CheckOutput("--checkpoint", checkpoint.FilePath, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm, output);
         if (o.Resume)
-            stdout.WriteLine(CheckpointOptions.LastEpoch(dir) is int last ? $"resuming after epoch {last} from {checkpoint.FilePath}" : $"no checkpoint in {dir} yet: starting from epoch 1");
+        {
+            // one checkpoint per stage of the recipe (FM pre-training, each λ, refit), each in its own folder
+            var found = Directory.GetDirectories(dir)
+                .Select(d => (Stage: Path.GetFileName(d), Epoch: CheckpointOptions.LastEpoch(d)))
+                .Where(x => x.Epoch is not null).OrderBy(x => x.Stage, StringComparer.Ordinal).ToList();
+            stdout.WriteLine(found.Count == 0
+                ? $"no checkpoint in {dir} yet: starting from epoch 1"
+                : $"resuming from {dir}: {string.Join(", ", found.Select(x => $"{x.Stage} after epoch {x.Epoch}"))}");
+        }
         return checkpoint;
     }
 
-    private TrainResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial, CheckpointOptions? checkpoint)
+    private RecipeResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? pretrained, CheckpointOptions? checkpoint)
     {
-        var trainer = new Trainer(acc, options) { Checkpoint = checkpoint };
+        var recipe = new Recipe(acc, options) { Checkpoint = checkpoint };
         bool progress = !o.NoProgress && !Console.IsErrorRedirected;
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
-        trainer.Progress += p =>
+        recipe.Message += line =>
+        {
+            if (progress) stderr.Write("\r" + new string(' ', 78) + "\r");
+            stdout.WriteLine(line);
+        };
+        recipe.Progress += (_, p) =>
         {
             if (p.RowsDone <= options.BatchSize) epochClock.Restart();
             if (!progress || lastDraw.ElapsedMilliseconds < 200) return;
@@ -119,13 +137,14 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             double rate = p.RowsDone / Math.Max(epochClock.Elapsed.TotalSeconds, 1e-9);
             stderr.Write($"\repoch {p.Epoch,3} [{new string('#', bar)}{new string('.', 30 - bar)}] {frac * 100,5:F1}%  {rate,12:N0} samples/s ");
         };
-        trainer.EpochCompleted += r =>
+        recipe.EpochCompleted += (stage, r) =>
         {
             if (progress) stderr.Write("\r" + new string(' ', 78) + "\r");
             string valid = r.Validation is null ? "" : $"  valid {r.Validation.Format(options.Loss)}";
-            stdout.WriteLine($"epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
+            string tag = stage is TrainStage.Pretraining or TrainStage.RefitPretraining ? "FM " : "";
+            stdout.WriteLine($"{tag}epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
         };
-        return trainer.Train(train, validation, initial);
+        return recipe.Run(train, validation, pretrained);
     }
 
     private static Metrics Score(Accelerator acc, AfmModel model, SparseDataset data)
@@ -139,16 +158,20 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         using var predictor = new Predictor(acc, model, planted.Test.MaxNnz);
         var summary = new Explainer(predictor).Summarize(planted.Test, FeatureMap.FromFields(planted.FieldOf));
         int pairs = planted.Fields * (planted.Fields - 1) / 2;
-        stdout.WriteLine($"field pairs by mean attention on the test rows (uniform would be {1.0 / pairs:F4}):");
+        stdout.WriteLine($"field pairs by mean attention on the test rows (uniform would be {1.0 / pairs:F4}, x pairs 1):");
         foreach (var s in summary.Pairs.Take(6))
         {
             bool isPlanted = planted.PlantedPairs.Contains((s.FieldA, s.FieldB));
-            stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4}  mean |contribution| {s.MeanAbsContribution:F4}{(isPlanted ? "   <- planted" : "")}");
+            stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4} (x pairs {s.MeanRelativeAttention:F2})  mean |contribution| {s.MeanAbsContribution:F4}{(isPlanted ? "   <- planted" : "")}");
         }
     }
 
     private TrainerOptions BuildOptions()
     {
+        float[] lambdas = o.Lambda.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+            ? [.. TrainerOptions.DefaultLambdaCandidates]
+            : [.. o.Lambda.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(ParseLambda)];
+        if (lambdas.Length == 0) throw new ArgumentException("--lambda: give a number, a list or auto");
         var options = new TrainerOptions
         {
             Model = o.Model.ToLowerInvariant() switch
@@ -160,7 +183,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             K = o.K,
             T = o.T,
             Epochs = o.Epochs ?? (o.TrainFile is null ? 30 : 20),
-            BatchSize = o.Batch ?? (o.TrainFile is null ? 512 : 4096),
+            BatchSize = o.Batch ?? 512,
             LearningRate = o.LearningRate ?? (o.TrainFile is null ? 0.1f : 0.05f),
             Optimizer = o.Optimizer.ToLowerInvariant() switch
             {
@@ -169,7 +192,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
                 "sgd" => OptimizerKind.Sgd,
                 _ => throw new ArgumentException($"--optimizer {o.Optimizer}: use adagrad, adam or sgd"),
             },
-            Lambda = o.Lambda,
+            Lambda = lambdas.Length == 1 ? lambdas[0] : 0f,
+            LambdaCandidates = lambdas.Length > 1 ? lambdas : null,
             Keep0 = o.Keep0,
             Keep1 = o.Keep1,
             Loss = o.Loss.ToLowerInvariant() switch
@@ -181,6 +205,15 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             Seed = o.Seed,
             Patience = o.Patience,
             ValidationFraction = o.ValidationFraction,
+            Pretrain = o.NoPretrain ? PretrainKind.None : PretrainKind.Fm,
+            PretrainEpochs = o.PretrainEpochs ?? 0,
+            HandOff = o.HandOff.ToLowerInvariant() switch
+            {
+                "paper" => FmHandOff.Paper,
+                "fm-scale" => FmHandOff.FmScale,
+                _ => throw new ArgumentException($"--hand-off {o.HandOff}: use paper or fm-scale"),
+            },
+            Refit = o.Refit,
         };
         try
         {
@@ -193,16 +226,23 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         return options;
     }
 
-    private static string OptionFlag(string name) => name switch
+    private static float ParseLambda(string s) =>
+        float.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) && v >= 0
+            ? v : throw new ArgumentException($"--lambda {s}: must be a number >= 0, a comma-separated list of them, or auto");
+
+    private static string OptionFlag(string? name) => name switch
     {
         nameof(TrainerOptions.K) => "-k/--dim",
         nameof(TrainerOptions.T) => "-t/--attention-factor",
         nameof(TrainerOptions.BatchSize) => "--batch",
         nameof(TrainerOptions.LearningRate) => "--lr",
         nameof(TrainerOptions.ValidationFraction) => "--validation-fraction",
+        nameof(TrainerOptions.PretrainEpochs) => "--pretrain-epochs",
+        nameof(TrainerOptions.LambdaCandidates) => "--lambda",
+        null => "an option",
         _ => "--" + name.ToLowerInvariant(),
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={t.Lambda} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

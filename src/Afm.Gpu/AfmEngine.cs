@@ -38,18 +38,24 @@ public static class AfmEngine
     /// of the training rows are held out.</param>
     /// <param name="accelerator"><c>auto</c> (a GPU if there is one, else the CPU), <c>cpu</c>, <c>opencl[:N]</c> or <c>cuda[:N]</c>.</param>
     /// <param name="cancel">Stops training between mini-batches.</param>
+    /// <param name="pretrainedFm">For an AFM: start from this trained FM. Without it an AFM pre-trains an FM of
+    /// the same k first (<see cref="TrainerOptions.Pretrain"/>; <see cref="PretrainKind.None"/> starts from scratch).</param>
+    /// <param name="log">Receives what the run does next: held-out rows, pre-training, refit (<see cref="Recipe.Message"/>).</param>
     /// <exception cref="AcceleratorUnavailableException">The accelerator cannot be used.</exception>
     /// <exception cref="ArgumentException">The options are invalid or the data is empty.</exception>
+    /// <remarks>Runs the whole <see cref="Recipe"/>: validation split, FM pre-training, training, and refit when asked.</remarks>
     public static TrainedModel Train(SparseDataset train, TrainerOptions options, SparseDataset? validation = null,
-        string accelerator = "auto", CancellationToken cancel = default)
+        string accelerator = "auto", CancellationToken cancel = default, AfmModel? pretrainedFm = null, Action<string>? log = null)
     {
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(options);
         var acc = AcceleratorRegistry.Create(accelerator, out string note);
         try
         {
-            var result = new Trainer(acc, options).Train(train, validation, cancel: cancel);
-            return new TrainedModel(result.Model, acc, note, result);
+            var recipe = new Recipe(acc, options);
+            if (log is not null) recipe.Message += log;
+            var result = recipe.Run(train, validation, pretrainedFm, cancel);
+            return new TrainedModel(result.Model, acc, note, result.Training) { Recipe = result };
         }
         catch
         {
@@ -85,6 +91,9 @@ public sealed class TrainedModel : IDisposable
 
     /// <summary>The training history, or null for a loaded model.</summary>
     public TrainResult? Training { get; }
+
+    /// <summary>The whole run (pre-training, held-out rows, refit), or null for a loaded model.</summary>
+    public RecipeResult? Recipe { get; internal init; }
 
     /// <summary>Predicts one row: a clipped value for squared loss, a probability for logistic loss.</summary>
     /// <param name="ids">Feature ids of the row's non-zeros (each below <see cref="AfmModel.FeatureCount"/>).</param>

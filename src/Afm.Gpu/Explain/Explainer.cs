@@ -117,7 +117,11 @@ public sealed record RowExplanation(float Prediction, float Output, float Bias, 
 /// <summary>What a field-pair heat map colours by.</summary>
 public enum HeatMapValue
 {
-    /// <summary>Mean attention weight a_ij of the field pair.</summary>
+    /// <summary>
+    /// Attention relative to uniform: the mean of a_ij x P (P = the row's pair count), on a scale
+    /// centred on 1 (white; above 1 blue, below red, log scale), so that attention that learned
+    /// nothing shows as a white map.
+    /// </summary>
     MeanAttention,
     /// <summary>Mean |contribution| of the field pair to the raw score.</summary>
     MeanAbsContribution,
@@ -129,7 +133,15 @@ public enum HeatMapValue
 /// <param name="MeanAttention">Mean attention over the pair's occurrences.</param>
 /// <param name="MeanAbsContribution">Mean |contribution| over the pair's occurrences.</param>
 /// <param name="Count">Occurrences: (row, feature pair) instances whose features fall in these fields.</param>
-public sealed record FieldPairStat(int FieldA, int FieldB, double MeanAttention, double MeanAbsContribution, long Count);
+public sealed record FieldPairStat(int FieldA, int FieldB, double MeanAttention, double MeanAbsContribution, long Count)
+{
+    /// <summary>
+    /// Mean over the pair's occurrences of a_ij x P / Σ a (P: the row's pair count; Σ a = 1 for an
+    /// AFM): the attention relative to a uniform share. 1 = uniform, 2 = twice a uniform share; an
+    /// FM (every a_ij = 1) gives 1 everywhere.
+    /// </summary>
+    public double MeanRelativeAttention { get; init; } = double.NaN;
+}
 
 /// <summary>Global explanation of a dataset by field pair; see <see cref="Explainer.Summarize"/>.</summary>
 public sealed class FieldPairSummary
@@ -157,20 +169,21 @@ public sealed class FieldPairSummary
         var names = top.Select(p => $"{FieldNames[p.FieldA]} x {FieldNames[p.FieldB]}").ToList();
         int width = Math.Max(10, names.DefaultIfEmpty("").Max(n => n.Length));
         var sb = new StringBuilder();
-        sb.AppendLine(RowExplanation.Inv($"{"field pair".PadRight(width)}  {"attention",10}  {"|contrib|",10}  {"count",10}"));
+        sb.AppendLine(RowExplanation.Inv($"{"field pair".PadRight(width)}  {"attention",10}  {"a x P",8}  {"|contrib|",10}  {"count",10}"));
         for (int i = 0; i < top.Count; i++)
-            sb.AppendLine(RowExplanation.Inv($"{names[i].PadRight(width)}  {top[i].MeanAttention,10:F4}  {top[i].MeanAbsContribution,10:F4}  {top[i].Count,10}"));
+            sb.AppendLine(RowExplanation.Inv($"{names[i].PadRight(width)}  {top[i].MeanAttention,10:F4}  {top[i].MeanRelativeAttention,8:F3}  {top[i].MeanAbsContribution,10:F4}  {top[i].Count,10}"));
+        sb.AppendLine("(a x P: mean attention times the row's pair count; 1 = a uniform share)");
         if (Pairs.Count > max) sb.AppendLine(RowExplanation.Inv($"... {Pairs.Count - max} more field pairs"));
         return sb.ToString();
     }
 
-    /// <summary>CSV with a header: <c>field_a,field_b,mean_attention,mean_abs_contribution,count</c>.</summary>
+    /// <summary>CSV with a header: <c>field_a,field_b,mean_attention,mean_abs_contribution,count,mean_attention_x_pairs</c>.</summary>
     public string ToCsv()
     {
-        var sb = new StringBuilder("field_a,field_b,mean_attention,mean_abs_contribution,count\n");
+        var sb = new StringBuilder("field_a,field_b,mean_attention,mean_abs_contribution,count,mean_attention_x_pairs\n");
         foreach (var p in Pairs)
             sb.Append(RowExplanation.Inv(
-                $"{RowExplanation.Csv(FieldNames[p.FieldA])},{RowExplanation.Csv(FieldNames[p.FieldB])},{p.MeanAttention:R},{p.MeanAbsContribution:R},{p.Count}\n"));
+                $"{RowExplanation.Csv(FieldNames[p.FieldA])},{RowExplanation.Csv(FieldNames[p.FieldB])},{p.MeanAttention:R},{p.MeanAbsContribution:R},{p.Count},{p.MeanRelativeAttention:R}\n"));
         return sb.ToString();
     }
 
@@ -190,6 +203,7 @@ public sealed class FieldPairSummary
             w.WriteString("field_b", FieldNames[p.FieldB]);
             Json.Number(w, "mean_attention", p.MeanAttention);
             Json.Number(w, "mean_abs_contribution", p.MeanAbsContribution);
+            Json.Number(w, "mean_attention_x_pairs", p.MeanRelativeAttention);
             w.WriteNumber("count", p.Count);
             w.WriteEndObject();
         }
@@ -198,21 +212,26 @@ public sealed class FieldPairSummary
     });
 
     /// <summary>
-    /// An SVG heat map, field by field (only fields that occur), symmetric; the colour of a cell is
-    /// <paramref name="value"/> on a white-to-blue scale from 0 to the largest value; pairs that never occur are grey.
-    /// Each cell carries a tooltip with its exact figures.
+    /// An SVG heat map, field by field (only fields that occur), symmetric; pairs that never occur are grey.
+    /// For <see cref="HeatMapValue.MeanAttention"/> a cell's colour is the mean a_ij x P on a log scale
+    /// centred on uniform (1, white): blue above, red below, saturated at the largest ratio either way
+    /// (at least 2x, so that small deviations stay pale). For <see cref="HeatMapValue.MeanAbsContribution"/>
+    /// it is white-to-blue from 0 to the largest value. Each cell carries a tooltip with its exact figures.
     /// </summary>
     public string ToSvg(HeatMapValue value = HeatMapValue.MeanAttention)
     {
         var fields = Pairs.SelectMany(p => new[] { p.FieldA, p.FieldB }).Distinct().Order().ToList();
         var slot = fields.Select((f, i) => (f, i)).ToDictionary(x => x.f, x => x.i);
-        double Value(FieldPairStat p) => value == HeatMapValue.MeanAttention ? p.MeanAttention : p.MeanAbsContribution;
-        double max = Pairs.Select(Value).Where(double.IsFinite).DefaultIfEmpty(0).Max();
+        bool relative = value == HeatMapValue.MeanAttention;
+        double Value(FieldPairStat p) => relative ? Math.Log2(p.MeanRelativeAttention) : p.MeanAbsContribution;
+        double max = relative
+            ? Math.Max(1, Pairs.Select(p => Math.Abs(Value(p))).Where(double.IsFinite).DefaultIfEmpty(0).Max())
+            : Pairs.Select(Value).Where(double.IsFinite).DefaultIfEmpty(0).Max();
         const int cell = 32, legendWidth = 16, fontSize = 12;
         int label = 10 + (int)(0.62 * fontSize * fields.Select(f => FieldNames[f].Length).DefaultIfEmpty(1).Max());
         int top = 30 + label, left = label, size = cell * fields.Count;
         int width = left + size + 30 + legendWidth + 80, height = Math.Max(top + size, top + 160) + 20;
-        string title = value == HeatMapValue.MeanAttention ? "mean attention by field pair" : "mean |contribution| by field pair";
+        string title = relative ? "mean attention x pairs by field pair (1 = uniform)" : "mean |contribution| by field pair";
 
         var svg = new SvgWriter(width, height);
         svg.Text(8, 20, $"{title} ({Rows} rows)", fontSize + 2, "start", bold: true);
@@ -233,15 +252,26 @@ public sealed class FieldPairSummary
                     svg.Rect(x, y, cell, cell, "#eeeeee", $"{FieldNames[fields[r]]} x {FieldNames[fields[c]]}: never occurs");
                     continue;
                 }
-                double t = max > 0 && double.IsFinite(Value(p)) ? Math.Clamp(Value(p) / max, 0, 1) : 0;
-                svg.Rect(x, y, cell, cell, SvgWriter.Blue(t), RowExplanation.Inv(
-                    $"{FieldNames[p.FieldA]} x {FieldNames[p.FieldB]}: mean attention {p.MeanAttention:F4}, mean |contribution| {p.MeanAbsContribution:F4}, {p.Count} occurrences"));
+                double t = max > 0 && double.IsFinite(Value(p)) ? Math.Clamp(Value(p) / max, relative ? -1 : 0, 1) : 0;
+                svg.Rect(x, y, cell, cell, relative ? SvgWriter.Diverging(t) : SvgWriter.Blue(t), RowExplanation.Inv(
+                    $"{FieldNames[p.FieldA]} x {FieldNames[p.FieldB]}: mean attention {p.MeanAttention:F4} (x pairs {p.MeanRelativeAttention:F3}; 1 = uniform), mean |contribution| {p.MeanAbsContribution:F4}, {p.Count} occurrences"));
             }
         int lx = left + size + 30;
-        svg.Gradient("scale", SvgWriter.Blue(1), SvgWriter.Blue(0));
-        svg.Rect(lx, top, legendWidth, 150, "url(#scale)", null);
-        svg.Text(lx + legendWidth + 4, top + fontSize - 2, RowExplanation.Inv($"{max:G4}"), fontSize, "start");
-        svg.Text(lx + legendWidth + 4, top + 150, "0", fontSize, "start");
+        if (relative)
+        {
+            svg.Gradient("scale", SvgWriter.Diverging(1), SvgWriter.Diverging(-1), SvgWriter.Diverging(0));
+            svg.Rect(lx, top, legendWidth, 150, "url(#scale)", null);
+            svg.Text(lx + legendWidth + 4, top + fontSize - 2, RowExplanation.Inv($"{Math.Pow(2, max):G3}x"), fontSize, "start");
+            svg.Text(lx + legendWidth + 4, top + 75 + fontSize / 3, "1 (uniform)", fontSize, "start");
+            svg.Text(lx + legendWidth + 4, top + 150, RowExplanation.Inv($"{Math.Pow(2, -max):G3}x"), fontSize, "start");
+        }
+        else
+        {
+            svg.Gradient("scale", SvgWriter.Blue(1), SvgWriter.Blue(0));
+            svg.Rect(lx, top, legendWidth, 150, "url(#scale)", null);
+            svg.Text(lx + legendWidth + 4, top + fontSize - 2, RowExplanation.Inv($"{max:G4}"), fontSize, "start");
+            svg.Text(lx + legendWidth + 4, top + 150, "0", fontSize, "start");
+        }
         svg.Rect(lx, top + 160, legendWidth, legendWidth, "#eeeeee", null);
         svg.Text(lx + legendWidth + 4, top + 160 + fontSize, "none", fontSize, "start");
         return svg.ToString();
@@ -310,20 +340,25 @@ public sealed class Explainer(Predictor predictor)
         ArgumentNullException.ThrowIfNull(map);
         var model = _predictor.Model;
         var fieldOf = map.FieldArray(model.FeatureCount);
-        var sums = new Dictionary<(int, int), (double Attention, double AbsContribution, long Count)>();
+        var sums = new Dictionary<(int, int), (double Attention, double Relative, double AbsContribution, long Count)>();
         var e = new float[Math.Max(data.MaxNnz, 1) * model.K];
         Scan(data, withRaw: false, (rows, r, _, _, attention) =>
         {
+            int pairs = ModelShape.PairCount(rows.RowLength(r));
+            double total = 0;
+            for (int p = 0; p < pairs; p++) total += attention[p];
+            double toRelative = total > 0 ? pairs / total : double.NaN;
             ForEachPair(model, rows.RowIds(r), rows.RowValues(r), attention, e, (idI, idJ, a, c) =>
             {
                 int fi = fieldOf[idI], fj = fieldOf[idJ];
                 var key = fi <= fj ? (fi, fj) : (fj, fi);
                 sums.TryGetValue(key, out var acc);
-                sums[key] = (acc.Attention + a, acc.AbsContribution + Math.Abs(c), acc.Count + 1);
+                sums[key] = (acc.Attention + a, acc.Relative + a * toRelative, acc.AbsContribution + Math.Abs(c), acc.Count + 1);
             });
         });
         var stats = sums.Select(kv => new FieldPairStat(kv.Key.Item1, kv.Key.Item2,
-                kv.Value.Attention / kv.Value.Count, kv.Value.AbsContribution / kv.Value.Count, kv.Value.Count))
+                kv.Value.Attention / kv.Value.Count, kv.Value.AbsContribution / kv.Value.Count, kv.Value.Count)
+            { MeanRelativeAttention = kv.Value.Relative / kv.Value.Count })
             .OrderByDescending(s => s.MeanAttention).ThenByDescending(s => s.MeanAbsContribution)
             .ThenBy(s => s.FieldA).ThenBy(s => s.FieldB).ToList();
         return new FieldPairSummary(map.FieldNames, stats, data.Rows);
@@ -404,10 +439,19 @@ internal sealed class SvgWriter
         _sb.Append('>').Append(Escape(text)).Append("</text>\n");
     }
 
-    /// <summary>A vertical gradient from <paramref name="topColour"/> to <paramref name="bottomColour"/>, usable as <c>url(#id)</c>.</summary>
-    public void Gradient(string id, string topColour, string bottomColour) =>
+    /// <summary>A vertical gradient from <paramref name="topColour"/> to <paramref name="bottomColour"/> (through <paramref name="middleColour"/> when given), usable as <c>url(#id)</c>.</summary>
+    public void Gradient(string id, string topColour, string bottomColour, string? middleColour = null) =>
         _sb.Append($"<defs><linearGradient id=\"{id}\" x1=\"0\" y1=\"0\" x2=\"0\" y2=\"1\"><stop offset=\"0\" stop-color=\"{topColour}\"/>"
+            + (middleColour is null ? "" : $"<stop offset=\"0.5\" stop-color=\"{middleColour}\"/>")
             + $"<stop offset=\"1\" stop-color=\"{bottomColour}\"/></linearGradient></defs>\n");
+
+    /// <summary>Red (t = -1) through white (t = 0) to dark blue (t = 1).</summary>
+    public static string Diverging(double t)
+    {
+        if (t >= 0) return Blue(t);
+        static int Mix(int from, int to, double t) => (int)Math.Round(from + (to - from) * t);
+        return $"#{Mix(255, 165, -t):x2}{Mix(255, 15, -t):x2}{Mix(255, 21, -t):x2}";
+    }
 
     /// <summary>White (t = 0) to dark blue (t = 1).</summary>
     public static string Blue(double t)

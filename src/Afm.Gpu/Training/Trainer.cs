@@ -73,10 +73,8 @@ public sealed partial class Trainer
 
     /// <summary>
     /// An AFM initialised from a trained FM, as in the paper: embeddings, linear terms and bias are
-    /// copied. So that the AFM starts where the FM stands, h starts at 0 (uniform attention) and p at
-    /// the mean number of pairs per training row: the uniform average of the pairs times that mean is
-    /// the FM's pair sum for a row of average length (with p = 1 the interactions would shrink by
-    /// the pair count and the first epochs would be spent undoing that).
+    /// copied; the attention network and p start as <see cref="TrainerOptions.HandOff"/> says (by
+    /// default as in the paper's code, p = 1 and h ~ N(0, 1), see <see cref="Initialize"/>).
     /// </summary>
     public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm, SparseDataset train)
     {
@@ -86,10 +84,13 @@ public sealed partial class Trainer
         fm.V.CopyTo(model.V, 0);
         fm.Linear.CopyTo(model.Linear, 0);
         model.W0[0] = fm.W0[0];
-        double pairs = 0;
-        for (int r = 0; r < train.Rows; r++) pairs += ModelShape.PairCount(train.RowLength(r));
-        Array.Fill(model.Proj, (float)Math.Max(1, pairs / Math.Max(1, train.Rows)));
-        Array.Clear(model.AttnH);
+        if (o.HandOff == FmHandOff.FmScale)
+        {
+            double pairs = 0;
+            for (int r = 0; r < train.Rows; r++) pairs += ModelShape.PairCount(train.RowLength(r));
+            Array.Fill(model.Proj, (float)Math.Max(1, pairs / Math.Max(1, train.Rows)));
+            Array.Clear(model.AttnH);
+        }
         return model;
     }
 
@@ -172,6 +173,7 @@ public sealed partial class Trainer
         var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
         long step = 0;
         var lossSum = new float[1];
+        double baselineLoss = BaselineLoss(train, o.Loss);
         int sinceBest = 0;
         int firstEpoch = 1;
         ulong fingerprint = Checkpoint is null ? 0 : CheckpointFile.Fingerprint(o, train, validation);
@@ -215,6 +217,9 @@ public sealed partial class Trainer
             double seconds = sw.Elapsed.TotalSeconds;
             double trainLoss = work.LossSum.ToArray()[0] / train.Rows;
             if (!double.IsFinite(trainLoss)) throw Diverged(epoch, step, $"the mean loss is {trainLoss}", train);
+            if (trainLoss > DivergenceFactor * baselineLoss)
+                throw Diverged(epoch, step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"the mean training loss {trainLoss:G3} is over {DivergenceFactor:G0} times that of predicting the mean label ({baselineLoss:G3})"), train);
             var (metrics, badRow, badValue) = Evaluate(kernels, device, batch, host, work, probe, model);
             if (badRow >= 0) throw Diverged(epoch, step, $"the prediction for row {badRow + 1} of {probe.Name} is {badValue}", train);
             if (validation is null) metrics = null;

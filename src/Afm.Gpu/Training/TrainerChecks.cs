@@ -19,6 +19,34 @@ public sealed partial class Trainer
             : $"training diverged in epoch {epoch} at step {step}: {what}; {advice}");
     }
 
+    /// <summary>
+    /// A mean training loss this many times that of the best constant prediction is a divergence, even while it is
+    /// finite (clipped predictions can keep the validation score finite while the weights run away): training that
+    /// works stays within a few times that loss from its first step.
+    /// </summary>
+    internal const double DivergenceFactor = 1e4;
+
+    /// <summary>The loss of predicting the mean label on every row (the labels' variance; for logistic loss the entropy of their mean), at least 1e-6.</summary>
+    internal static double BaselineLoss(SparseDataset train, LossKind loss)
+    {
+        double mean = 0;
+        foreach (float y in train.Labels) mean += loss == LossKind.Logistic ? (y > 0 ? 1 : 0) : y;
+        mean /= Math.Max(1, train.Rows);
+        double value;
+        if (loss == LossKind.Logistic)
+        {
+            double p = Math.Clamp(mean, 1e-6, 1 - 1e-6);
+            value = -(p * Math.Log(p) + (1 - p) * Math.Log(1 - p));
+        }
+        else
+        {
+            double v = 0;
+            foreach (float y in train.Labels) v += (y - mean) * (y - mean);
+            value = v / Math.Max(1, train.Rows);
+        }
+        return Math.Max(value, 1e-6);
+    }
+
     /// <summary>Inputs at least this large in magnitude, not the learning rate, are named as the likely cause of a divergence.</summary>
     private const float HugeInput = 1e4f;
 

@@ -3,6 +3,27 @@ using Afm.Gpu.Model;
 
 namespace Afm.Gpu.Training;
 
+/// <summary>Where an AFM starts when nothing is handed to it (<see cref="TrainerOptions.Pretrain"/>).</summary>
+public enum PretrainKind
+{
+    /// <summary>Pre-train an FM of the same k on the same rows first and start the AFM from it, as in the paper (default).</summary>
+    Fm,
+    /// <summary>Start the AFM from a fresh random initialisation.</summary>
+    None,
+}
+
+/// <summary>How an AFM's attention and projection start when it is initialised from a pre-trained FM.</summary>
+public enum FmHandOff
+{
+    /// <summary>As in the paper's code: p = 1, h ~ N(0, 1), W and b ~ N(0, sqrt(2/(t+k))) (default).</summary>
+    Paper,
+    /// <summary>
+    /// p at the mean pair count of the training rows and h = 0 (uniform attention): the FM's pair sum
+    /// on rows of average length. Kept for comparison; it trains worse (README, "Pre-training").
+    /// </summary>
+    FmScale,
+}
+
 /// <summary>Everything a training run can be told. <see cref="Validate"/> names the first bad option.</summary>
 public sealed class TrainerOptions
 {
@@ -37,6 +58,42 @@ public sealed class TrainerOptions
     /// <summary>Standard deviation of the embedding initialisation (default 0.01, as the paper's code).</summary>
     public float InitStd { get; set; } = 0.01f;
 
+    /// <summary>
+    /// For an AFM with no starting model: pre-train an FM first (default) or start from scratch.
+    /// Applied by <see cref="Recipe"/> (and so by <c>AfmEngine.Train</c> and the command line);
+    /// <see cref="Trainer.Train"/> trains the one model it is given.
+    /// </summary>
+    public PretrainKind Pretrain { get; set; } = PretrainKind.Fm;
+    /// <summary>Maximum epochs of the FM pre-training (default 0: the same as <see cref="Epochs"/>); it stops early with <see cref="Patience"/> too.</summary>
+    public int PretrainEpochs { get; set; }
+    /// <summary>How the AFM's attention and projection start from a pre-trained FM (default: as in the paper).</summary>
+    public FmHandOff HandOff { get; set; } = FmHandOff.Paper;
+    /// <summary>
+    /// After a run with a validation set, train again on all rows (training plus validation) for the
+    /// best epoch count (and the FM pre-training for its own), and return that model (default off).
+    /// Applied by <see cref="Recipe"/>.
+    /// </summary>
+    public bool Refit { get; set; }
+
+    /// <summary>
+    /// For an AFM with a validation set: train once per λ in this list (after one FM pre-training)
+    /// and keep the run with the best validation score; <see cref="Lambda"/> is then ignored.
+    /// Null or empty (default): train once with <see cref="Lambda"/>. Applied by <see cref="Recipe"/>;
+    /// the command line's default is <see cref="DefaultLambdaCandidates"/>.
+    /// </summary>
+    public float[]? LambdaCandidates { get; set; }
+
+    /// <summary>The λ values the command line tries by default: none, moderate, strong (README, "Defaults").</summary>
+    public static IReadOnlyList<float> DefaultLambdaCandidates { get; } = [0f, 0.3f, 3f];
+
+    /// <summary>A copy of every option.</summary>
+    public TrainerOptions Clone()
+    {
+        var c = (TrainerOptions)MemberwiseClone();
+        c.LambdaCandidates = LambdaCandidates?.ToArray();
+        return c;
+    }
+
     /// <summary>Throws <see cref="InvalidOptionException"/> (an <see cref="ArgumentException"/>) naming the first option out of range.</summary>
     public void Validate()
     {
@@ -54,6 +111,9 @@ public sealed class TrainerOptions
         Check(Keep1 is > 0 and <= 1, nameof(Keep1), Keep1, "must be in (0, 1]");
         Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
         Check(Patience >= 0, nameof(Patience), Patience, "must not be negative");
+        Check(LambdaCandidates is null || LambdaCandidates.All(l => float.IsFinite(l) && l >= 0), nameof(LambdaCandidates),
+            LambdaCandidates is null ? "" : string.Join(",", LambdaCandidates), "every λ must be >= 0");
+        Check(PretrainEpochs >= 0, nameof(PretrainEpochs), PretrainEpochs, "must not be negative");
         Check(float.IsFinite(InitStd) && InitStd > 0, nameof(InitStd), InitStd, "must be a positive number");
     }
 }

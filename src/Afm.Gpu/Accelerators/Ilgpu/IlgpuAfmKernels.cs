@@ -62,7 +62,7 @@ internal sealed class IlgpuAfmKernels : AfmKernels
         var config = KernelPlan.Configure(shape, workGroupSize, cap, groups, maxTilePairs);
         long need = 4L * Layout(config).Total;
         if (need > cap)
-            throw new NotSupportedException($"AFM with {shape.MaxNnz} non-zeros per row, k = {shape.K}, t = {shape.T} needs {need} bytes of shared memory per work-group; the device offers {cap}");
+            throw new NotSupportedException($"{KernelPlan.Describe(shape)} needs {need} bytes of shared memory per work-group; the device offers {cap}");
         return config;
     }
 

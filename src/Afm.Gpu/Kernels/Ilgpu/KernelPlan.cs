@@ -52,6 +52,10 @@ internal static class KernelPlan
     /// <summary>Work-group size tried first; lowered to what the device and the compiled kernels allow.</summary>
     public const int PreferredWorkGroupSize = 128;
 
+    /// <summary>The shape in a message: <c>AFM with 40 non-zeros per row, k = 16, t = 16</c> (FM: no t).</summary>
+    internal static string Describe(ModelShape s) =>
+        s.Kind == ModelKind.Fm ? $"FM with {s.MaxNnz} non-zeros per row, k = {s.K}" : $"AFM with {s.MaxNnz} non-zeros per row, k = {s.K}, t = {s.T}";
+
     /// <summary>The largest power of two not above <paramref name="limit"/> nor <see cref="PreferredWorkGroupSize"/>.</summary>
     public static int WorkGroupSize(long limit, int preferred = PreferredWorkGroupSize)
     {
@@ -91,7 +95,7 @@ internal static class KernelPlan
         long fit = room / TileBytesPerPair(shape);
         if (fit < minTile)
             throw new NotSupportedException(
-                $"AFM with {shape.MaxNnz} non-zeros per row, k = {shape.K}, t = {shape.T} needs " +
+                $"{Describe(shape)} needs " +
                 $"{FixedLocalBytes(shape, workGroupSize, global) + minTile * TileBytesPerPair(shape)} bytes of shared memory per work-group; the device offers {budget}");
         int tile = (int)Math.Min(Math.Max(shape.Pairs, 1), fit);
         if (maxTilePairs > 0) tile = Math.Min(tile, Math.Max(minTile, maxTilePairs));

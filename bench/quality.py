@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""Quality benchmark: test metrics of FM and AFM trained by afm-gpu's command-line defaults, next to
+the PyTorch reference (bench/reference/afm_torch.py) on the same files.
+
+Datasets: ml-100k-libfm (train.libfm / test.libfm, found by walking up to shared/data; skipped with a
+message when absent) and the demo's planted data, written by `afm-gpu demo-data` (regression, and a
+binary variant trained with --loss logistic). Build first: dotnet build -c Release.
+
+    /usr/bin/python3 bench/quality.py                 # everything (a few minutes on 2 cores)
+    /usr/bin/python3 bench/quality.py --no-torch      # afm-gpu only
+    /usr/bin/python3 bench/quality.py --datasets planted --seeds 1,2,3
+
+afm-gpu runs `afm-gpu train --train A --test B --model fm|afm --accelerator cpu` with nothing else
+(plus --loss logistic on the binary data and --seed). The PyTorch reference gets the same
+hyper-parameters as those defaults (k = t = 16, batch 512, Adagrad lr 0.05, keep1 0.8, 20 epochs,
+the AFM pre-trained from a 20-epoch FM, λ as afm-gpu chose it on its validation rows) but trains on every training row for all 20 epochs (no
+validation split or early stopping: it reports its last epoch) and its FM has no dropout.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def find_movielens():
+    d = ROOT
+    for _ in range(6):
+        cand = os.path.join(d, "shared", "data", "ml-100k-libfm")
+        if os.path.isfile(os.path.join(cand, "train.libfm")):
+            return cand
+        d = os.path.dirname(d)
+    return None
+
+
+def run(cmd):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        sys.exit(f"quality: {' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-2000:]}")
+    return p.stdout
+
+
+def engine(cli, data, model, logistic, seed, extra):
+    out_model = os.path.join(tempfile.gettempdir(), f"afm-quality-{os.getpid()}.afm")
+    cmd = cli + ["train", "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
+                 "--model", model, "--accelerator", "cpu", "--no-progress", "--seed", str(seed), "-o", out_model] + extra
+    if logistic:
+        cmd += ["--loss", "logistic"]
+    out = run(cmd)
+    os.remove(out_model)
+    m = re.search(r"^test \(.*\): \d+ rows\s+(.*)$", out, re.M)
+    if not m:
+        sys.exit(f"quality: no test line in the output of {' '.join(cmd)}")
+    metrics = dict(re.findall(r"(rmse|logloss|auc|mae) ([0-9.]+)", m.group(1)))
+    best = re.search(r"^best epoch (\d+)", out, re.M).group(1)
+    pre = re.search(r"^FM pre-training: best epoch (\d+)", out, re.M)
+    lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    if lam:
+        metrics["lambda"] = float(lam.group(1))
+    return metrics, f"best epoch {best}" + (f", FM pre-training {pre.group(1)}" if pre else "") + (f", λ = {lam.group(1)}" if lam else "")
+
+
+def torch_ref(python, data, model, logistic, seed, lam):
+    cmd = [python, os.path.join(HERE, "reference", "afm_torch.py"), "train",
+           "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
+           "--model", model, "--k", "16", "--t", "16", "--batch", "512", "--lr", "0.05", "--optimizer", "adagrad",
+           "--keep1", "0.8", "--epochs", "20", "--seed", str(seed)]
+    if model == "afm":
+        cmd += ["--pretrain-fm", "--pretrain-epochs", "20", "--lambda", str(lam)]
+    if logistic:
+        cmd += ["--loss", "logistic"]
+    out = run(cmd)
+    metrics = {}
+    for name, key in (("rmse", "rmse"), ("logloss", "logloss"), ("auc", "auc")):
+        m = re.search(rf"^{model} final test {name} ([0-9.]+)", out, re.M)
+        if m:
+            metrics[key] = float(m.group(1))
+    return metrics, "last of 20 epochs" + (f", λ = {lam:g}" if model == "afm" else "")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cli", default=None, help="afm-gpu command (default: dotnet src/Afm.Cli/bin/Release/net10.0/afm-gpu.dll)")
+    ap.add_argument("--python", default="/usr/bin/python3", help="Python with torch for the reference")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    ap.add_argument("--datasets", default="ml100k,planted,planted-binary")
+    ap.add_argument("--seeds", default="1", help="comma-separated seeds; each system runs once per seed")
+    ap.add_argument("--movielens", default=None, help="folder with ml-100k-libfm train.libfm and test.libfm")
+    ap.add_argument("--engine-args", default="", help="extra afm-gpu train arguments (to measure non-defaults); write --engine-args=--refit")
+    args = ap.parse_args()
+    cli = args.cli.split() if args.cli else ["dotnet", os.path.join(ROOT, "src", "Afm.Cli", "bin", "Release", "net10.0", "afm-gpu.dll")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = args.engine_args.split()
+
+    work = tempfile.mkdtemp(prefix="afm-quality-")
+    sets = []
+    for name in args.datasets.split(","):
+        if name == "ml100k":
+            d = args.movielens or find_movielens()
+            if d is None:
+                print("ml100k: skipped (no shared/data/ml-100k-libfm found; --movielens DIR)")
+                continue
+            sets.append(("ml-100k-libfm", d, False))
+        elif name in ("planted", "planted-binary"):
+            d = os.path.join(work, name)
+            os.makedirs(d)
+            run(cli + ["demo-data", "-o", d] + (["--binary"] if name == "planted-binary" else []))
+            sets.append((name, d, name == "planted-binary"))
+        else:
+            sys.exit(f"quality: unknown dataset {name}")
+
+    rows = []
+    for label, d, logistic in sets:
+        for seed in seeds:
+            for system in ("afm-gpu", "pytorch"):
+                if system == "pytorch" and args.no_torch:
+                    continue
+                for model in ("fm", "afm"):
+                    if system == "afm-gpu":
+                        metrics, note = engine(cli, d, model, logistic, seed, extra)
+                    else:
+                        # the reference AFM gets the λ that afm-gpu chose on its validation rows (0 if none)
+                        chosen = [r[4].get("lambda", 0.0) for r in rows if r[0] == label and r[1] == seed and r[2] == "afm-gpu" and r[3] == "afm"]
+                        metrics, note = torch_ref(args.python, d, model, logistic, seed, chosen[0] if chosen else 0.0)
+                    rows.append((label, seed, system, model, metrics, note))
+                    print(f"  {label} seed {seed} {system} {model}: {metrics} ({note})", file=sys.stderr, flush=True)
+
+    print()
+    print("| data | seed | system | FM | AFM | AFM vs FM | AFM notes |")
+    print("|------|-----:|--------|---:|----:|----------:|-----------|")
+    for label, d, logistic in sets:
+        key = "logloss" if logistic else "rmse"
+        for seed in seeds:
+            for system in ("afm-gpu", "pytorch"):
+                got = {r[3]: r for r in rows if r[0] == label and r[1] == seed and r[2] == system}
+                if len(got) < 2:
+                    continue
+                fm, afm = got["fm"][4], got["afm"][4]
+
+                def cell(m):
+                    s = f"{key} {m[key]:.4f}"
+                    return s + (f", auc {m['auc']:.4f}" if "auc" in m else "")
+                gain = (afm[key] / fm[key] - 1) * 100
+                print(f"| {label} | {seed} | {system} | {cell(fm)} | {cell(afm)} | {gain:+.2f}% | {got['afm'][5]} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+using Afm.Gpu.Accelerators;
+using Afm.Gpu.Data;
+using Afm.Gpu.Model;
+
+namespace Afm.Gpu.Training;
+
+/// <summary>Which training run of a <see cref="Recipe"/> an epoch belongs to.</summary>
+public enum TrainStage
+{
+    /// <summary>The FM pre-training of an AFM.</summary>
+    Pretraining,
+    /// <summary>The model asked for (with early stopping on the validation set).</summary>
+    Training,
+    /// <summary>The FM pre-training again, on all rows, for its best epoch count (<see cref="TrainerOptions.Refit"/>).</summary>
+    RefitPretraining,
+    /// <summary>The model again, on all rows, for its best epoch count (<see cref="TrainerOptions.Refit"/>).</summary>
+    Refit,
+}
+
+/// <summary>The outcome of a <see cref="Recipe"/>.</summary>
+/// <param name="Model">The model to keep: the best epoch's, or the refit one.</param>
+/// <param name="Training">The run of the model asked for (its best epoch and history).</param>
+/// <param name="Pretraining">The FM pre-training run, or null when none ran.</param>
+/// <param name="HeldOut">Training rows held out for validation (0 when a validation set was given or none was used).</param>
+/// <param name="Refitted">Whether <see cref="Model"/> comes from a refit on all rows.</param>
+/// <param name="Lambda">The λ of <see cref="Training"/> (chosen on the validation set when <see cref="TrainerOptions.LambdaCandidates"/> is set).</param>
+public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, int HeldOut, bool Refitted, float Lambda);
+
+/// <summary>
+/// The whole training recipe around <see cref="Trainer"/>: hold out a validation set (saying how
+/// many rows), pre-train an FM of the same k for an AFM (as in the paper; <see cref="TrainerOptions.Pretrain"/>),
+/// start the AFM from it (<see cref="Trainer.InitializeFromFm"/>), train with early stopping, and
+/// optionally refit on all rows for the best epoch counts (<see cref="TrainerOptions.Refit"/>).
+/// </summary>
+public sealed class Recipe
+{
+    private readonly Accelerator _accelerator;
+    private readonly TrainerOptions _options;
+
+    /// <summary>Creates a recipe; the options are validated here.</summary>
+    public Recipe(Accelerator accelerator, TrainerOptions options)
+    {
+        _accelerator = accelerator ?? throw new ArgumentNullException(nameof(accelerator));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        options.Validate();
+    }
+
+    /// <summary>What the recipe does next (held-out rows, pre-training, refit), one line each.</summary>
+    public event Action<string>? Message;
+
+    /// <summary>
+    /// Keep checkpoints and resume from them (null: none). Each stage (FM pre-training, each λ, the refit) keeps
+    /// its own in a folder of <see cref="CheckpointOptions.Directory"/> named after it, so that a run stopped in any
+    /// stage resumes there and a finished stage returns its model at once.
+    /// </summary>
+    public CheckpointOptions? Checkpoint { get; init; }
+
+    /// <summary>Called after every epoch of every run.</summary>
+    public event Action<TrainStage, EpochReport>? EpochCompleted;
+
+    /// <summary>Called now and then during an epoch.</summary>
+    public event Action<TrainStage, TrainProgress>? Progress;
+
+    /// <summary>The options of the FM pre-training: the same as an FM run with these options.</summary>
+    public static TrainerOptions PretrainOptions(TrainerOptions o)
+    {
+        var f = o.Clone();
+        f.Model = ModelKind.Fm;
+        f.Epochs = o.PretrainEpochs > 0 ? o.PretrainEpochs : o.Epochs;
+        return f;
+    }
+
+    /// <summary>
+    /// Runs the recipe on <paramref name="train"/>. Without <paramref name="validation"/>,
+    /// <see cref="TrainerOptions.ValidationFraction"/> of the rows are held out. An AFM starts from
+    /// <paramref name="pretrainedFm"/> when given, else from an FM pre-trained here (unless
+    /// <see cref="TrainerOptions.Pretrain"/> is <see cref="PretrainKind.None"/>).
+    /// </summary>
+    public RecipeResult Run(SparseDataset train, SparseDataset? validation = null, AfmModel? pretrainedFm = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        var o = _options;
+        if (pretrainedFm is not null && o.Model != ModelKind.Afm) throw new ArgumentException("a pre-trained FM applies to an AFM", nameof(pretrainedFm));
+        var all = train;
+        int heldOut = 0;
+        if (validation is null && o.ValidationFraction > 0 && train.Rows >= 10)
+        {
+            (train, validation) = Trainer.Split(train, o.ValidationFraction, o.Seed);
+            heldOut = validation.Rows;
+            Say(Inv($"validation: {heldOut} of {all.Rows} training rows held out ({o.ValidationFraction:P0}) for early stopping; {train.Rows} train")
+                + (o.Refit ? Inv($", then the model is refit on all {all.Rows}") : ""));
+        }
+
+        TrainResult? pretraining = null;
+        var fm = pretrainedFm;
+        if (o.Model == ModelKind.Afm && fm is null && o.Pretrain == PretrainKind.Fm)
+        {
+            var fo = PretrainOptions(o);
+            Say(Inv($"pre-training an FM (k = {o.K}) on the same rows: up to {fo.Epochs} epochs")
+                + (validation is not null && o.Patience > 0 ? Inv($", stopping after {o.Patience} without a better validation score") : ""));
+            pretraining = Run(TrainStage.Pretraining, fo, train, validation, null, cancel);
+            fm = pretraining.Model;
+            Say(Inv($"FM pre-training: best epoch {pretraining.BestEpoch}; the AFM starts from its embeddings, linear terms and bias"));
+        }
+        var initial = fm is null ? null : Trainer.InitializeFromFm(o, fm, train);
+        TrainResult result;
+        float lambda = o.Lambda;
+        if (o.Model == ModelKind.Afm && o.LambdaCandidates is { Length: > 0 } candidates && validation is not null)
+        {
+            double bestScore = double.PositiveInfinity;
+            result = null!;
+            foreach (float l in candidates)
+            {
+                var lo = o.Clone();
+                lo.Lambda = l;
+                Say(Inv($"AFM with λ = {l} (L2 on the attention weights; of {string.Join(", ", candidates)} the best validation score is kept)"));
+                var r = Run(TrainStage.Training, lo, train, validation, initial, cancel);
+                double score = r.BestEpoch > 0 ? r.History[r.BestEpoch - 1].Validation!.Objective(o.Loss) : double.PositiveInfinity;
+                if (result is null || score < bestScore) (result, bestScore, lambda) = (r, score, l);
+            }
+            Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
+        }
+        else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
+        if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda);
+
+        var full = heldOut > 0 ? all : Concat(all, validation);
+        if (pretraining is not null)
+        {
+            var fo = PretrainOptions(o);
+            fo.Epochs = pretraining.BestEpoch;
+            fo.ValidationFraction = 0;
+            Say(Inv($"refit: the FM on all {full.Rows} rows for {fo.Epochs} epochs (its best epoch count)"));
+            fm = Run(TrainStage.RefitPretraining, fo, full, null, null, cancel).Model;
+        }
+        var ro = o.Clone();
+        ro.Lambda = lambda;
+        ro.LambdaCandidates = null;
+        ro.Epochs = result.BestEpoch;
+        ro.ValidationFraction = 0;
+        Say(Inv($"refit: the {o.Model.ToString().ToUpperInvariant()} on all {full.Rows} rows for {ro.Epochs} epochs (its best epoch count)"));
+        var refit = Run(TrainStage.Refit, ro, full, null, fm is null ? null : Trainer.InitializeFromFm(ro, fm, full), cancel);
+        return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda);
+    }
+
+    private TrainResult Run(TrainStage stage, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial, CancellationToken cancel)
+    {
+        CheckpointOptions? checkpoint = null;
+        if (Checkpoint is not null)
+        {
+            string model = options.Model == ModelKind.Fm ? "fm" : "afm";
+            string name = stage switch
+            {
+                TrainStage.Pretraining => "pretrain-fm",
+                TrainStage.RefitPretraining => "refit-pretrain-fm",
+                TrainStage.Refit => "refit-" + model,
+                _ => options.LambdaCandidates is { Length: > 0 } || options.Lambda != _options.Lambda ? Inv($"{model}-lambda-{options.Lambda:R}") : model,
+            };
+            checkpoint = new CheckpointOptions { Directory = Path.Combine(Checkpoint.Directory, name), Resume = Checkpoint.Resume };
+            Directory.CreateDirectory(checkpoint.Directory);
+        }
+        var trainer = new Trainer(_accelerator, options) { Checkpoint = checkpoint };
+        trainer.EpochCompleted += r => EpochCompleted?.Invoke(stage, r);
+        trainer.Progress += p => Progress?.Invoke(stage, p);
+        return trainer.Train(train, validation, initial, cancel);
+    }
+
+    private void Say(string line) => Message?.Invoke(line);
+
+    private static string Inv(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The rows of <paramref name="a"/> followed by those of <paramref name="b"/>.</summary>
+    internal static SparseDataset Concat(SparseDataset a, SparseDataset b)
+    {
+        var offsets = new long[a.Rows + b.Rows + 1];
+        a.Offsets.AsSpan().CopyTo(offsets);
+        for (int r = 1; r <= b.Rows; r++) offsets[a.Rows + r] = a.NonZeros + b.Offsets[r];
+        return new SparseDataset(offsets, [.. a.FeatureIds, .. b.FeatureIds], [.. a.Values, .. b.Values], [.. a.Labels, .. b.Labels],
+            Math.Max(a.FeatureCount, b.FeatureCount), a.Name + " + " + b.Name);
+    }
+}

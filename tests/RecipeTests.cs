@@ -1,0 +1,245 @@
+using Afm.Gpu.Accelerators.Cpu;
+using Afm.Gpu.Data;
+using Afm.Gpu.Explain;
+using Afm.Gpu.Kernels;
+using Afm.Gpu.Model;
+using Afm.Gpu.Synthetic;
+using Afm.Gpu.Tests.Reference;
+using Afm.Gpu.Training;
+using Xunit.Abstractions;
+
+namespace Afm.Gpu.Tests;
+
+/// <summary>The training recipe: FM pre-training and hand-off, the validation split, λ selection, refit.</summary>
+public class RecipeTests(ITestOutputHelper output)
+{
+    private static int[] Bits(float[] a) => Array.ConvertAll(a, BitConverter.SingleToInt32Bits);
+
+    private static void AssertSameModel(AfmModel a, AfmModel b)
+    {
+        foreach (var ((name, x, _), (_, y, _)) in a.Tensors().Zip(b.Tensors()))
+            Assert.True(Bits(x).SequenceEqual(Bits(y)), $"{name} differs");
+    }
+
+    private static SparseDataset Data(int rows = 600) =>
+        Fixtures.RaggedData(50, Enumerable.Range(0, rows).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 4);
+
+    private static TrainerOptions Small() => new() { K = 8, T = 6, Epochs = 3, BatchSize = 64, Seed = 2, Patience = 0 };
+
+    [Fact]
+    public void HandOffCopiesTheFmAndStartsAttentionAsThePapersCode()
+    {
+        var data = Data();
+        var fm = Fixtures.RandomModel(ModelKind.Fm, 50, 8, 0, LossKind.Squared, seed: 3);
+        var o = Small();
+        var afm = Trainer.InitializeFromFm(o, fm, data);
+        var fresh = Trainer.Initialize(o, 50);
+        Assert.True(Bits(fm.V).SequenceEqual(Bits(afm.V)));
+        Assert.True(Bits(fm.Linear).SequenceEqual(Bits(afm.Linear)));
+        Assert.Equal(fm.W0[0], afm.W0[0]);
+        Assert.All(afm.Proj, p => Assert.Equal(1f, p));
+        // h, W and b as a fresh AFM of the same seed: h ~ N(0, 1), not 0
+        Assert.True(Bits(fresh.AttnH).SequenceEqual(Bits(afm.AttnH)));
+        Assert.True(Bits(fresh.AttnW).SequenceEqual(Bits(afm.AttnW)));
+        Assert.Contains(afm.AttnH, h => MathF.Abs(h) > 0.1f);
+
+        o.HandOff = FmHandOff.FmScale;
+        var scaled = Trainer.InitializeFromFm(o, fm, data);
+        double meanPairs = Enumerable.Range(0, data.Rows).Average(r => ModelShape.PairCount(data.RowLength(r)));
+        Assert.All(scaled.Proj, p => Assert.Equal((float)meanPairs, p));
+        Assert.All(scaled.AttnH, h => Assert.Equal(0f, h));
+    }
+
+    [Fact]
+    public void AnAfmPretrainsAnFmOnTheSameRowsAndSaysHowManyAreHeldOut()
+    {
+        var data = Data();
+        var o = Small();
+        using var acc = new CpuAccelerator();
+        var recipe = new Recipe(acc, o);
+        var lines = new List<string>();
+        var stages = new List<(TrainStage Stage, long Rows)>();
+        recipe.Message += lines.Add;
+        recipe.Progress += (s, p) => { if (p.RowsDone == p.RowsTotal) stages.Add((s, p.RowsTotal)); };
+        var result = recipe.Run(data);
+        foreach (var l in lines) output.WriteLine(l);
+
+        int held = (int)Math.Round(data.Rows * 0.1);
+        Assert.Equal(held, result.HeldOut);
+        Assert.Contains(lines, l => l.Contains($"{held} of {data.Rows} training rows held out"));
+        Assert.Contains(lines, l => l.StartsWith("pre-training an FM (k = 8)"));
+        Assert.NotNull(result.Pretraining);
+        Assert.Equal(3, result.Pretraining!.History.Count);
+        Assert.Equal([TrainStage.Pretraining, TrainStage.Pretraining, TrainStage.Pretraining, TrainStage.Training, TrainStage.Training, TrainStage.Training],
+            stages.Select(s => s.Stage));
+        Assert.All(stages, s => Assert.Equal(data.Rows - held, s.Rows));
+        Assert.False(result.Refitted);
+
+        // The same as the steps by hand: the FM of Trainer, the hand-off, the AFM of Trainer.
+        var (train, valid) = Trainer.Split(data, o.ValidationFraction, o.Seed);
+        var fmOptions = o.Clone();
+        fmOptions.Model = ModelKind.Fm;
+        var fm = new Trainer(acc, fmOptions).Train(train, valid).Model;
+        AssertSameModel(fm, result.Pretraining.Model);
+        var afm = new Trainer(acc, o).Train(train, valid, Trainer.InitializeFromFm(o, fm, train)).Model;
+        AssertSameModel(afm, result.Model);
+    }
+
+    [Fact]
+    public void NoPretrainStartsFromScratchAndAGivenFmIsUsedAsIs()
+    {
+        var data = Data();
+        var o = Small();
+        o.Pretrain = PretrainKind.None;
+        o.ValidationFraction = 0;
+        using var acc = new CpuAccelerator();
+        var lines = new List<string>();
+        var recipe = new Recipe(acc, o);
+        recipe.Message += lines.Add;
+        var scratch = recipe.Run(data);
+        Assert.Null(scratch.Pretraining);
+        Assert.DoesNotContain(lines, l => l.Contains("pre-training"));
+        AssertSameModel(new Trainer(acc, o).Train(data).Model, scratch.Model);
+
+        var fm = Fixtures.RandomModel(ModelKind.Fm, 50, 8, 0, LossKind.Squared, seed: 8);
+        o.Pretrain = PretrainKind.Fm;
+        var given = new Recipe(acc, o).Run(data, pretrainedFm: fm);
+        Assert.Null(given.Pretraining);
+        AssertSameModel(new Trainer(acc, o).Train(data, null, Trainer.InitializeFromFm(o, fm, data)).Model, given.Model);
+        Assert.Throws<ArgumentException>(() => new Recipe(acc, new TrainerOptions { Model = ModelKind.Fm }).Run(data, pretrainedFm: fm));
+    }
+
+    [Fact]
+    public void LambdaCandidatesKeepTheRunWithTheBestValidationScore()
+    {
+        var data = Data();
+        var o = Small();
+        o.Epochs = 4;
+        o.LearningRate = 0.2f;
+        using var acc = new CpuAccelerator();
+        var fm = Fixtures.RandomModel(ModelKind.Fm, 50, 8, 0, LossKind.Squared, seed: 8, vStd: 0.3f);
+        var single = new Dictionary<float, RecipeResult>();
+        foreach (float l in new[] { 0f, 5f })
+        {
+            var lo = o.Clone();
+            lo.Lambda = l;
+            single[l] = new Recipe(acc, lo).Run(data, pretrainedFm: fm);
+        }
+        double Score(RecipeResult r) => r.Training.History[r.Training.BestEpoch - 1].Validation!.Rmse;
+        output.WriteLine($"validation RMSE: λ = 0 {Score(single[0]):F5}, λ = 5 {Score(single[5]):F5}");
+        Assert.NotEqual(Score(single[0]), Score(single[5]));
+        float expected = Score(single[0]) <= Score(single[5]) ? 0f : 5f;
+
+        o.LambdaCandidates = [0f, 5f];
+        var chosen = new Recipe(acc, o).Run(data, pretrainedFm: fm);
+        Assert.Equal(expected, chosen.Lambda);
+        AssertSameModel(single[expected].Model, chosen.Model);
+    }
+
+    [Fact]
+    public void RefitTrainsOnAllRowsForTheBestEpochCounts()
+    {
+        var data = Data();
+        var o = Small();
+        o.Refit = true;
+        o.Epochs = 4;
+        using var acc = new CpuAccelerator();
+        var recipe = new Recipe(acc, o);
+        var epochs = new List<(TrainStage Stage, long Rows)>();
+        recipe.Progress += (s, p) => { if (p.RowsDone == p.RowsTotal) epochs.Add((s, p.RowsTotal)); };
+        var lines = new List<string>();
+        recipe.Message += lines.Add;
+        var result = recipe.Run(data);
+        foreach (var l in lines) output.WriteLine(l);
+        Assert.True(result.Refitted);
+        Assert.True(result.Training.BestEpoch > 0);
+        Assert.Equal(result.Pretraining!.BestEpoch, epochs.Count(e => e.Stage == TrainStage.RefitPretraining));
+        Assert.Equal(result.Training.BestEpoch, epochs.Count(e => e.Stage == TrainStage.Refit));
+        Assert.All(epochs.Where(e => e.Stage is TrainStage.Refit or TrainStage.RefitPretraining), e => Assert.Equal(data.Rows, e.Rows));
+
+        // The refit is the recipe without validation, on every row, with the best epoch counts.
+        var fo = Recipe.PretrainOptions(o);
+        fo.Epochs = result.Pretraining.BestEpoch;
+        fo.ValidationFraction = 0;
+        var fm = new Trainer(acc, fo).Train(data).Model;
+        var ro = o.Clone();
+        ro.Epochs = result.Training.BestEpoch;
+        ro.ValidationFraction = 0;
+        AssertSameModel(new Trainer(acc, ro).Train(data, null, Trainer.InitializeFromFm(ro, fm, data)).Model, result.Model);
+    }
+
+    [Fact]
+    public void ConcatKeepsEveryRowInOrder()
+    {
+        var a = Data(30);
+        var b = Fixtures.RaggedData(60, [3, 1, 4], LossKind.Squared, seed: 9);
+        var c = Recipe.Concat(a, b);
+        Assert.Equal(a.Rows + b.Rows, c.Rows);
+        Assert.Equal(60, c.FeatureCount);
+        for (int r = 0; r < c.Rows; r++)
+        {
+            var (src, row) = r < a.Rows ? (a, r) : (b, r - a.Rows);
+            Assert.True(src.RowIds(row).SequenceEqual(c.RowIds(r)));
+            Assert.True(src.RowValues(row).SequenceEqual(c.RowValues(r)));
+            Assert.Equal(src.Labels[row], c.Labels[r]);
+        }
+    }
+
+    [Fact]
+    public void RelativeAttentionIsOneForAnFmAndSumsToThePairCountForAnAfm()
+    {
+        var data = Data(200);
+        var map = FeatureMap.FromFields(Enumerable.Range(0, 50).Select(i => i % 4).ToArray());
+        using var acc = new CpuAccelerator();
+        var afm = Fixtures.RandomModel(ModelKind.Afm, 50, 8, 6, LossKind.Squared, seed: 5);
+        using (var p = new Predictor(acc, afm, data.MaxNnz))
+        {
+            var s = new Explainer(p).Summarize(data, map);
+            // Σ over a row's pairs of a_ij x P is P (the weights sum to 1), so the count-weighted sum of the means is Σ_rows P.
+            double total = s.Pairs.Sum(x => x.MeanRelativeAttention * x.Count);
+            double pairs = Enumerable.Range(0, data.Rows).Sum(r => (double)ModelShape.PairCount(data.RowLength(r)));
+            Assert.Equal(pairs, total, pairs * 1e-5);
+            Assert.Contains(s.Pairs, x => Math.Abs(x.MeanRelativeAttention - 1) > 0.05);
+            Assert.Contains("a x P", s.ToTable());
+            Assert.EndsWith(",mean_attention_x_pairs", s.ToCsv().Split('\n')[0]);
+        }
+        var fm = Fixtures.RandomModel(ModelKind.Fm, 50, 8, 0, LossKind.Squared, seed: 5);
+        using (var p = new Predictor(acc, fm, data.MaxNnz))
+        {
+            var s = new Explainer(p).Summarize(data, map);
+            Assert.All(s.Pairs, x => Assert.Equal(1.0, x.MeanRelativeAttention, 12));
+            // uniform attention: every occurring cell of the heat map is white
+            var svg = System.Xml.Linq.XDocument.Parse(s.ToSvg(HeatMapValue.MeanAttention));
+            System.Xml.Linq.XNamespace ns = "http://www.w3.org/2000/svg";
+            var cells = svg.Descendants(ns + "rect").Where(r => r.Element(ns + "title") is not null).ToList();
+            Assert.NotEmpty(cells);
+            Assert.All(cells, r => Assert.Equal("#ffffff", (string?)r.Attribute("fill")));
+        }
+    }
+
+    [Fact]
+    public void PlantedDataWithTheRecipeRanksThePlantedPairsFirstAndBeatsTheFm()
+    {
+        var data = PlantedData.Generate(trainRows: 20_000, testRows: 4_000, seed: 11);
+        using var acc = new CpuAccelerator();
+        var o = new TrainerOptions { K = 16, T = 16, Epochs = 15, BatchSize = 512, LearningRate = 0.1f, Keep1 = 0.8f, Seed = 3 };
+        var fmOptions = o.Clone();
+        fmOptions.Model = ModelKind.Fm;
+        var fm = new Recipe(acc, fmOptions).Run(data.Train).Model;
+        var afm = new Recipe(acc, o).Run(data.Train).Model;
+        double Rmse(AfmModel m)
+        {
+            using var p = new Predictor(acc, m, data.Test.MaxNnz);
+            return Metrics.Compute(p.Predict(data.Test), data.Test.Labels, LossKind.Squared).Rmse;
+        }
+        using var pa = new Predictor(acc, afm, data.Test.MaxNnz);
+        var ranking = new Explainer(pa).Summarize(data.Test, FeatureMap.FromFields(data.FieldOf)).Pairs;
+        double fmRmse = Rmse(fm), afmRmse = Rmse(afm);
+        output.WriteLine($"test RMSE: FM {fmRmse:F4}, AFM (pre-trained) {afmRmse:F4}");
+        foreach (var s in ranking.Take(6)) output.WriteLine($"({s.FieldA},{s.FieldB}) {s.MeanAttention:F4} x pairs {s.MeanRelativeAttention:F2}");
+        var top = ranking.Take(data.PlantedPairs.Count).Select(s => (s.FieldA, s.FieldB)).ToHashSet();
+        Assert.True(top.SetEquals(data.PlantedPairs), $"top pairs {string.Join(" ", top)} are not the planted {string.Join(" ", data.PlantedPairs)}");
+        Assert.All(ranking.Take(data.PlantedPairs.Count), s => Assert.True(s.MeanRelativeAttention > 2, $"({s.FieldA},{s.FieldB}) {s.MeanRelativeAttention}"));
+        Assert.True(afmRmse < 0.9 * fmRmse, $"AFM test RMSE {afmRmse:F4} does not beat FM's {fmRmse:F4} by 10%");
+    }
+}
