@@ -19,8 +19,7 @@ public sealed class CpuAccelerator : Accelerator
     /// <summary>The descriptor of the host CPU.</summary>
     public static AcceleratorDescriptor Describe()
     {
-        string isa = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "AVX-512"
-            : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "AVX2" : "SSE/NEON";
+        string isa = CpuSimd.Describe(CpuSimd.Path);
         long mem = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         return new AcceleratorDescriptor(AcceleratorKind.Cpu, 0, "CPU (managed kernels)",
             $"{Environment.ProcessorCount} logical cores, {isa}, {System.Runtime.InteropServices.RuntimeInformation.OSArchitecture}",
@@ -32,6 +31,9 @@ public sealed class CpuAccelerator : Accelerator
 
     /// <summary>Worker threads used by the kernels.</summary>
     public int MaxThreads { get; }
+
+    /// <summary>The vector width the kernels run on in this process (see <see cref="CpuSimd"/>).</summary>
+    public CpuSimdPath SimdPath => CpuSimd.Path;
 
     /// <summary>Which AFM kernels run.</summary>
     public CpuKernelVariant Variant { get; }
@@ -46,7 +48,7 @@ public sealed class CpuAccelerator : Accelerator
 /// <summary>The CPU accelerator's AFM kernel implementations.</summary>
 public enum CpuKernelVariant
 {
-    /// <summary>Register-blocked matrix products for the attention MLP, 512-bit vectors, padded rows.</summary>
+    /// <summary>Register-blocked matrix products for the attention MLP on the widest vectors the CPU has, padded rows.</summary>
     Fast,
     /// <summary>The readable stage-by-stage kernels (a reference for the fast path).</summary>
     Readable,
