@@ -10,7 +10,14 @@ public sealed class CpuAccelerator : Accelerator
     /// <param name="maxThreads">Worker threads for kernels; 0 means one per logical core.</param>
     /// <param name="variant">Which AFM kernels to run (the fast blocked path unless testing).</param>
     public CpuAccelerator(int maxThreads = 0, CpuKernelVariant variant = CpuKernelVariant.Fast)
+        : this(maxThreads, variant, CpuSimd.Path)
     {
+    }
+
+    /// <summary>Creates the CPU accelerator on a given vector width (a narrower one than the CPU's, for tests).</summary>
+    internal CpuAccelerator(int maxThreads, CpuKernelVariant variant, CpuSimdPath simdPath)
+    {
+        SimdPath = simdPath;
         MaxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
         Variant = variant;
         Descriptor = Describe();
@@ -32,8 +39,8 @@ public sealed class CpuAccelerator : Accelerator
     /// <summary>Worker threads used by the kernels.</summary>
     public int MaxThreads { get; }
 
-    /// <summary>The vector width the kernels run on in this process (see <see cref="CpuSimd"/>).</summary>
-    public CpuSimdPath SimdPath => CpuSimd.Path;
+    /// <summary>The vector width the kernels run on: <see cref="CpuSimd.Path"/>, the widest the process has.</summary>
+    public CpuSimdPath SimdPath { get; }
 
     /// <summary>Which AFM kernels run.</summary>
     public CpuKernelVariant Variant { get; }

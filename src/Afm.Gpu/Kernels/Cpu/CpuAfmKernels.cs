@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.Intrinsics;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.Accelerators.Cpu;
@@ -20,11 +21,12 @@ internal sealed class CpuAfmKernels : AfmKernels
     private readonly ThreadLocal<FastScratch>? _fastScratch;
     private readonly PaddedParams? _padded;
     private readonly float[] _denseGrad;
-    private readonly CpuSimdPath _path = CpuSimd.Path;
+    private readonly CpuSimdPath _path;
 
     public CpuAfmKernels(CpuAccelerator accelerator, ModelShape shape) : base(accelerator, shape)
     {
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = accelerator.MaxThreads };
+        _path = accelerator.SimdPath;
         _scratch = new ThreadLocal<SampleScratch>(() => new SampleScratch(shape));
         _denseGrad = new float[shape.DenseSize];
         if (shape.Kind == ModelKind.Afm && accelerator.Variant == CpuKernelVariant.Fast)
@@ -33,6 +35,14 @@ internal sealed class CpuAfmKernels : AfmKernels
             _padded = new PaddedParams(shape);
         }
     }
+
+    /// <summary>The vector width the kernels run on.</summary>
+    internal CpuSimdPath Path => _path;
+
+    /// <summary>The path and its micro-kernel block (or that the readable kernels run).</summary>
+    public override string LaunchPlan => _fastScratch is null
+        ? $"readable kernels, {CpuSimd.Name(_path)} ({Vector<float>.Count}-float Vector<T>)"
+        : $"fast kernels, {CpuSimd.Describe(_path)}";
 
     protected override int PartialCount => (Shape.BatchCapacity + ChunkRows - 1) / ChunkRows;
 
@@ -158,8 +168,8 @@ internal sealed class CpuAfmKernels : AfmKernels
                     Simd.Axpy(x, de.AsSpan(slot * k, k), dv);
                     dw += g[slot / m] * x;
                 }
-                Optimizer.Apply(o, v.AsSpan(id * k, k), dv, v1 is null ? default : v1.AsSpan(id * k, k), v2 is null ? default : v2.AsSpan(id * k, k));
-                Optimizer.Apply(o, lin.AsSpan(id, 1), new ReadOnlySpan<float>(ref dw), l1 is null ? default : l1.AsSpan(id, 1), l2 is null ? default : l2.AsSpan(id, 1));
+                Optimizer.Apply(_path, o, v.AsSpan(id * k, k), dv, v1 is null ? default : v1.AsSpan(id * k, k), v2 is null ? default : v2.AsSpan(id * k, k));
+                Optimizer.Apply(_path, o, lin.AsSpan(id, 1), new ReadOnlySpan<float>(ref dw), l1 is null ? default : l1.AsSpan(id, 1), l2 is null ? default : l2.AsSpan(id, 1));
             }
         });
     }
@@ -176,11 +186,11 @@ internal sealed class CpuAfmKernels : AfmKernels
         int fixedP = sh.Kind == ModelKind.Fm ? sh.OffsetP : -1;
         // For FM, p is not a parameter: update [0, OffsetP) and w0 only.
         int end = fixedP >= 0 ? fixedP : sh.DenseSize;
-        Optimizer.Apply(opt, dense.AsSpan(0, end), g[..end], s1 is null ? default : s1.AsSpan(0, end), s2 is null ? default : s2.AsSpan(0, end));
+        Optimizer.Apply(_path, opt, dense.AsSpan(0, end), g[..end], s1 is null ? default : s1.AsSpan(0, end), s2 is null ? default : s2.AsSpan(0, end));
         if (fixedP >= 0)
         {
             int w0 = sh.OffsetW0;
-            Optimizer.Apply(opt, dense.AsSpan(w0, 1), g.Slice(w0, 1), s1 is null ? default : s1.AsSpan(w0, 1), s2 is null ? default : s2.AsSpan(w0, 1));
+            Optimizer.Apply(_path, opt, dense.AsSpan(w0, 1), g.Slice(w0, 1), s1 is null ? default : s1.AsSpan(w0, 1), s2 is null ? default : s2.AsSpan(w0, 1));
         }
     }
 
@@ -200,9 +210,9 @@ internal sealed class CpuAfmKernels : AfmKernels
 /// <summary>The element-wise optimizer updates, shared by the sparse and dense paths, on the process's vector width.</summary>
 internal static class Optimizer
 {
-    public static void Apply(in OptimizerParams o, Span<float> w, ReadOnlySpan<float> g, Span<float> s1, Span<float> s2)
+    public static void Apply(CpuSimdPath path, in OptimizerParams o, Span<float> w, ReadOnlySpan<float> g, Span<float> s1, Span<float> s2)
     {
-        switch (CpuSimd.Path)
+        switch (path)
         {
             case CpuSimdPath.Avx512: Optimizer<V512, Vector512<float>>.Apply(o, w, g, s1, s2); break;
             case CpuSimdPath.Avx2: Optimizer<V256, Vector256<float>>.Apply(o, w, g, s1, s2); break;
