@@ -1,5 +1,6 @@
 // Micro-kernels of Gemm<TOps, TV>, one per block shape (rows x vectors of B), written out so that every
-// accumulator is a local the JIT keeps in a register.
+// accumulator is a local the JIT keeps in a register; the row offsets of A are hoisted out of the depth
+// loop and A and B advance by pointer, so the loop body is the loads, the broadcasts and the FMAs.
 using System.Runtime.CompilerServices;
 
 namespace Afm.Gpu.Kernels.Cpu;
@@ -21,22 +22,23 @@ internal static unsafe partial class Gemm<TOps, TV>
             c50 = TOps.Load(c + 5 * ldc); c51 = TOps.Load(c + 5 * ldc + 1 * w); c52 = TOps.Load(c + 5 * ldc + 2 * w); c53 = TOps.Load(c + 5 * ldc + 3 * w);
         }
         else c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        nint r1 = (nint)ars, r2 = 2 * (nint)ars, r3 = 3 * (nint)ars, r4 = 4 * (nint)ars, r5 = 5 * (nint)ars;
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk); var b1 = TOps.Load(bk + 1 * w); var b2 = TOps.Load(bk + 2 * w); var b3 = TOps.Load(bk + 3 * w);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00); c01 = TOps.Fma(a0, b1, c01); c02 = TOps.Fma(a0, b2, c02); c03 = TOps.Fma(a0, b3, c03);
-            var a1 = TOps.Splat(ak[ars]);
+            var a1 = TOps.Splat(ak[r1]);
             c10 = TOps.Fma(a1, b0, c10); c11 = TOps.Fma(a1, b1, c11); c12 = TOps.Fma(a1, b2, c12); c13 = TOps.Fma(a1, b3, c13);
-            var a2 = TOps.Splat(ak[2 * ars]);
+            var a2 = TOps.Splat(ak[r2]);
             c20 = TOps.Fma(a2, b0, c20); c21 = TOps.Fma(a2, b1, c21); c22 = TOps.Fma(a2, b2, c22); c23 = TOps.Fma(a2, b3, c23);
-            var a3 = TOps.Splat(ak[3 * ars]);
+            var a3 = TOps.Splat(ak[r3]);
             c30 = TOps.Fma(a3, b0, c30); c31 = TOps.Fma(a3, b1, c31); c32 = TOps.Fma(a3, b2, c32); c33 = TOps.Fma(a3, b3, c33);
-            var a4 = TOps.Splat(ak[4 * ars]);
+            var a4 = TOps.Splat(ak[r4]);
             c40 = TOps.Fma(a4, b0, c40); c41 = TOps.Fma(a4, b1, c41); c42 = TOps.Fma(a4, b2, c42); c43 = TOps.Fma(a4, b3, c43);
-            var a5 = TOps.Splat(ak[5 * ars]);
+            var a5 = TOps.Splat(ak[r5]);
             c50 = TOps.Fma(a5, b0, c50); c51 = TOps.Fma(a5, b1, c51); c52 = TOps.Fma(a5, b2, c52); c53 = TOps.Fma(a5, b3, c53);
         }
         TOps.Store(c00, c); TOps.Store(c01, c + 1 * w); TOps.Store(c02, c + 2 * w); TOps.Store(c03, c + 3 * w);
@@ -62,22 +64,23 @@ internal static unsafe partial class Gemm<TOps, TV>
             c50 = TOps.Load(c + 5 * ldc); c51 = TOps.Load(c + 5 * ldc + 1 * w);
         }
         else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        nint r1 = (nint)ars, r2 = 2 * (nint)ars, r3 = 3 * (nint)ars, r4 = 4 * (nint)ars, r5 = 5 * (nint)ars;
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk); var b1 = TOps.Load(bk + 1 * w);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00); c01 = TOps.Fma(a0, b1, c01);
-            var a1 = TOps.Splat(ak[ars]);
+            var a1 = TOps.Splat(ak[r1]);
             c10 = TOps.Fma(a1, b0, c10); c11 = TOps.Fma(a1, b1, c11);
-            var a2 = TOps.Splat(ak[2 * ars]);
+            var a2 = TOps.Splat(ak[r2]);
             c20 = TOps.Fma(a2, b0, c20); c21 = TOps.Fma(a2, b1, c21);
-            var a3 = TOps.Splat(ak[3 * ars]);
+            var a3 = TOps.Splat(ak[r3]);
             c30 = TOps.Fma(a3, b0, c30); c31 = TOps.Fma(a3, b1, c31);
-            var a4 = TOps.Splat(ak[4 * ars]);
+            var a4 = TOps.Splat(ak[r4]);
             c40 = TOps.Fma(a4, b0, c40); c41 = TOps.Fma(a4, b1, c41);
-            var a5 = TOps.Splat(ak[5 * ars]);
+            var a5 = TOps.Splat(ak[r5]);
             c50 = TOps.Fma(a5, b0, c50); c51 = TOps.Fma(a5, b1, c51);
         }
         TOps.Store(c00, c); TOps.Store(c01, c + 1 * w);
@@ -103,22 +106,23 @@ internal static unsafe partial class Gemm<TOps, TV>
             c50 = TOps.Load(c + 5 * ldc);
         }
         else c00 = c10 = c20 = c30 = c40 = c50 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        nint r1 = (nint)ars, r2 = 2 * (nint)ars, r3 = 3 * (nint)ars, r4 = 4 * (nint)ars, r5 = 5 * (nint)ars;
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00);
-            var a1 = TOps.Splat(ak[ars]);
+            var a1 = TOps.Splat(ak[r1]);
             c10 = TOps.Fma(a1, b0, c10);
-            var a2 = TOps.Splat(ak[2 * ars]);
+            var a2 = TOps.Splat(ak[r2]);
             c20 = TOps.Fma(a2, b0, c20);
-            var a3 = TOps.Splat(ak[3 * ars]);
+            var a3 = TOps.Splat(ak[r3]);
             c30 = TOps.Fma(a3, b0, c30);
-            var a4 = TOps.Splat(ak[4 * ars]);
+            var a4 = TOps.Splat(ak[r4]);
             c40 = TOps.Fma(a4, b0, c40);
-            var a5 = TOps.Splat(ak[5 * ars]);
+            var a5 = TOps.Splat(ak[r5]);
             c50 = TOps.Fma(a5, b0, c50);
         }
         TOps.Store(c00, c);
@@ -142,18 +146,19 @@ internal static unsafe partial class Gemm<TOps, TV>
             c30 = TOps.Load(c + 3 * ldc); c31 = TOps.Load(c + 3 * ldc + 1 * w); c32 = TOps.Load(c + 3 * ldc + 2 * w); c33 = TOps.Load(c + 3 * ldc + 3 * w);
         }
         else c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        nint r1 = (nint)ars, r2 = 2 * (nint)ars, r3 = 3 * (nint)ars;
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk); var b1 = TOps.Load(bk + 1 * w); var b2 = TOps.Load(bk + 2 * w); var b3 = TOps.Load(bk + 3 * w);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00); c01 = TOps.Fma(a0, b1, c01); c02 = TOps.Fma(a0, b2, c02); c03 = TOps.Fma(a0, b3, c03);
-            var a1 = TOps.Splat(ak[ars]);
+            var a1 = TOps.Splat(ak[r1]);
             c10 = TOps.Fma(a1, b0, c10); c11 = TOps.Fma(a1, b1, c11); c12 = TOps.Fma(a1, b2, c12); c13 = TOps.Fma(a1, b3, c13);
-            var a2 = TOps.Splat(ak[2 * ars]);
+            var a2 = TOps.Splat(ak[r2]);
             c20 = TOps.Fma(a2, b0, c20); c21 = TOps.Fma(a2, b1, c21); c22 = TOps.Fma(a2, b2, c22); c23 = TOps.Fma(a2, b3, c23);
-            var a3 = TOps.Splat(ak[3 * ars]);
+            var a3 = TOps.Splat(ak[r3]);
             c30 = TOps.Fma(a3, b0, c30); c31 = TOps.Fma(a3, b1, c31); c32 = TOps.Fma(a3, b2, c32); c33 = TOps.Fma(a3, b3, c33);
         }
         TOps.Store(c00, c); TOps.Store(c01, c + 1 * w); TOps.Store(c02, c + 2 * w); TOps.Store(c03, c + 3 * w);
@@ -175,18 +180,19 @@ internal static unsafe partial class Gemm<TOps, TV>
             c30 = TOps.Load(c + 3 * ldc); c31 = TOps.Load(c + 3 * ldc + 1 * w);
         }
         else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        nint r1 = (nint)ars, r2 = 2 * (nint)ars, r3 = 3 * (nint)ars;
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk); var b1 = TOps.Load(bk + 1 * w);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00); c01 = TOps.Fma(a0, b1, c01);
-            var a1 = TOps.Splat(ak[ars]);
+            var a1 = TOps.Splat(ak[r1]);
             c10 = TOps.Fma(a1, b0, c10); c11 = TOps.Fma(a1, b1, c11);
-            var a2 = TOps.Splat(ak[2 * ars]);
+            var a2 = TOps.Splat(ak[r2]);
             c20 = TOps.Fma(a2, b0, c20); c21 = TOps.Fma(a2, b1, c21);
-            var a3 = TOps.Splat(ak[3 * ars]);
+            var a3 = TOps.Splat(ak[r3]);
             c30 = TOps.Fma(a3, b0, c30); c31 = TOps.Fma(a3, b1, c31);
         }
         TOps.Store(c00, c); TOps.Store(c01, c + 1 * w);
@@ -208,18 +214,19 @@ internal static unsafe partial class Gemm<TOps, TV>
             c30 = TOps.Load(c + 3 * ldc);
         }
         else c00 = c10 = c20 = c30 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        nint r1 = (nint)ars, r2 = 2 * (nint)ars, r3 = 3 * (nint)ars;
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00);
-            var a1 = TOps.Splat(ak[ars]);
+            var a1 = TOps.Splat(ak[r1]);
             c10 = TOps.Fma(a1, b0, c10);
-            var a2 = TOps.Splat(ak[2 * ars]);
+            var a2 = TOps.Splat(ak[r2]);
             c20 = TOps.Fma(a2, b0, c20);
-            var a3 = TOps.Splat(ak[3 * ars]);
+            var a3 = TOps.Splat(ak[r3]);
             c30 = TOps.Fma(a3, b0, c30);
         }
         TOps.Store(c00, c);
@@ -238,11 +245,11 @@ internal static unsafe partial class Gemm<TOps, TV>
             c00 = TOps.Load(c); c01 = TOps.Load(c + 1 * w); c02 = TOps.Load(c + 2 * w); c03 = TOps.Load(c + 3 * w);
         }
         else c00 = c01 = c02 = c03 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk); var b1 = TOps.Load(bk + 1 * w); var b2 = TOps.Load(bk + 2 * w); var b3 = TOps.Load(bk + 3 * w);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00); c01 = TOps.Fma(a0, b1, c01); c02 = TOps.Fma(a0, b2, c02); c03 = TOps.Fma(a0, b3, c03);
         }
@@ -259,11 +266,11 @@ internal static unsafe partial class Gemm<TOps, TV>
             c00 = TOps.Load(c); c01 = TOps.Load(c + 1 * w);
         }
         else c00 = c01 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk); var b1 = TOps.Load(bk + 1 * w);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00); c01 = TOps.Fma(a0, b1, c01);
         }
@@ -280,11 +287,11 @@ internal static unsafe partial class Gemm<TOps, TV>
             c00 = TOps.Load(c);
         }
         else c00 = TOps.Zero;
-        for (int kk = 0; kk < depth; kk++)
+        float* ak = a, bk = b;
+        nint sa = acs, sb = ldb;
+        for (int kk = 0; kk < depth; kk++, ak += sa, bk += sb)
         {
-            float* bk = b + kk * ldb;
             var b0 = TOps.Load(bk);
-            float* ak = a + kk * acs;
             var a0 = TOps.Splat(ak[0]);
             c00 = TOps.Fma(a0, b0, c00);
         }
