@@ -16,6 +16,8 @@ internal sealed class BenchOptions
           --min-steps N         timed steps at least (default 10)
           --min-seconds S       timed seconds at least (default 2)
           --threads N           CPU accelerator worker threads (default 0 = all logical cores)
+          --isa PATH            CPU vector path: avx512, avx2 or sse (default: the widest the CPU has); reruns the
+                                bench with the runtime's DOTNET_EnableAVX512=0 or DOTNET_EnableAVX2=0, which select it
           --movielens DIR       folder with ml-100k-libfm train.libfm (default: found by walking up to shared/data)
           --json PATH           JSON results (default bench/results/bench-<timestamp>.json)
           --clock-ghz X         CPU clock for the peak (default: max "cpu MHz" in /proc/cpuinfo)
@@ -40,6 +42,7 @@ internal sealed class BenchOptions
     public int MinSteps { get; private set; } = 10;
     public double MinSeconds { get; private set; } = 2;
     public int Threads { get; private set; }
+    public string? Isa { get; private set; }
     public string? MovieLens { get; private set; }
     public string? Json { get; private set; }
     public double? ClockGhz { get; private set; }
@@ -76,6 +79,10 @@ internal sealed class BenchOptions
                 case "--min-steps": o.MinSteps = Int(1); stepsSet = true; break;
                 case "--min-seconds": o.MinSeconds = Real(); secondsSet = true; break;
                 case "--threads": o.Threads = Int(0); break;
+                case "--isa":
+                    o.Isa = Value().ToLowerInvariant();
+                    if (o.Isa is not ("avx512" or "avx2" or "sse")) throw new ArgumentException($"--isa needs avx512, avx2 or sse, not '{args[i]}'");
+                    break;
                 case "--movielens": o.MovieLens = Value(); break;
                 case "--json": o.Json = Value(); break;
                 case "--clock-ghz": o.ClockGhz = Real(); break;

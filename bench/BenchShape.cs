@@ -29,6 +29,7 @@ internal sealed record BenchShape(string Name, ModelKind Kind, int Fields, int K
             new("afm-m39-k16", ModelKind.Afm, 39, 16, 16, 4096),
             new("afm-m3-k256", ModelKind.Afm, 3, 256, 256, 4096),
             new("afm-m10-k64-b8192", ModelKind.Afm, 10, 64, 64, 8192),
+            new("afm-m10-k64-b512", ModelKind.Afm, 10, 64, 64, 512),
             new("fm-m10-k64", ModelKind.Fm, 10, 64, 0, 4096),
         };
         if (movieLensTrain is not null) list.Add(new("ml100k-afm-k64", ModelKind.Afm, 0, 64, 64, 4096, movieLensTrain));

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.Intrinsics;
 using Afm.Gpu.Data;
 using Afm.Gpu.Model;
 
@@ -65,19 +64,20 @@ internal static class Flops
     }
 }
 
-/// <summary>The host CPU's fp32 peak: cores × SIMD lanes × FMA pipes × 2 × clock.</summary>
-internal sealed record CpuPeak(string Model, int Cores, int Lanes, int FmaUnits, double ClockGhz, string ClockSource, double? Override)
+/// <summary>The host CPU's fp32 peak on the vector path the kernels run: cores × its SIMD lanes × FMA pipes × 2 × clock.</summary>
+internal sealed record CpuPeak(string Model, int Cores, int Lanes, int FmaUnits, double ClockGhz, string ClockSource, double? Override, string Path = "")
 {
     public double Gflops => Override ?? Cores * Lanes * FmaUnits * 2 * ClockGhz;
 
     public string Describe() => Override is not null
         ? $"CPU peak {Gflops:F0} GFLOP/s (given)"
-        : $"CPU peak = {Cores} cores x {Lanes} fp32 lanes x {FmaUnits} FMA pipes x 2 x {ClockGhz:F2} GHz ({ClockSource}) = {Gflops:F0} GFLOP/s";
+        : $"CPU peak ({Path}) = {Cores} cores x {Lanes} fp32 lanes x {FmaUnits} FMA pipes x 2 x {ClockGhz:F2} GHz ({ClockSource}) = {Gflops:F0} GFLOP/s";
 
     /// <summary>Reads the model name and clock from /proc/cpuinfo (or takes the overrides).</summary>
     public static CpuPeak Detect(int cores, int fmaUnits, double? clockGhz, double? peakOverride)
     {
-        int lanes = Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : Vector128.IsHardwareAccelerated ? 4 : 1;
+        var path = Afm.Gpu.Accelerators.Cpu.CpuSimd.Path;
+        int lanes = Afm.Gpu.Accelerators.Cpu.CpuSimd.Lanes(path);
         string model = "unknown CPU";
         double mhz = 0;
         try
@@ -94,6 +94,7 @@ internal sealed record CpuPeak(string Model, int Cores, int Lanes, int FmaUnits,
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
         string source = clockGhz is not null ? "--clock-ghz" : mhz > 0 ? "/proc/cpuinfo" : "assumed";
-        return new CpuPeak(model, cores, lanes, fmaUnits, clockGhz ?? (mhz > 0 ? mhz / 1000 : 2.0), source, peakOverride);
+        return new CpuPeak(model, cores, lanes, fmaUnits, clockGhz ?? (mhz > 0 ? mhz / 1000 : 2.0), source, peakOverride,
+            Afm.Gpu.Accelerators.Cpu.CpuSimd.Name(path));
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Afm.Bench;
 using Afm.Gpu.Accelerators;
+using Afm.Gpu.Accelerators.Cpu;
 using Afm.Gpu.Data;
 
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -19,6 +20,30 @@ if (o.Help)
 {
     Console.WriteLine(BenchOptions.Usage);
     return 0;
+}
+
+if (o.Isa is not null)
+{
+    // The runtime reads its instruction-set switches at start, so a narrower path needs a fresh process.
+    var want = o.Isa switch { "avx512" => CpuSimdPath.Avx512, "avx2" => CpuSimdPath.Avx2, _ => CpuSimdPath.Sse };
+    if (CpuSimd.Path != want)
+    {
+        if (Environment.GetEnvironmentVariable("AFM_BENCH_ISA_CHILD") is not null || want == CpuSimdPath.Avx512)
+        {
+            Console.Error.WriteLine($"afm-bench: --isa {o.Isa}: this process runs {CpuSimd.Name(CpuSimd.Path)} (the CPU or the runtime's switches do not allow {CpuSimd.Name(want)})");
+            return 2;
+        }
+        var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") psi.ArgumentList.Add(typeof(BenchOptions).Assembly.Location);
+        foreach (string a in args) psi.ArgumentList.Add(a);
+        psi.Environment["AFM_BENCH_ISA_CHILD"] = "1";
+        psi.Environment["DOTNET_EnableAVX512"] = "0";
+        psi.Environment["DOTNET_EnableAVX512F"] = "0";
+        if (want == CpuSimdPath.Sse) psi.Environment["DOTNET_EnableAVX2"] = "0";
+        using var child = System.Diagnostics.Process.Start(psi)!;
+        child.WaitForExit();
+        return child.ExitCode;
+    }
 }
 
 var notes = new List<string>();
@@ -92,6 +117,7 @@ if (o.CompareTorch)
 
 Console.WriteLine($"afm-bench on {cpuPeak.Model}, {Environment.ProcessorCount} logical cores, {RuntimeInformation.FrameworkDescription}, {RuntimeInformation.OSDescription}");
 Console.WriteLine(cpuPeak.Describe());
+Console.WriteLine($"CPU kernels: {CpuSimd.Describe(CpuSimd.Path)}");
 Console.WriteLine($"load average (1 min) at start: {Runner.LoadAverage():F2}");
 Console.WriteLine($"timing: >= {o.Warmup} warm-up steps and >= {Math.Min(1, o.MinSeconds / 2)} s, then >= {o.MinSteps} steps and >= {o.MinSeconds} s; Adagrad, squared loss, no dropout");
 Console.WriteLine();
@@ -155,6 +181,8 @@ Console.WriteLine();
 Console.WriteLine("train/s: full step (HostBatch.Fill + upload + ForwardBackward + ReduceDense + UpdateSparse + UpdateDense);");
 Console.WriteLine("kernel-only/s: the same step on an uploaded batch; infer/s: Forward on an uploaded batch;");
 Console.WriteLine("GFLOP/s and % peak: training FLOP x kernel-only rate; device MiB: model + Adagrad state + batch + workspace buffers;");
+Console.WriteLine("step % peak: training FLOP x train rate (batch building and upload included); products % peak: the attention");
+Console.WriteLine("products' FLOP (6Ptk) over their time inside the CPU kernels, summed over the workers and divided by their number;");
 Console.WriteLine("host alloc/step: managed bytes allocated per full training step (all threads).");
 Console.WriteLine(Flops.Formula);
 var gpuPeaks = accelerators.Where(a => a.Descriptor.IsGpu).Select(a => a.Descriptor.Selector + " " + (

@@ -40,12 +40,14 @@ internal static class Report
 
     public static void PrintResults(TextWriter w, IReadOnlyList<Measurement> results)
     {
-        string[] header = ["shape", "accelerator", "train/s", "kernel-only/s", "infer/s", "GFLOP/s", "% peak", "device MiB", "host alloc/step"];
+        string[] header = ["shape", "accelerator", "train/s", "kernel-only/s", "infer/s", "GFLOP/s", "% peak", "step % peak", "products % peak", "device MiB", "host alloc/step"];
         var rows = results.Select(m => new[]
         {
             m.Shape, m.Accelerator, Rate(m.Train.SamplesPerSecond), Rate(m.KernelOnly.SamplesPerSecond), Rate(m.Infer.SamplesPerSecond),
             m.KernelGflops.ToString("F1", CultureInfo.InvariantCulture),
             m.PercentOfPeak is double p ? p.ToString("F1", CultureInfo.InvariantCulture) : "-",
+            m.StepPercentOfPeak is double sp ? sp.ToString("F1", CultureInfo.InvariantCulture) : "-",
+            m.ProductPercentOfPeak is double pp ? pp.ToString("F1", CultureInfo.InvariantCulture) : "-",
             (m.DeviceBytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture), Bytes(m.Train.AllocBytesPerStep),
         });
         Print(w, header, rows, leftColumns: 2);

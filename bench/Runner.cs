@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Afm.Gpu.Accelerators;
+using Afm.Gpu.Accelerators.Cpu;
 using Afm.Gpu.Data;
 using Afm.Gpu.Kernels;
 using Afm.Gpu.Model;
@@ -22,10 +23,14 @@ internal sealed record Measurement(
     double KernelGflops, double TrainStepGflops, double InferGflops, double? PeakGflops,
     long DeviceModelBytes, long DeviceBatchBytes, long DeviceWorkspaceBytes, long HostBatchBytes,
     long ProcessPeakWorkingSetBytes, double MeanTrainLoss, double LoadAverage, string LaunchPlan = "",
-    double HostFillRowsPerSecond = double.NaN)
+    double HostFillRowsPerSecond = double.NaN, double? ProductGflops = null)
 {
     public long DeviceBytes => DeviceModelBytes + DeviceBatchBytes + DeviceWorkspaceBytes;
     public double? PercentOfPeak => PeakGflops is > 0 ? 100 * KernelGflops / PeakGflops : null;
+    /// <summary>The whole training step (batch building and upload included) as a share of the peak.</summary>
+    public double? StepPercentOfPeak => PeakGflops is > 0 ? 100 * TrainStepGflops / PeakGflops : null;
+    /// <summary>The attention products alone (timed inside the CPU kernels) as a share of the peak.</summary>
+    public double? ProductPercentOfPeak => PeakGflops is > 0 && ProductGflops is double g ? 100 * g / PeakGflops : null;
 }
 
 /// <summary>Times the training step, the kernels alone and inference for one shape on one accelerator.</summary>
@@ -72,7 +77,12 @@ internal static class Runner
         var train = Time(acc, rows, o, () => TrainStep(true));
         long trainedSteps = step;
         float lossSum = work.LossSum.ToArray()[0];
-        var kernelOnly = Time(acc, rows, o, () => TrainStep(false)); // the last uploaded batch, again and again
+        // the last uploaded batch, again and again; on the CPU the products are timed too (summed over the workers)
+        bool profile = acc is CpuAccelerator && bs.Kind == ModelKind.Afm;
+        CpuProfile.Enabled = profile;
+        var kernelOnly = Time(acc, rows, o, () => TrainStep(false), CpuProfile.Reset);
+        CpuProfile.Enabled = false;
+        double productSeconds = CpuProfile.ProductTime.TotalSeconds;
         var infer = Time(acc, rows, o, () => kernels.Forward(dm, db, work.Yhat, null));
         // the host's share of a training step alone (one thread): the rate a device can be fed at, since the
         // trainer builds the next batch while the device runs the current one
@@ -86,8 +96,13 @@ internal static class Runner
             trainFlop * kernelOnly.SamplesPerSecond / 1e9, trainFlop * train.SamplesPerSecond / 1e9, inferFlop * infer.SamplesPerSecond / 1e9, peakGflops,
             DeviceMemory.Bytes(dm), DeviceMemory.Bytes(db), DeviceMemory.Bytes(work), DeviceMemory.Bytes(host),
             Process.GetCurrentProcess().PeakWorkingSet64, lossSum / ((double)trainedSteps * rows), LoadAverage(), kernels.LaunchPlan,
-            fill.SamplesPerSecond);
+            fill.SamplesPerSecond,
+            profile && productSeconds > 0 ? attnFlop * kernelOnly.Steps * rows / (productSeconds / Workers(acc, rows)) / 1e9 : null);
     }
+
+    /// <summary>Worker threads the CPU kernels run on for a batch (chunks of 32 rows, at most one per thread).</summary>
+    private static int Workers(Accelerator acc, int rows) =>
+        Math.Max(1, Math.Min(((CpuAccelerator)acc).MaxThreads, (rows + 31) / 32));
 
     /// <summary>Steps queued between synchronizations: the clock is read only once they have finished.</summary>
     private const int InFlight = 4;
@@ -99,7 +114,7 @@ internal static class Runner
     /// accelerator whose launches return at once, reading the clock after queuing alone would keep queuing
     /// for MinSeconds, thousands of steps on a slow device, and only then wait for them.
     /// </summary>
-    private static Timing Time(Accelerator acc, int rows, BenchOptions o, Action step)
+    private static Timing Time(Accelerator acc, int rows, BenchOptions o, Action step, Action? timedFromHere = null)
     {
         var warm = Stopwatch.StartNew();
         for (int i = 0; i < o.Warmup || (o.Warmup > 0 && warm.Elapsed.TotalSeconds < Math.Min(1, o.MinSeconds / 2)); i++)
@@ -108,6 +123,7 @@ internal static class Runner
             if (i % 4 == 3) acc.Synchronize();
         }
         acc.Synchronize();
+        timedFromHere?.Invoke();
         long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
         var sw = Stopwatch.StartNew();
         int steps = 0;

@@ -10,7 +10,14 @@ public sealed class CpuAccelerator : Accelerator
     /// <param name="maxThreads">Worker threads for kernels; 0 means one per logical core.</param>
     /// <param name="variant">Which AFM kernels to run (the fast blocked path unless testing).</param>
     public CpuAccelerator(int maxThreads = 0, CpuKernelVariant variant = CpuKernelVariant.Fast)
+        : this(maxThreads, variant, CpuSimd.Path)
     {
+    }
+
+    /// <summary>Creates the CPU accelerator on a given vector width (a narrower one than the CPU's, for tests).</summary>
+    internal CpuAccelerator(int maxThreads, CpuKernelVariant variant, CpuSimdPath simdPath)
+    {
+        SimdPath = simdPath;
         MaxThreads = maxThreads > 0 ? maxThreads : Environment.ProcessorCount;
         Variant = variant;
         Descriptor = Describe();
@@ -19,8 +26,7 @@ public sealed class CpuAccelerator : Accelerator
     /// <summary>The descriptor of the host CPU.</summary>
     public static AcceleratorDescriptor Describe()
     {
-        string isa = System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "AVX-512"
-            : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "AVX2" : "SSE/NEON";
+        string isa = CpuSimd.Describe(CpuSimd.Path);
         long mem = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         return new AcceleratorDescriptor(AcceleratorKind.Cpu, 0, "CPU (managed kernels)",
             $"{Environment.ProcessorCount} logical cores, {isa}, {System.Runtime.InteropServices.RuntimeInformation.OSArchitecture}",
@@ -32,6 +38,9 @@ public sealed class CpuAccelerator : Accelerator
 
     /// <summary>Worker threads used by the kernels.</summary>
     public int MaxThreads { get; }
+
+    /// <summary>The vector width the kernels run on: <see cref="CpuSimd.Path"/>, the widest the process has.</summary>
+    public CpuSimdPath SimdPath { get; }
 
     /// <summary>Which AFM kernels run.</summary>
     public CpuKernelVariant Variant { get; }
@@ -46,7 +55,7 @@ public sealed class CpuAccelerator : Accelerator
 /// <summary>The CPU accelerator's AFM kernel implementations.</summary>
 public enum CpuKernelVariant
 {
-    /// <summary>Register-blocked matrix products for the attention MLP, 512-bit vectors, padded rows.</summary>
+    /// <summary>Register-blocked matrix products for the attention MLP on the widest vectors the CPU has, padded rows.</summary>
     Fast,
     /// <summary>The readable stage-by-stage kernels (a reference for the fast path).</summary>
     Readable,

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.Intrinsics;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.Accelerators.Cpu;
@@ -20,10 +21,12 @@ internal sealed class CpuAfmKernels : AfmKernels
     private readonly ThreadLocal<FastScratch>? _fastScratch;
     private readonly PaddedParams? _padded;
     private readonly float[] _denseGrad;
+    private readonly CpuSimdPath _path;
 
     public CpuAfmKernels(CpuAccelerator accelerator, ModelShape shape) : base(accelerator, shape)
     {
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = accelerator.MaxThreads };
+        _path = accelerator.SimdPath;
         _scratch = new ThreadLocal<SampleScratch>(() => new SampleScratch(shape));
         _denseGrad = new float[shape.DenseSize];
         if (shape.Kind == ModelKind.Afm && accelerator.Variant == CpuKernelVariant.Fast)
@@ -32,6 +35,14 @@ internal sealed class CpuAfmKernels : AfmKernels
             _padded = new PaddedParams(shape);
         }
     }
+
+    /// <summary>The vector width the kernels run on.</summary>
+    internal CpuSimdPath Path => _path;
+
+    /// <summary>The path and its micro-kernel block (or that the readable kernels run).</summary>
+    public override string LaunchPlan => _fastScratch is null
+        ? $"readable kernels, {CpuSimd.Name(_path)} ({Vector<float>.Count}-float Vector<T>)"
+        : $"fast kernels, {CpuSimd.Describe(_path)}";
 
     protected override int PartialCount => (Shape.BatchCapacity + ChunkRows - 1) / ChunkRows;
 
@@ -53,8 +64,13 @@ internal sealed class CpuAfmKernels : AfmKernels
             int end = Math.Min(rows, (c + 1) * ChunkRows);
             if (_fastScratch is not null)
             {
-                FastAfm.Forward(sh, _padded!, dense, v, lin, ids, vals, counts, c * ChunkRows, end, _fastScratch.Value!, y,
-                    sh.Kind == ModelKind.Afm ? att : null);
+                var a = sh.Kind == ModelKind.Afm ? att : null;
+                switch (_path)
+                {
+                    case CpuSimdPath.Avx512: FastAfm<V512, Vector512<float>>.Forward(sh, _padded!, dense, v, lin, ids, vals, counts, c * ChunkRows, end, _fastScratch.Value!, y, a); break;
+                    case CpuSimdPath.Avx2: FastAfm<V256, Vector256<float>>.Forward(sh, _padded!, dense, v, lin, ids, vals, counts, c * ChunkRows, end, _fastScratch.Value!, y, a); break;
+                    default: FastAfm<V128, Vector128<float>>.Forward(sh, _padded!, dense, v, lin, ids, vals, counts, c * ChunkRows, end, _fastScratch.Value!, y, a); break;
+                }
                 return;
             }
             var sc = _scratch.Value!;
@@ -89,7 +105,12 @@ internal sealed class CpuAfmKernels : AfmKernels
             int end = Math.Min(rows, (c + 1) * ChunkRows);
             if (fast is not null)
             {
-                FastAfm.ForwardBackward(sh, _padded!, dense, v, lin, ids, vals, counts, labels, c * ChunkRows, end, st, fast, de, dDense, yhat, grad, loss);
+                switch (_path)
+                {
+                    case CpuSimdPath.Avx512: FastAfm<V512, Vector512<float>>.ForwardBackward(sh, _padded!, dense, v, lin, ids, vals, counts, labels, c * ChunkRows, end, st, fast, de, dDense, yhat, grad, loss); break;
+                    case CpuSimdPath.Avx2: FastAfm<V256, Vector256<float>>.ForwardBackward(sh, _padded!, dense, v, lin, ids, vals, counts, labels, c * ChunkRows, end, st, fast, de, dDense, yhat, grad, loss); break;
+                    default: FastAfm<V128, Vector128<float>>.ForwardBackward(sh, _padded!, dense, v, lin, ids, vals, counts, labels, c * ChunkRows, end, st, fast, de, dDense, yhat, grad, loss); break;
+                }
                 FastAfm.FlushAccumulators(sh, fast, dDense);
             }
             else
@@ -147,8 +168,8 @@ internal sealed class CpuAfmKernels : AfmKernels
                     Simd.Axpy(x, de.AsSpan(slot * k, k), dv);
                     dw += g[slot / m] * x;
                 }
-                Optimizer.Apply(o, v.AsSpan(id * k, k), dv, v1 is null ? default : v1.AsSpan(id * k, k), v2 is null ? default : v2.AsSpan(id * k, k));
-                Optimizer.Apply(o, lin.AsSpan(id, 1), new ReadOnlySpan<float>(ref dw), l1 is null ? default : l1.AsSpan(id, 1), l2 is null ? default : l2.AsSpan(id, 1));
+                Optimizer.Apply(_path, o, v.AsSpan(id * k, k), dv, v1 is null ? default : v1.AsSpan(id * k, k), v2 is null ? default : v2.AsSpan(id * k, k));
+                Optimizer.Apply(_path, o, lin.AsSpan(id, 1), new ReadOnlySpan<float>(ref dw), l1 is null ? default : l1.AsSpan(id, 1), l2 is null ? default : l2.AsSpan(id, 1));
             }
         });
     }
@@ -161,15 +182,15 @@ internal sealed class CpuAfmKernels : AfmKernels
         int wLen = sh.T * sh.K;
         Span<float> g = _denseGrad;
         grad.CopyTo(g);
-        for (int i = 0; i < wLen; i++) g[i] += 2f * opt.Lambda * dense[i];
+        Simd.Axpy(2f * opt.Lambda, dense.AsSpan(0, wLen), g[..wLen]);
         int fixedP = sh.Kind == ModelKind.Fm ? sh.OffsetP : -1;
         // For FM, p is not a parameter: update [0, OffsetP) and w0 only.
         int end = fixedP >= 0 ? fixedP : sh.DenseSize;
-        Optimizer.Apply(opt, dense.AsSpan(0, end), g[..end], s1 is null ? default : s1.AsSpan(0, end), s2 is null ? default : s2.AsSpan(0, end));
+        Optimizer.Apply(_path, opt, dense.AsSpan(0, end), g[..end], s1 is null ? default : s1.AsSpan(0, end), s2 is null ? default : s2.AsSpan(0, end));
         if (fixedP >= 0)
         {
             int w0 = sh.OffsetW0;
-            Optimizer.Apply(opt, dense.AsSpan(w0, 1), g.Slice(w0, 1), s1 is null ? default : s1.AsSpan(w0, 1), s2 is null ? default : s2.AsSpan(w0, 1));
+            Optimizer.Apply(_path, opt, dense.AsSpan(w0, 1), g.Slice(w0, 1), s1 is null ? default : s1.AsSpan(w0, 1), s2 is null ? default : s2.AsSpan(w0, 1));
         }
     }
 
@@ -186,67 +207,83 @@ internal sealed class CpuAfmKernels : AfmKernels
     }
 }
 
-/// <summary>The element-wise optimizer updates, shared by the sparse and dense paths (512-bit body, scalar tail).</summary>
+/// <summary>The element-wise optimizer updates, shared by the sparse and dense paths, on the process's vector width.</summary>
 internal static class Optimizer
+{
+    public static void Apply(CpuSimdPath path, in OptimizerParams o, Span<float> w, ReadOnlySpan<float> g, Span<float> s1, Span<float> s2)
+    {
+        switch (path)
+        {
+            case CpuSimdPath.Avx512: Optimizer<V512, Vector512<float>>.Apply(o, w, g, s1, s2); break;
+            case CpuSimdPath.Avx2: Optimizer<V256, Vector256<float>>.Apply(o, w, g, s1, s2); break;
+            default: Optimizer<V128, Vector128<float>>.Apply(o, w, g, s1, s2); break;
+        }
+    }
+}
+
+/// <summary>The optimizer updates over the vectors of <typeparamref name="TOps"/> (vector body, scalar tail).</summary>
+internal static unsafe class Optimizer<TOps, TV> where TOps : struct, IVec<TV> where TV : struct
 {
     public static void Apply(in OptimizerParams o, Span<float> w, ReadOnlySpan<float> g, Span<float> s1, Span<float> s2)
     {
-        int n = w.Length, i = 0;
-        const int L = 16;
-        switch (o.Kind)
+        int n = w.Length, i = 0, L = TOps.Count;
+        fixed (float* pw = w, pg = g, p1 = s1, p2 = s2)
         {
-            case OptimizerKind.Sgd:
+            switch (o.Kind)
             {
-                var lr = Vector512.Create(o.LearningRate);
-                for (; i <= n - L; i += L)
-                    Vector512.FusedMultiplyAdd(-lr, Vector512.Create(g.Slice(i, L)), Vector512.Create(w.Slice(i, L))).CopyTo(w.Slice(i, L));
-                for (; i < n; i++) w[i] -= o.LearningRate * g[i];
-                break;
-            }
-            case OptimizerKind.Adagrad:
-            {
-                var lr = Vector512.Create(o.LearningRate);
-                var eps = Vector512.Create(o.Epsilon);
-                for (; i <= n - L; i += L)
+                case OptimizerKind.Sgd:
                 {
-                    var gi = Vector512.Create(g.Slice(i, L));
-                    var acc = Vector512.FusedMultiplyAdd(gi, gi, Vector512.Create(s1.Slice(i, L)));
-                    acc.CopyTo(s1.Slice(i, L));
-                    (Vector512.Create(w.Slice(i, L)) - lr * gi / (Vector512.Sqrt(acc) + eps)).CopyTo(w.Slice(i, L));
+                    var nlr = TOps.Splat(-o.LearningRate);
+                    for (; i <= n - L; i += L)
+                        TOps.Store(TOps.Fma(nlr, TOps.Load(pg + i), TOps.Load(pw + i)), pw + i);
+                    for (; i < n; i++) w[i] -= o.LearningRate * g[i];
+                    break;
                 }
-                for (; i < n; i++)
+                case OptimizerKind.Adagrad:
                 {
-                    s1[i] += g[i] * g[i];
-                    w[i] -= o.LearningRate * g[i] / (MathF.Sqrt(s1[i]) + o.Epsilon);
+                    var lr = TOps.Splat(o.LearningRate);
+                    var eps = TOps.Splat(o.Epsilon);
+                    for (; i <= n - L; i += L)
+                    {
+                        var gi = TOps.Load(pg + i);
+                        var acc = TOps.Fma(gi, gi, TOps.Load(p1 + i));
+                        TOps.Store(acc, p1 + i);
+                        TOps.Store(TOps.Sub(TOps.Load(pw + i), TOps.Div(TOps.Mul(lr, gi), TOps.Add(TOps.Sqrt(acc), eps))), pw + i);
+                    }
+                    for (; i < n; i++)
+                    {
+                        s1[i] += g[i] * g[i];
+                        w[i] -= o.LearningRate * g[i] / (MathF.Sqrt(s1[i]) + o.Epsilon);
+                    }
+                    break;
                 }
-                break;
-            }
-            case OptimizerKind.Adam:
-            {
-                float c1 = o.AdamC1, c2 = o.AdamC2;
-                var b1 = Vector512.Create(o.Beta1);
-                var b2 = Vector512.Create(o.Beta2);
-                var nb1 = Vector512.Create(1 - o.Beta1);
-                var nb2 = Vector512.Create(1 - o.Beta2);
-                var vc1 = Vector512.Create(c1);
-                var vc2 = Vector512.Create(c2);
-                var eps = Vector512.Create(o.Epsilon);
-                for (; i <= n - L; i += L)
+                case OptimizerKind.Adam:
                 {
-                    var gi = Vector512.Create(g.Slice(i, L));
-                    var m = b1 * Vector512.Create(s1.Slice(i, L)) + nb1 * gi;
-                    var v = b2 * Vector512.Create(s2.Slice(i, L)) + nb2 * gi * gi;
-                    m.CopyTo(s1.Slice(i, L));
-                    v.CopyTo(s2.Slice(i, L));
-                    (Vector512.Create(w.Slice(i, L)) - vc1 * m / (Vector512.Sqrt(v) * vc2 + eps)).CopyTo(w.Slice(i, L));
+                    float c1 = o.AdamC1, c2 = o.AdamC2;
+                    var b1 = TOps.Splat(o.Beta1);
+                    var b2 = TOps.Splat(o.Beta2);
+                    var nb1 = TOps.Splat(1 - o.Beta1);
+                    var nb2 = TOps.Splat(1 - o.Beta2);
+                    var vc1 = TOps.Splat(c1);
+                    var vc2 = TOps.Splat(c2);
+                    var eps = TOps.Splat(o.Epsilon);
+                    for (; i <= n - L; i += L)
+                    {
+                        var gi = TOps.Load(pg + i);
+                        var m = TOps.Add(TOps.Mul(b1, TOps.Load(p1 + i)), TOps.Mul(nb1, gi));
+                        var v = TOps.Add(TOps.Mul(b2, TOps.Load(p2 + i)), TOps.Mul(TOps.Mul(nb2, gi), gi));
+                        TOps.Store(m, p1 + i);
+                        TOps.Store(v, p2 + i);
+                        TOps.Store(TOps.Sub(TOps.Load(pw + i), TOps.Div(TOps.Mul(vc1, m), TOps.Add(TOps.Mul(TOps.Sqrt(v), vc2), eps))), pw + i);
+                    }
+                    for (; i < n; i++)
+                    {
+                        s1[i] = o.Beta1 * s1[i] + (1 - o.Beta1) * g[i];
+                        s2[i] = o.Beta2 * s2[i] + (1 - o.Beta2) * g[i] * g[i];
+                        w[i] -= c1 * s1[i] / (MathF.Sqrt(s2[i]) * c2 + o.Epsilon);
+                    }
+                    break;
                 }
-                for (; i < n; i++)
-                {
-                    s1[i] = o.Beta1 * s1[i] + (1 - o.Beta1) * g[i];
-                    s2[i] = o.Beta2 * s2[i] + (1 - o.Beta2) * g[i] * g[i];
-                    w[i] -= c1 * s1[i] / (MathF.Sqrt(s2[i]) * c2 + o.Epsilon);
-                }
-                break;
             }
         }
     }

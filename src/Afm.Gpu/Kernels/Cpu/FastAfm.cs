@@ -1,5 +1,6 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using Afm.Gpu.Accelerators.Cpu;
 using Afm.Gpu.Model;
 
 namespace Afm.Gpu.Kernels.Cpu;
@@ -84,13 +85,15 @@ internal sealed unsafe class FastScratch : IDisposable
 /// <summary>
 /// The fused AFM step with the attention MLP as three register-blocked matrix products over the
 /// stacked pair rows of a group of samples (Z = Q Wᵀ, dW += dZᵀ Q, dQ = dZ W), everything else
-/// vectorised over the padded k / t dimension. Each output row of Z and dQ depends only on its own
-/// pair, and dW accumulates pair after pair in order, so grouping does not change any result.
-/// Same math as <see cref="AfmSample"/>, which stays as the readable version.
+/// vectorised over the padded k / t dimension with the vectors of <typeparamref name="TOps"/>. Each
+/// output row of Z and dQ depends only on its own pair, and dW accumulates pair after pair in order,
+/// so grouping does not change any result. Same math as <see cref="AfmSample"/>, which stays as the
+/// readable version.
 /// </summary>
-internal static unsafe class FastAfm
+internal static unsafe class FastAfm<TOps, TV> where TOps : struct, IVec<TV> where TV : struct
 {
-    private static Vector512<float> L(float* p) => Vector512.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TV L(float* p) => TOps.Load(p);
 
     /// <summary>One sample of a group: where its rows live and what the forward pass left.</summary>
     private struct Member
@@ -103,41 +106,47 @@ internal static unsafe class FastAfm
     private static float GatherPairs(int k, int kp, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
         ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, float* e, float* q)
     {
-        int n = ids.Length;
+        int n = ids.Length, w = TOps.Count;
         float linear = 0;
-        for (int s = 0; s < n; s++)
+        fixed (float* pv = v)
         {
-            int id = ids[s];
-            float x = vals[s];
-            linear += lin[id] * x;
-            var row = v.Slice(id * k, k);
-            float* es = e + s * kp;
-            for (int d = 0; d < k; d++) es[d] = row[d] * x;
+            for (int s = 0; s < n; s++)
+            {
+                int id = ids[s];
+                float x = vals[s];
+                linear += lin[id] * x;
+                float* row = pv + (long)id * k;
+                float* es = e + s * kp;
+                var vx = TOps.Splat(x);
+                int d = 0;
+                for (; d + w <= k; d += w) TOps.Store(TOps.Mul(L(row + d), vx), es + d);
+                for (; d < k; d++) es[d] = row[d] * x;
+            }
         }
         int p = 0;
         for (int j = 1; j < n; j++)
             for (int i = 0; i < j; i++, p++)
-                for (int d = 0; d < kp; d += 16)
-                    (L(e + i * kp + d) * L(e + j * kp + d)).Store(q + p * kp + d);
+                for (int d = 0; d < kp; d += w)
+                    TOps.Store(TOps.Mul(L(e + i * kp + d), L(e + j * kp + d)), q + p * kp + d);
         return linear;
     }
 
     /// <summary>z += b, s = h · relu(z), a = softmax(s) over one sample's rows.</summary>
     private static void ScoresSoftmax(PaddedParams w, FastScratch sc, int offset, int pairs)
     {
-        int tp = sc.Tp;
+        int tp = sc.Tp, lanes = TOps.Count;
         float max = float.NegativeInfinity;
         for (int p = offset; p < offset + pairs; p++)
         {
             float* z = sc.Z + p * tp;
-            var acc = Vector512<float>.Zero;
-            for (int r = 0; r < tp; r += 16)
+            var acc = TOps.Zero;
+            for (int r = 0; r < tp; r += lanes)
             {
-                var zr = L(z + r) + L(w.B + r);
-                zr.Store(z + r);
-                acc = Vector512.FusedMultiplyAdd(Vector512.Max(zr, Vector512<float>.Zero), L(w.H + r), acc);
+                var zr = TOps.Add(L(z + r), L(w.B + r));
+                TOps.Store(zr, z + r);
+                acc = TOps.Fma(TOps.Max(zr, TOps.Zero), L(w.H + r), acc);
             }
-            float s = Vector512.Sum(acc);
+            float s = TOps.Sum(acc);
             sc.Score[p] = s;
             if (s > max) max = s;
         }
@@ -150,21 +159,30 @@ internal static unsafe class FastAfm
     /// <summary>u = Σ a_p q_p over one sample's rows.</summary>
     private static void Pool(float* a, float* q, int kp, int pairs, float* u)
     {
-        for (int d = 0; d < kp; d += 16)
+        for (int d = 0; d < kp; d += TOps.Count)
         {
             // four independent accumulators hide the FMA latency
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            TV a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
             int p = 0;
             for (; p + 4 <= pairs; p += 4)
             {
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(q + p * kp + d), a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 1]), L(q + (p + 1) * kp + d), a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 2]), L(q + (p + 2) * kp + d), a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p + 3]), L(q + (p + 3) * kp + d), a3);
+                a0 = TOps.Fma(TOps.Splat(a[p]), L(q + p * kp + d), a0);
+                a1 = TOps.Fma(TOps.Splat(a[p + 1]), L(q + (p + 1) * kp + d), a1);
+                a2 = TOps.Fma(TOps.Splat(a[p + 2]), L(q + (p + 2) * kp + d), a2);
+                a3 = TOps.Fma(TOps.Splat(a[p + 3]), L(q + (p + 3) * kp + d), a3);
             }
-            for (; p < pairs; p++) a0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[p]), L(q + p * kp + d), a0);
-            ((a0 + a1) + (a2 + a3)).Store(u + d);
+            for (; p < pairs; p++) a0 = TOps.Fma(TOps.Splat(a[p]), L(q + p * kp + d), a0);
+            TOps.Store(TOps.Add(TOps.Add(a0, a1), TOps.Add(a2, a3)), u + d);
         }
+    }
+
+    /// <summary>Σ x ⊙ y over <paramref name="n"/> padded floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot(float* x, float* y, int n)
+    {
+        var acc = TOps.Zero;
+        for (int d = 0; d < n; d += TOps.Count) acc = TOps.Fma(L(x + d), L(y + d), acc);
+        return TOps.Sum(acc);
     }
 
     /// <summary>
@@ -186,16 +204,16 @@ internal static unsafe class FastAfm
                 ref var mb = ref group[g];
                 mb.Linear = GatherPairs(k, kp, v, lin, ids.AsSpan(mb.Row * m, mb.N), vals.AsSpan(mb.Row * m, mb.N), sc.E + g * m * kp, sc.Q + mb.Offset * kp);
             }
-            Gemm.Run(sc.Q, kp, 1, w.WT, tp, sc.Z, tp, rows, kp, tp, accumulate: false);
+            long t0 = CpuProfile.Start();
+            Gemm<TOps, TV>.Run(sc.Q, kp, 1, w.WT, tp, sc.Z, tp, rows, kp, tp, accumulate: false);
+            CpuProfile.Stop(t0);
             for (int g = 0; g < count; g++)
             {
                 var mb = group[g];
                 ScoresSoftmax(w, sc, mb.Offset, mb.Pairs);
                 Pool(sc.A + mb.Offset, sc.Q + mb.Offset * kp, kp, mb.Pairs, sc.U);
                 if (attention is not null) new ReadOnlySpan<float>(sc.A + mb.Offset, mb.Pairs).CopyTo(attention.AsSpan(mb.Row * stride));
-                var acc = Vector512<float>.Zero;
-                for (int d = 0; d < kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(w.P + d), L(sc.U + d), acc);
-                yhat[mb.Row] = dense[sh.OffsetW0] + mb.Linear + Vector512.Sum(acc);
+                yhat[mb.Row] = dense[sh.OffsetW0] + mb.Linear + Dot(w.P, sc.U, kp);
             }
         }
     }
@@ -218,7 +236,7 @@ internal static unsafe class FastAfm
     /// <summary>
     /// Forward and backward of rows [<paramref name="first"/>, <paramref name="end"/>) of a batch,
     /// in groups whose stacked pairs fit the scratch. Writes ŷ, g, loss and de per row; the dense
-    /// gradients gather in the scratch accumulators (see <see cref="FlushAccumulators"/>).
+    /// gradients gather in the scratch accumulators (see <see cref="FastAfm.FlushAccumulators"/>).
     /// </summary>
     public static void ForwardBackward(ModelShape sh, PaddedParams w, ReadOnlySpan<float> dense, ReadOnlySpan<float> v, ReadOnlySpan<float> lin,
         int[] ids, float[] vals, int[] counts, float[] labels, int first, int end, in StepParams step, FastScratch sc,
@@ -238,7 +256,7 @@ internal static unsafe class FastAfm
         int[] ids, float[] vals, float[] labels, Span<Member> group, int rows, int m, in StepParams step, FastScratch sc,
         float[] de, Span<float> dDense, float[] yhat, float[] grad, float[] loss)
     {
-        int k = sh.K, kp = sc.Kp, tp = sc.Tp;
+        int k = sh.K, kp = sc.Kp, tp = sc.Tp, lanes = TOps.Count;
         float inv0 = 1f / step.Keep0, inv1 = 1f / step.Keep1;
 
         // forward: gather and pair products of every member, then one Z = Q Wᵀ for the group
@@ -247,7 +265,9 @@ internal static unsafe class FastAfm
             ref var mb = ref group[g];
             mb.Linear = GatherPairs(k, kp, v, lin, ids.AsSpan(mb.Row * m, mb.N), vals.AsSpan(mb.Row * m, mb.N), sc.E + g * m * kp, sc.Q + mb.Offset * kp);
         }
-        Gemm.Run(sc.Q, kp, 1, w.WT, tp, sc.Z, tp, rows, kp, tp, accumulate: false);
+        long t0 = CpuProfile.Start();
+        Gemm<TOps, TV>.Run(sc.Q, kp, 1, w.WT, tp, sc.Z, tp, rows, kp, tp, accumulate: false);
+        CpuProfile.Stop(t0);
 
         float* da = sc.Score; // scores become da, then ds, once the softmax has used them
         for (int g = 0; g < group.Length; g++)
@@ -255,36 +275,42 @@ internal static unsafe class FastAfm
             var mb = group[g];
             int off = mb.Offset, pairs = mb.Pairs;
             ScoresSoftmax(w, sc, off, pairs);
-            for (int p = 0; p < pairs; p++)
-                sc.ADrop[off + p] = step.Keep0 >= 1f || DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.AttentionStream, p, step.Keep0) ? sc.A[off + p] * inv0 : 0f;
+            if (step.Keep0 >= 1f) new ReadOnlySpan<float>(sc.A + off, pairs).CopyTo(new Span<float>(sc.ADrop + off, pairs));
+            else
+                for (int p = 0; p < pairs; p++)
+                    sc.ADrop[off + p] = DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.AttentionStream, p, step.Keep0) ? sc.A[off + p] * inv0 : 0f;
             float* u = sc.U + g * kp, uDrop = sc.UDrop + g * kp, mask1 = sc.Mask1 + g * kp, du = sc.DU + g * kp;
             Pool(sc.ADrop + off, sc.Q + off * kp, kp, pairs, u);
-            float y = dense[sh.OffsetW0] + mb.Linear;
-            for (int d = 0; d < k; d++)
+            if (step.Keep1 >= 1f)
             {
-                float k1 = step.Keep1 >= 1f || DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
-                mask1[d] = k1;
-                uDrop[d] = u[d] * k1;
-                y += w.P[d] * uDrop[d];
+                // no dropout: the mask is 1 everywhere (padding included, where p and u are 0)
+                var one = TOps.Splat(1f);
+                for (int d = 0; d < kp; d += lanes) { TOps.Store(one, mask1 + d); TOps.Store(L(u + d), uDrop + d); }
             }
+            else
+                for (int d = 0; d < k; d++)
+                {
+                    float k1 = DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
+                    mask1[d] = k1;
+                    uDrop[d] = u[d] * k1;
+                }
+            float y = dense[sh.OffsetW0] + mb.Linear + Dot(w.P, uDrop, kp);
             yhat[mb.Row] = y;
             loss[mb.Row] = AfmSample.Loss(step.Loss, y, labels[mb.Row], out float g0);
             float gg = g0 * step.Scale;
             grad[mb.Row] = gg;
             dDense[sh.OffsetW0] += gg;
-            var vg = Vector512.Create(gg);
-            for (int d = 0; d < kp; d += 16)
+            var vg = TOps.Splat(gg);
+            for (int d = 0; d < kp; d += lanes)
             {
-                Vector512.FusedMultiplyAdd(vg, L(uDrop + d), L(sc.AccP + d)).Store(sc.AccP + d);
-                (vg * L(w.P + d) * L(mask1 + d)).Store(du + d);
+                TOps.Store(TOps.Fma(vg, L(uDrop + d), L(sc.AccP + d)), sc.AccP + d);
+                TOps.Store(TOps.Mul(TOps.Mul(vg, L(w.P + d)), L(mask1 + d)), du + d);
             }
             // pool and softmax backward: da' = du · q, da = da' mask0 / keep0, ds = a (da - Σ a da)
             float dot = 0;
             for (int p = off; p < off + pairs; p++)
             {
-                var acc = Vector512<float>.Zero;
-                for (int d = 0; d < kp; d += 16) acc = Vector512.FusedMultiplyAdd(L(du + d), L(sc.Q + p * kp + d), acc);
-                float dap = sc.ADrop[p] != 0f ? Vector512.Sum(acc) * inv0 : 0f;
+                float dap = sc.ADrop[p] != 0f ? Dot(du, sc.Q + p * kp, kp) * inv0 : 0f;
                 da[p] = dap;
                 dot += sc.A[p] * dap;
             }
@@ -293,26 +319,28 @@ internal static unsafe class FastAfm
 
         // attention MLP backward over all stacked rows: dz = ds h ⊙ [z > 0]; dh += ds relu(z); db += dz
         // (rows in the inner loop so the b and h accumulators stay in registers)
-        for (int r = 0; r < tp; r += 16)
+        for (int r = 0; r < tp; r += lanes)
         {
             var h = L(w.H + r);
             var accB = L(sc.AccB + r);
             var accH = L(sc.AccH + r);
             for (int p = 0; p < rows; p++)
             {
-                var vds = Vector512.Create(da[p]);
+                var vds = TOps.Splat(da[p]);
                 var zr = L(sc.Z + p * tp + r);
-                var dzr = Vector512.ConditionalSelect(Vector512.GreaterThan(zr, Vector512<float>.Zero), vds * h, Vector512<float>.Zero);
-                dzr.Store(sc.DZ + p * tp + r);
-                accB += dzr;
-                accH = Vector512.FusedMultiplyAdd(vds, Vector512.Max(zr, Vector512<float>.Zero), accH);
+                var dzr = TOps.WherePositive(zr, TOps.Mul(vds, h));
+                TOps.Store(dzr, sc.DZ + p * tp + r);
+                accB = TOps.Add(accB, dzr);
+                accH = TOps.Fma(vds, TOps.Max(zr, TOps.Zero), accH);
             }
-            accB.Store(sc.AccB + r);
-            accH.Store(sc.AccH + r);
+            TOps.Store(accB, sc.AccB + r);
+            TOps.Store(accH, sc.AccH + r);
         }
         // dW += dZᵀ Q (Tp x Kp), dQ = dZ W (rows x Kp)
-        Gemm.Run(sc.DZ, 1, tp, sc.Q, kp, sc.AccW, kp, tp, rows, kp, accumulate: true);
-        Gemm.Run(sc.DZ, tp, 1, w.W, kp, sc.DQ, kp, rows, tp, kp, accumulate: false);
+        t0 = CpuProfile.Start();
+        Gemm<TOps, TV>.Run(sc.DZ, 1, tp, sc.Q, kp, sc.AccW, kp, tp, rows, kp, accumulate: true);
+        Gemm<TOps, TV>.Run(sc.DZ, tp, 1, w.W, kp, sc.DQ, kp, rows, tp, kp, accumulate: false);
+        CpuProfile.Stop(t0);
 
         // dq += a' du (direct path); de_i += dq ⊙ e_j, de_j += dq ⊙ e_i, per member. For a fixed j the
         // de_j accumulator stays in a register across the column of pairs (i < j).
@@ -322,7 +350,7 @@ internal static unsafe class FastAfm
             int n = mb.N;
             float* e = sc.E + g * m * kp, du = sc.DU + g * kp, dq = sc.DQ + mb.Offset * kp, aDrop = sc.ADrop + mb.Offset;
             new Span<float>(sc.DE, n * kp).Clear();
-            for (int d = 0; d < kp; d += 16)
+            for (int d = 0; d < kp; d += lanes)
             {
                 var vdu = L(du + d);
                 int pi = 0;
@@ -332,26 +360,30 @@ internal static unsafe class FastAfm
                     var accJ = L(sc.DE + j * kp + d);
                     for (int i = 0; i < j; i++, pi++)
                     {
-                        var q = Vector512.FusedMultiplyAdd(Vector512.Create(aDrop[pi]), vdu, L(dq + pi * kp + d));
+                        var q = TOps.Fma(TOps.Splat(aDrop[pi]), vdu, L(dq + pi * kp + d));
                         float* dei = sc.DE + i * kp + d;
-                        Vector512.FusedMultiplyAdd(q, ej, L(dei)).Store(dei);
-                        accJ = Vector512.FusedMultiplyAdd(q, L(e + i * kp + d), accJ);
+                        TOps.Store(TOps.Fma(q, ej, L(dei)), dei);
+                        accJ = TOps.Fma(q, L(e + i * kp + d), accJ);
                     }
-                    accJ.Store(sc.DE + j * kp + d);
+                    TOps.Store(accJ, sc.DE + j * kp + d);
                 }
             }
             var rowDe = de.AsSpan(mb.Row * m * k, n * k);
             for (int s = 0; s < n; s++) new ReadOnlySpan<float>(sc.DE + s * kp, k).CopyTo(rowDe.Slice(s * k, k));
         }
     }
+}
 
+/// <summary>The width-independent parts of the fast path.</summary>
+internal static unsafe class FastAfm
+{
     /// <summary>Adds the chunk's padded accumulators (W, b, h, p) into a partial dense gradient.</summary>
     public static void FlushAccumulators(ModelShape sh, FastScratch sc, Span<float> dDense)
     {
         int k = sh.K, t = sh.T;
-        for (int r = 0; r < t; r++)
-            for (int d = 0; d < k; d++) dDense[r * k + d] += sc.AccW[r * sc.Kp + d];
-        for (int r = 0; r < t; r++) { dDense[sh.OffsetB + r] += sc.AccB[r]; dDense[sh.OffsetH + r] += sc.AccH[r]; }
-        for (int d = 0; d < k; d++) dDense[sh.OffsetP + d] += sc.AccP[d];
+        for (int r = 0; r < t; r++) Simd.Axpy(1f, new ReadOnlySpan<float>(sc.AccW + r * sc.Kp, k), dDense.Slice(r * k, k));
+        Simd.Axpy(1f, new ReadOnlySpan<float>(sc.AccB, t), dDense.Slice(sh.OffsetB, t));
+        Simd.Axpy(1f, new ReadOnlySpan<float>(sc.AccH, t), dDense.Slice(sh.OffsetH, t));
+        Simd.Axpy(1f, new ReadOnlySpan<float>(sc.AccP, k), dDense.Slice(sh.OffsetP, k));
     }
 }
