@@ -417,20 +417,12 @@ internal static partial class GpuKernels
     {
         int k = default(TS).K, t = default(TS).T, es = SharedLayout.EStride(k, t), tq = t / 4;
         var z4 = sZR.Cast<Float4>();
-        float a0 = AccGet<TS>(sAcc, gAcc, t0 * k + d), a1 = AccGet<TS>(sAcc, gAcc, (t0 + 1) * k + d);
-        float a2 = AccGet<TS>(sAcc, gAcc, (t0 + 2) * k + d), a3 = AccGet<TS>(sAcc, gAcc, (t0 + 3) * k + d);
-        float a4 = 0f, a5 = 0f, a6 = 0f, a7 = 0f, a8 = 0f, a9 = 0f, a10 = 0f, a11 = 0f, a12 = 0f, a13 = 0f, a14 = 0f, a15 = 0f;
-        if (dwr >= 8)
-        {
-            a4 = AccGet<TS>(sAcc, gAcc, (t0 + 4) * k + d); a5 = AccGet<TS>(sAcc, gAcc, (t0 + 5) * k + d);
-            a6 = AccGet<TS>(sAcc, gAcc, (t0 + 6) * k + d); a7 = AccGet<TS>(sAcc, gAcc, (t0 + 7) * k + d);
-        }
+        var acc = new Acc16 { A = Acc4<TS>(sAcc, gAcc, t0, d) };
+        if (dwr >= 8) acc.B = Acc4<TS>(sAcc, gAcc, t0 + 4, d);
         if (dwr >= 16)
         {
-            a8 = AccGet<TS>(sAcc, gAcc, (t0 + 8) * k + d); a9 = AccGet<TS>(sAcc, gAcc, (t0 + 9) * k + d);
-            a10 = AccGet<TS>(sAcc, gAcc, (t0 + 10) * k + d); a11 = AccGet<TS>(sAcc, gAcc, (t0 + 11) * k + d);
-            a12 = AccGet<TS>(sAcc, gAcc, (t0 + 12) * k + d); a13 = AccGet<TS>(sAcc, gAcc, (t0 + 13) * k + d);
-            a14 = AccGet<TS>(sAcc, gAcc, (t0 + 14) * k + d); a15 = AccGet<TS>(sAcc, gAcc, (t0 + 15) * k + d);
+            acc.C = Acc4<TS>(sAcc, gAcc, t0 + 8, d);
+            acc.D = Acc4<TS>(sAcc, gAcc, t0 + 12, d);
         }
         long row = t0 / 4;
         for (int j = j0; j < jn; j++)
@@ -441,81 +433,75 @@ internal static partial class GpuKernels
             int i = 0;
             for (; i + 1 < j; i += 2)
             {
-                {
-                    float q = sE[ei] * ej;
-                    Float4 z = z4[row];
-                    a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
-                    if (dwr >= 8)
-                    {
-                        z = z4[row + 1];
-                        a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
-                    }
-                    if (dwr >= 16)
-                    {
-                        z = z4[row + 2];
-                        a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
-                        z = z4[row + 3];
-                        a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
-                    }
-                }
-                row += tq;
-                ei += es;
-                {
-                    float q = sE[ei] * ej;
-                    Float4 z = z4[row];
-                    a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
-                    if (dwr >= 8)
-                    {
-                        z = z4[row + 1];
-                        a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
-                    }
-                    if (dwr >= 16)
-                    {
-                        z = z4[row + 2];
-                        a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
-                        z = z4[row + 3];
-                        a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
-                    }
-                }
-                row += tq;
-                ei += es;
+                acc = DwStep(acc, z4, row, sE[ei] * ej, dwr);
+                acc = DwStep(acc, z4, row + tq, sE[ei + es] * ej, dwr);
+                row += 2 * tq;
+                ei += 2 * es;
             }
             if (i < j)
             {
-                {
-                    float q = sE[ei] * ej;
-                    Float4 z = z4[row];
-                    a0 += z.X * q; a1 += z.Y * q; a2 += z.Z * q; a3 += z.W * q;
-                    if (dwr >= 8)
-                    {
-                        z = z4[row + 1];
-                        a4 += z.X * q; a5 += z.Y * q; a6 += z.Z * q; a7 += z.W * q;
-                    }
-                    if (dwr >= 16)
-                    {
-                        z = z4[row + 2];
-                        a8 += z.X * q; a9 += z.Y * q; a10 += z.Z * q; a11 += z.W * q;
-                        z = z4[row + 3];
-                        a12 += z.X * q; a13 += z.Y * q; a14 += z.Z * q; a15 += z.W * q;
-                    }
-                }
+                acc = DwStep(acc, z4, row, sE[ei] * ej, dwr);
                 row += tq;
             }
         }
-        AccSet<TS>(sAcc, gAcc, t0 * k + d, a0); AccSet<TS>(sAcc, gAcc, (t0 + 1) * k + d, a1);
-        AccSet<TS>(sAcc, gAcc, (t0 + 2) * k + d, a2); AccSet<TS>(sAcc, gAcc, (t0 + 3) * k + d, a3);
-        if (dwr >= 8)
-        {
-            AccSet<TS>(sAcc, gAcc, (t0 + 4) * k + d, a4); AccSet<TS>(sAcc, gAcc, (t0 + 5) * k + d, a5);
-            AccSet<TS>(sAcc, gAcc, (t0 + 6) * k + d, a6); AccSet<TS>(sAcc, gAcc, (t0 + 7) * k + d, a7);
-        }
+        SetAcc4<TS>(sAcc, gAcc, t0, d, acc.A);
+        if (dwr >= 8) SetAcc4<TS>(sAcc, gAcc, t0 + 4, d, acc.B);
         if (dwr >= 16)
         {
-            AccSet<TS>(sAcc, gAcc, (t0 + 8) * k + d, a8); AccSet<TS>(sAcc, gAcc, (t0 + 9) * k + d, a9);
-            AccSet<TS>(sAcc, gAcc, (t0 + 10) * k + d, a10); AccSet<TS>(sAcc, gAcc, (t0 + 11) * k + d, a11);
-            AccSet<TS>(sAcc, gAcc, (t0 + 12) * k + d, a12); AccSet<TS>(sAcc, gAcc, (t0 + 13) * k + d, a13);
-            AccSet<TS>(sAcc, gAcc, (t0 + 14) * k + d, a14); AccSet<TS>(sAcc, gAcc, (t0 + 15) * k + d, a15);
+            SetAcc4<TS>(sAcc, gAcc, t0 + 8, d, acc.C);
+            SetAcc4<TS>(sAcc, gAcc, t0 + 12, d, acc.D);
         }
+    }
+
+    /// <summary>dW accumulators of up to 16 consecutive t's at one d.</summary>
+    private struct Acc16
+    {
+        public Float4 A;
+        public Float4 B;
+        public Float4 C;
+        public Float4 D;
+    }
+
+    /// <summary>One pair's step of a dW block: acc[t] += dz[pair, t] q for the block's dwr t's (dz row at z4[row]).</summary>
+    private static Acc16 DwStep(Acc16 acc, ArrayView<Float4> z4, long row, float q, int dwr)
+    {
+        acc.A = Axpy(acc.A, z4[row], q);
+        if (dwr >= 8) acc.B = Axpy(acc.B, z4[row + 1], q);
+        if (dwr >= 16)
+        {
+            acc.C = Axpy(acc.C, z4[row + 2], q);
+            acc.D = Axpy(acc.D, z4[row + 3], q);
+        }
+        return acc;
+    }
+
+    private static Float4 Axpy(Float4 acc, Float4 z, float q)
+    {
+        acc.X += z.X * q;
+        acc.Y += z.Y * q;
+        acc.Z += z.Z * q;
+        acc.W += z.W * q;
+        return acc;
+    }
+
+    /// <summary>W's accumulated gradient at t .. t + 3, column d.</summary>
+    private static Float4 Acc4<TS>(ArrayView<float> sAcc, ArrayView<float> gAcc, int t, int d) where TS : struct, IKernelShape
+    {
+        int k = default(TS).K;
+        return new Float4
+        {
+            X = AccGet<TS>(sAcc, gAcc, t * k + d), Y = AccGet<TS>(sAcc, gAcc, (t + 1) * k + d),
+            Z = AccGet<TS>(sAcc, gAcc, (t + 2) * k + d), W = AccGet<TS>(sAcc, gAcc, (t + 3) * k + d),
+        };
+    }
+
+    private static void SetAcc4<TS>(ArrayView<float> sAcc, ArrayView<float> gAcc, int t, int d, Float4 v) where TS : struct, IKernelShape
+    {
+        int k = default(TS).K;
+        AccSet<TS>(sAcc, gAcc, t * k + d, v.X);
+        AccSet<TS>(sAcc, gAcc, (t + 1) * k + d, v.Y);
+        AccSet<TS>(sAcc, gAcc, (t + 2) * k + d, v.Z);
+        AccSet<TS>(sAcc, gAcc, (t + 3) * k + d, v.W);
     }
 
     /// <summary>
