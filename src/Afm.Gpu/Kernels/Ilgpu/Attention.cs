@@ -51,78 +51,9 @@ internal static partial class GpuKernels
         int c = t0;
         if (SharedLayout.Vectorised(k, t))
         {
-            var e4 = sE.Cast<Float4>();
-            var w4 = dense.AsAligned16().Cast<Float4>();
-            // 64-bit indices: the eight rows' addresses then differ by constants the compiler folds into the loads
-            int kq = k / 4;
-            long ei4 = ei / 4, ej4 = ej / 4;
-            for (; c + 15 < t1; c += 16)
-            {
-                float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f, z4 = 0f, z5 = 0f, z6 = 0f, z7 = 0f;
-                float z8 = 0f, z9 = 0f, z10 = 0f, z11 = 0f, z12 = 0f, z13 = 0f, z14 = 0f, z15 = 0f;
-                long w = (long)c * kq;
-                for (long d = 0; d < kq; d++)
-                {
-                    Float4 a = e4[ei4 + d], b = e4[ej4 + d];
-                    float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
-                    z0 = Dot(z0, w4[w + d], qx, qy, qz, qw);
-                    z1 = Dot(z1, w4[w + kq + d], qx, qy, qz, qw);
-                    z2 = Dot(z2, w4[w + 2 * kq + d], qx, qy, qz, qw);
-                    z3 = Dot(z3, w4[w + 3 * kq + d], qx, qy, qz, qw);
-                    z4 = Dot(z4, w4[w + 4 * kq + d], qx, qy, qz, qw);
-                    z5 = Dot(z5, w4[w + 5 * kq + d], qx, qy, qz, qw);
-                    z6 = Dot(z6, w4[w + 6 * kq + d], qx, qy, qz, qw);
-                    z7 = Dot(z7, w4[w + 7 * kq + d], qx, qy, qz, qw);
-                    z8 = Dot(z8, w4[w + 8 * kq + d], qx, qy, qz, qw);
-                    z9 = Dot(z9, w4[w + 9 * kq + d], qx, qy, qz, qw);
-                    z10 = Dot(z10, w4[w + 10 * kq + d], qx, qy, qz, qw);
-                    z11 = Dot(z11, w4[w + 11 * kq + d], qx, qy, qz, qw);
-                    z12 = Dot(z12, w4[w + 12 * kq + d], qx, qy, qz, qw);
-                    z13 = Dot(z13, w4[w + 13 * kq + d], qx, qy, qz, qw);
-                    z14 = Dot(z14, w4[w + 14 * kq + d], qx, qy, qz, qw);
-                    z15 = Dot(z15, w4[w + 15 * kq + d], qx, qy, qz, qw);
-                }
-                score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
-                score += Relu4(dense, offB, offH, c + 4, z4, z5, z6, z7, zr, slot * t, store);
-                score += Relu4(dense, offB, offH, c + 8, z8, z9, z10, z11, zr, slot * t, store);
-                score += Relu4(dense, offB, offH, c + 12, z12, z13, z14, z15, zr, slot * t, store);
-            }
-
-            for (; c + 7 < t1; c += 8)
-            {
-                float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f, z4 = 0f, z5 = 0f, z6 = 0f, z7 = 0f;
-                long w = (long)c * kq;
-                for (long d = 0; d < kq; d++)
-                {
-                    Float4 a = e4[ei4 + d], b = e4[ej4 + d];
-                    float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
-                    z0 = Dot(z0, w4[w + d], qx, qy, qz, qw);
-                    z1 = Dot(z1, w4[w + kq + d], qx, qy, qz, qw);
-                    z2 = Dot(z2, w4[w + 2 * kq + d], qx, qy, qz, qw);
-                    z3 = Dot(z3, w4[w + 3 * kq + d], qx, qy, qz, qw);
-                    z4 = Dot(z4, w4[w + 4 * kq + d], qx, qy, qz, qw);
-                    z5 = Dot(z5, w4[w + 5 * kq + d], qx, qy, qz, qw);
-                    z6 = Dot(z6, w4[w + 6 * kq + d], qx, qy, qz, qw);
-                    z7 = Dot(z7, w4[w + 7 * kq + d], qx, qy, qz, qw);
-                }
-                score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
-                score += Relu4(dense, offB, offH, c + 4, z4, z5, z6, z7, zr, slot * t, store);
-            }
-            for (; c + 3 < t1; c += 4)
-            {
-                float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f;
-                long w = (long)c * kq;
-                for (long d = 0; d < kq; d++)
-                {
-                    Float4 a = e4[ei4 + d], b = e4[ej4 + d];
-                    float qx = a.X * b.X, qy = a.Y * b.Y, qz = a.Z * b.Z, qw = a.W * b.W;
-                    z0 = Dot(z0, w4[w + d], qx, qy, qz, qw);
-                    z1 = Dot(z1, w4[w + kq + d], qx, qy, qz, qw);
-                    z2 = Dot(z2, w4[w + 2 * kq + d], qx, qy, qz, qw);
-                    z3 = Dot(z3, w4[w + 3 * kq + d], qx, qy, qz, qw);
-                }
-                score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
-            }
+            for (; c + 15 < t1; c += 16) score += ZBlock<TS>(dense, sE, ei, ej, c, 4, zr, slot, store);
+            for (; c + 7 < t1; c += 8) score += ZBlock<TS>(dense, sE, ei, ej, c, 2, zr, slot, store);
+            for (; c + 3 < t1; c += 4) score += ZBlock<TS>(dense, sE, ei, ej, c, 1, zr, slot, store);
             return score;
         }
         for (; c + 3 < t1; c += 4)
@@ -148,6 +79,53 @@ internal static partial class GpuKernels
             if (store) zr[slot * t + c] = r;
         }
         return score;
+    }
+
+    /// <summary>
+    /// relu(z) of <paramref name="n4"/> x 4 consecutive t's from <paramref name="c"/> for the pair whose e rows start at
+    /// <paramref name="ei"/>, <paramref name="ej"/>: e_i, e_j and each row of W read four floats at a time, q_d formed
+    /// once for all of them (n4 is a constant at each call: 4, 2 or 1). 64-bit indices: the rows' addresses then
+    /// differ by constants the compiler folds into the loads. Returns Σ h_t relu(z_t), stores relu(z) when asked.
+    /// </summary>
+    private static float ZBlock<TS>(ArrayView<float> dense, ArrayView<float> sE, int ei, int ej, int c, int n4,
+        ArrayView<float> zr, int slot, bool store)
+        where TS : struct, IKernelShape
+    {
+        int k = default(TS).K, t = default(TS).T, offB = t * k, offH = offB + t, kq = k / 4;
+        var e4 = sE.Cast<Float4>();
+        var w4 = dense.AsAligned16().Cast<Float4>();
+        long i4 = ei / 4, j4 = ej / 4, w = (long)c * kq, stride = 4L * kq;
+        Float4 zA = default, zB = default, zC = default, zD = default;
+        for (long d = 0; d < kq; d++)
+        {
+            Float4 a = e4[i4 + d], b = e4[j4 + d];
+            var q = new Float4 { X = a.X * b.X, Y = a.Y * b.Y, Z = a.Z * b.Z, W = a.W * b.W };
+            zA = ZStep(zA, w4, w + d, kq, q);
+            if (n4 >= 2) zB = ZStep(zB, w4, w + stride + d, kq, q);
+            if (n4 >= 4)
+            {
+                zC = ZStep(zC, w4, w + 2 * stride + d, kq, q);
+                zD = ZStep(zD, w4, w + 3 * stride + d, kq, q);
+            }
+        }
+        float score = Relu4(dense, offB, offH, c, zA.X, zA.Y, zA.Z, zA.W, zr, slot * t, store);
+        if (n4 >= 2) score += Relu4(dense, offB, offH, c + 4, zB.X, zB.Y, zB.Z, zB.W, zr, slot * t, store);
+        if (n4 >= 4)
+        {
+            score += Relu4(dense, offB, offH, c + 8, zC.X, zC.Y, zC.Z, zC.W, zr, slot * t, store);
+            score += Relu4(dense, offB, offH, c + 12, zD.X, zD.Y, zD.Z, zD.W, zr, slot * t, store);
+        }
+        return score;
+    }
+
+    /// <summary>z_r += W[row r] · q over four d's for the four rows r of a block (W's rows kq Float4s apart).</summary>
+    private static Float4 ZStep(Float4 z, ArrayView<Float4> w4, long at, long kq, Float4 q)
+    {
+        z.X = Dot(z.X, w4[at], q.X, q.Y, q.Z, q.W);
+        z.Y = Dot(z.Y, w4[at + kq], q.X, q.Y, q.Z, q.W);
+        z.Z = Dot(z.Z, w4[at + 2 * kq], q.X, q.Y, q.Z, q.W);
+        z.W = Dot(z.W, w4[at + 3 * kq], q.X, q.Y, q.Z, q.W);
+        return z;
     }
 
     /// <summary>z + w · q over four d's, in d order.</summary>
