@@ -89,16 +89,15 @@ internal sealed class IlgpuAfmKernels : AfmKernels
     private static TDelegate Bind<TDelegate>(string name, Type shapeType) where TDelegate : Delegate =>
         (TDelegate)Delegate.CreateDelegate(typeof(TDelegate), KernelMethod(name, shapeType));
 
-    private static ArrayView<float> V(DeviceBuffer<float>? b, IlgpuBuffer<float> unused) => b switch
+    /// <summary>A buffer as a kernel argument; an absent one (the optimizer state SGD has none of) is a one-float placeholder.</summary>
+    private ArrayView<float> V(DeviceBuffer<float>? b) => b switch
     {
-        null => unused.View,
+        null => _unused.View,
         IlgpuBuffer<float> f => f.View,
         _ => throw new ArgumentException("the buffer belongs to another accelerator"),
     };
 
     private static ArrayView<int> V(DeviceBuffer<int> b) => b is IlgpuBuffer<int> i ? i.View : throw new ArgumentException("the buffer belongs to another accelerator");
-
-    private ArrayView<float> V(DeviceBuffer<float>? b) => V(b, _unused);
 
     private ModelViews Views(DeviceModel m) => new() { Dense = V(m.Dense), V = V(m.V), Linear = V(m.Linear) };
 

@@ -33,7 +33,7 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
             {
                 unavailable = kind switch
                 {
-                    AcceleratorKind.Cuda => NativeLibrary.TryLoad("libcuda.so.1", out var h) && Free(h)
+                    AcceleratorKind.Cuda => HasCudaDriver()
                         ? "the NVIDIA driver is present but reports no CUDA device"
                         : "libcuda.so.1 not found: no NVIDIA driver on this machine",
                     AcceleratorKind.OpenCl => context.Devices.OfType<CLDevice>().Select(d => d.Name).ToList() is { Count: > 0 } names
@@ -51,8 +51,9 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
         }
     }
 
-    private static bool Free(IntPtr handle)
+    private static bool HasCudaDriver()
     {
+        if (!NativeLibrary.TryLoad("libcuda.so.1", out var handle)) return false;
         NativeLibrary.Free(handle);
         return true;
     }
