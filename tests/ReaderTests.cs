@@ -39,6 +39,39 @@ public sealed class ReaderTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ReadBlocksStreamsTheSameRowsInOrderWithTheFilesLineNumbers()
+    {
+        var text = new System.Text.StringBuilder("# header\n");
+        for (int r = 0; r < 23; r++)
+        {
+            text.Append(r % 3).Append(' ');
+            for (int j = 0; j < r % 5; j++) text.Append(r + j).Append(':').Append(0.5 * j).Append(' ');
+            text.Append('\n');
+            if (r == 7) text.Append('\n');
+        }
+        using var file = new TempFile(text.ToString());
+        var whole = LibFmReader.Read(file.Path);
+        var blocks = LibFmReader.ReadBlocks(file.Path, blockRows: 5).ToList();
+        Assert.Equal([5, 5, 5, 5, 3], blocks.Select(b => b.Rows));
+        int row = 0;
+        foreach (var b in blocks)
+            for (int r = 0; r < b.Rows; r++, row++)
+            {
+                Assert.Equal(whole.Labels[row], b.Labels[r]);
+                Assert.Equal(whole.RowIds(row).ToArray(), b.RowIds(r).ToArray());
+                Assert.Equal(whole.RowValues(row).ToArray(), b.RowValues(r).ToArray());
+            }
+        Assert.Equal(whole.Rows, row);
+        Assert.Equal(2, LibFmReader.ReadBlocks(file.Path, new LibFmReadOptions { MaxRows = 7 }, blockRows: 5).Count());
+
+        // line 1 is the comment and line 10 the blank one, so row 19 (0-based) is on line 22
+        using var bad = new TempFile(text.ToString().Replace("19:0 20:0.5 21:1 22:1.5", "19:0 20:x"));
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.ReadBlocks(bad.Path, blockRows: 4).ToList());
+        Assert.Equal(22, e.Line);
+        Assert.Throws<DataFormatException>(() => LibFmReader.ReadBlocks(file.Path + ".missing").ToList());
+    }
+
+    [Fact]
     public void ValuesAreHonoured()
     {
         var d = ReadText("4 1:0.5 7:2\n-1.5 0:1e-3\t3:-2.25\n");

@@ -67,6 +67,13 @@ public static class LibFmReader
     public static SparseDataset Read(string path, LibFmReadOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
+        using var reader = new StreamReader(Open(path), System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, BufferSize);
+        return Read(reader, path, options);
+    }
+
+    /// <summary>Opens <paramref name="path"/> for sequential reading, failing with a <see cref="DataFormatException"/>.</summary>
+    private static FileStream Open(string path)
+    {
         FileStream stream;
         try
         {
@@ -81,8 +88,7 @@ public static class LibFmReader
         {
             throw new DataFormatException(path, 0, Directory.Exists(path) ? "is a directory, not a data file" : "permission denied", e);
         }
-        using var reader = new StreamReader(stream, System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, BufferSize);
-        return Read(reader, path, options);
+        return stream;
     }
 
     /// <summary>Reads libFM text from <paramref name="reader"/>.</summary>
@@ -92,6 +98,39 @@ public static class LibFmReader
     /// <returns>The dataset.</returns>
     /// <exception cref="DataFormatException">The text has no data rows or is malformed.</exception>
     public static SparseDataset Read(TextReader reader, string name, LibFmReadOptions? options = null)
+    {
+        long lineNo = 0;
+        return Read(reader, name, options, ref lineNo) ?? throw new DataFormatException(name, 0, "no data rows");
+    }
+
+    /// <summary>
+    /// Streams the file at <paramref name="path"/> as consecutive blocks of up to <paramref name="blockRows"/> rows,
+    /// in file order, so that a file of any size is read in bounded memory. Each block's
+    /// <see cref="SparseDataset.FeatureCount"/> is <see cref="LibFmReadOptions.FeatureCount"/> when set, otherwise
+    /// the block's largest id + 1. Messages name the file's own line numbers.
+    /// </summary>
+    /// <exception cref="DataFormatException">The file is missing, empty, or malformed.</exception>
+    public static IEnumerable<SparseDataset> ReadBlocks(string path, LibFmReadOptions? options = null, int blockRows = 1 << 16)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockRows);
+        options ??= new LibFmReadOptions();
+        var blockOptions = options with { MaxRows = blockRows };
+        using var reader = new StreamReader(Open(path), System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, BufferSize);
+        long lineNo = 0, rows = 0;
+        while (options.MaxRows == 0 || rows < options.MaxRows)
+        {
+            if (options.MaxRows > 0) blockOptions = blockOptions with { MaxRows = Math.Min(blockRows, options.MaxRows - rows) };
+            var block = Read(reader, path, blockOptions, ref lineNo);
+            if (block is null) break;
+            rows += block.Rows;
+            yield return block;
+        }
+        if (rows == 0) throw new DataFormatException(path, 0, "no data rows");
+    }
+
+    /// <summary>Reads rows from <paramref name="reader"/>, counting lines on from <paramref name="lineNo"/>; null when no data row is left.</summary>
+    private static SparseDataset? Read(TextReader reader, string name, LibFmReadOptions? options, ref long lineNo)
     {
         ArgumentNullException.ThrowIfNull(reader);
         ArgumentNullException.ThrowIfNull(name);
@@ -106,7 +145,6 @@ public static class LibFmReader
         var ids = new List<int>();
         var values = new List<float>();
         var labels = new List<float>();
-        long lineNo = 0;
         string? text;
         while ((options.MaxRows == 0 || labels.Count < options.MaxRows) && (text = reader.ReadLine()) is not null)
         {
@@ -149,7 +187,7 @@ public static class LibFmReader
         }
 
         if (labels.Count == 0)
-            throw new DataFormatException(name, 0, "no data rows");
+            return null;
         return new SparseDataset(offsets.ToArray(), ids.ToArray(), values.ToArray(), labels.ToArray(), options.FeatureCount, name);
     }
 
