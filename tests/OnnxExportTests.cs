@@ -13,11 +13,12 @@ using Xunit.Abstractions;
 namespace Afm.Gpu.Tests;
 
 /// <summary>
-/// The ONNX export run by ONNX Runtime against the native CPU predictor, element-wise. Tolerance: 1e-5 relative, the
-/// scale floored at 1: |onnx − native| ≤ 1e-5 · max(|native|, |onnx|, 1). The floor matters only for values below 1
-/// (attention weights, probabilities, scores near 0), whose float rounding in a different summation order follows the
-/// size of the terms summed, not of the result; the printed figures give the largest plain relative and absolute
-/// differences.
+/// The ONNX export run by ONNX Runtime against the native CPU predictor, element-wise. Predictions: 1e-5 relative,
+/// |onnx − native| ≤ 1e-5 · max(|native|, |onnx|), on every row (both engines sum the score's terms in double and
+/// round once, so a prediction near 0 keeps its relative precision). Raw scores and attention weights: 1e-5 relative
+/// with the scale floored at 1, |onnx − native| ≤ 1e-5 · max(|native|, |onnx|, 1): a logistic model's score or an
+/// attention weight near 0 comes out of float sums (the attention network's) whose rounding follows the size of the
+/// terms, not of the result. The printed figures give the largest plain relative and absolute differences.
 /// </summary>
 public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
 {
@@ -72,7 +73,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         return builder.Build(features);
     }
 
-    private sealed class Worst(string what)
+    private sealed class Worst(string what, bool relativeOnly = false)
     {
         public double Rel, Abs;
         public int Count;
@@ -84,7 +85,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
             Abs = Math.Max(Abs, d);
             if (scale > 0) Rel = Math.Max(Rel, d / scale);
             Count++;
-            Assert.True(d <= Rtol * Math.Max(scale, 1), $"{what} {where}: ONNX {actual:R}, native {expected:R}, |diff| {d:G3}");
+            Assert.True(d <= Rtol * (relativeOnly ? scale : Math.Max(scale, 1)), $"{what} {where}: ONNX {actual:R}, native {expected:R}, |diff| {d:G3}");
         }
 
         public override string ToString() => $"{what}: {Count} values, largest relative difference {Rel:G3}, absolute {Abs:G3}";
@@ -103,7 +104,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         float[] predNative = predictor.Predict(data, out var attNative);
 
         var s = new Worst("score");
-        var p = new Worst("prediction");
+        var p = new Worst("prediction", relativeOnly: true);
         var a = new Worst("attention");
         Assert.Equal(data.Rows, score.Length);
         Assert.Equal(data.Rows, prediction.Length);
@@ -304,7 +305,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         var data = Rows(60, [0, 1, 2, 4, 7, 12, 3, 9], seed: 17);
         var (score, prediction, attention) = RunOnnx(onnx, data, data.MaxNnz + 2);
         var s = new Worst("score");
-        var p = new Worst("prediction");
+        var p = new Worst("prediction", relativeOnly: true);
         var a = new Worst("attention");
         for (int r = 0; r < data.Rows; r++)
         {

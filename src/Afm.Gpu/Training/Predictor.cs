@@ -132,9 +132,13 @@ public sealed class Predictor : IDisposable
         }
     }
 
-    /// <summary>The link from raw score to prediction: sigmoid for logistic loss, clipping to the label range for regression.</summary>
+    /// <summary>
+    /// The link from raw score to prediction: sigmoid for logistic loss, clipping to the label range for regression.
+    /// A score that is not finite (the row overflows single precision) stays as it is, so that callers see it.
+    /// </summary>
     public static float Link(AfmModel model, float raw)
     {
+        if (!float.IsFinite(raw)) return raw;
         if (model.Loss == LossKind.Logistic) return 1f / (1f + MathF.Exp(-raw));
         if (!float.IsNaN(model.LabelMin)) raw = MathF.Max(raw, model.LabelMin);
         if (!float.IsNaN(model.LabelMax)) raw = MathF.Min(raw, model.LabelMax);

@@ -37,9 +37,10 @@ internal static class AfmSample
 {
     // ---- gather: e_s = v_id x_s, linear = Σ w_id x_s ----------------------------------------
 
-    public static float GatherForward(ReadOnlySpan<float> v, ReadOnlySpan<float> lin, ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, int k, Span<float> e)
+    /// <summary>e_s = v_id x_s; returns Σ w_id x_s, each product rounded to float and summed in double.</summary>
+    public static double GatherForward(ReadOnlySpan<float> v, ReadOnlySpan<float> lin, ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, int k, Span<float> e)
     {
-        float linear = 0;
+        double linear = 0;
         for (int s = 0; s < ids.Length; s++)
         {
             int id = ids[s];
@@ -163,6 +164,42 @@ internal static class AfmSample
         for (int d = 0; d < k; d++) u[d] = 0.5f * (eSum[d] * eSum[d] - u[d]);
     }
 
+    /// <summary>
+    /// The FM interaction Σ_d ½ ((Σ_s e_sd)² − Σ_s e_sd²) in double precision, for inference: the difference cancels
+    /// most of the terms' magnitude, and in float its rounding would dominate a score near 0.
+    /// </summary>
+    public static double FmInteraction(ReadOnlySpan<float> e, int n, int k)
+    {
+        int w = System.Numerics.Vector<float>.Count, d = 0;
+        var total = System.Numerics.Vector<double>.Zero;
+        for (; d + w <= k; d += w)
+        {
+            System.Numerics.Vector<double> sumLo = default, sumHi = default, sqLo = default, sqHi = default;
+            for (int s = 0; s < n; s++)
+            {
+                System.Numerics.Vector.Widen(new System.Numerics.Vector<float>(e.Slice(s * k + d, w)), out var lo, out var hi);
+                sumLo += lo;
+                sumHi += hi;
+                sqLo += lo * lo;
+                sqHi += hi * hi;
+            }
+            total += sumLo * sumLo - sqLo + (sumHi * sumHi - sqHi);
+        }
+        double result = System.Numerics.Vector.Sum(total);
+        for (; d < k; d++)
+        {
+            double sum = 0, squares = 0;
+            for (int s = 0; s < n; s++)
+            {
+                double x = e[s * k + d];
+                sum += x;
+                squares += x * x;
+            }
+            result += sum * sum - squares;
+        }
+        return 0.5 * result;
+    }
+
     /// <summary>de_s = du ⊙ (Σ e - e_s).</summary>
     public static void FmPoolBackward(ReadOnlySpan<float> du, ReadOnlySpan<float> e, ReadOnlySpan<float> eSum, int n, int k, Span<float> de)
     {
@@ -201,23 +238,27 @@ internal static class AfmSample
         ReadOnlySpan<int> ids, ReadOnlySpan<float> vals, SampleScratch sc, Span<float> attention)
     {
         int n = ids.Length, k = sh.K;
-        float linear = GatherForward(v, lin, ids, vals, k, sc.E);
-        var u = sc.U.AsSpan();
+        // The score's terms are summed in double and rounded once: predictions near 0 keep their relative precision.
+        double w0Linear = dense[sh.OffsetW0] + GatherForward(v, lin, ids, vals, k, sc.E);
         if (sh.Kind == ModelKind.Fm)
-        {
-            FmPoolForward(sc.E, n, k, sc.ESum, u);
-        }
-        else
-        {
-            int pairs = ModelShape.PairCount(n);
-            PairwiseForward(sc.E, n, k, sc.Q);
-            AttentionForward(sc.Q, pairs, dense, sh, sc.Z, sc.Score);
-            var a = sc.A.AsSpan(0, pairs);
-            SoftmaxForward(sc.Score, a);
-            PoolForward(a, sc.Q, k, u);
-            if (!attention.IsEmpty) a.CopyTo(attention);
-        }
-        return OutputForward(dense[sh.OffsetW0], linear, dense.Slice(sh.OffsetP, k), u);
+            return (float)(w0Linear + FmInteraction(sc.E, n, k));
+        var u = sc.U.AsSpan();
+        int pairs = ModelShape.PairCount(n);
+        PairwiseForward(sc.E, n, k, sc.Q);
+        AttentionForward(sc.Q, pairs, dense, sh, sc.Z, sc.Score);
+        var a = sc.A.AsSpan(0, pairs);
+        SoftmaxForward(sc.Score, a);
+        PoolForward(a, sc.Q, k, u);
+        if (!attention.IsEmpty) a.CopyTo(attention);
+        return (float)(w0Linear + DotDouble(dense.Slice(sh.OffsetP, k), u));
+    }
+
+    /// <summary>Σ a_d b_d, each product rounded to float and summed in double.</summary>
+    private static double DotDouble(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double sum = 0;
+        for (int d = 0; d < a.Length; d++) sum += a[d] * b[d];
+        return sum;
     }
 
     /// <summary>
@@ -231,7 +272,7 @@ internal static class AfmSample
     {
         int n = ids.Length, k = sh.K, pairs = ModelShape.PairCount(n);
         bool afm = sh.Kind == ModelKind.Afm;
-        float linear = GatherForward(v, lin, ids, vals, k, sc.E);
+        float linear = (float)GatherForward(v, lin, ids, vals, k, sc.E);
         var u = sc.U.AsSpan();
         var a = sc.A.AsSpan(0, pairs);
         var aDrop = sc.ADrop.AsSpan(0, pairs);

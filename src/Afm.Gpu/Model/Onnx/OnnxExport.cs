@@ -86,7 +86,9 @@ public static class OnnxExport
         // Linear part: Σ w_id x.
         g.Node("Gather", ["w", "ids"], ["w_g"]);
         g.Node("Mul", ["w_g", "values"], ["w_x"]);
-        g.Node("ReduceSum", ["w_x", "axis_1"], ["linear"], Attr("keepdims", 0));
+        // As in the native predictor, the score's terms are summed in double and rounded once (see below).
+        g.Node("Cast", ["w_x"], ["w_x_d"], ToDouble);
+        g.Node("ReduceSum", ["w_x_d", "axis_1"], ["linear"], Attr("keepdims", 0));
 
         // Embeddings: e_s = v_id x_s, [batch, nnz, k].
         g.Node("Gather", ["V", "ids"], ["V_g"]);
@@ -149,26 +151,42 @@ public static class OnnxExport
             g.Node("Unsqueeze", ["attention_weights", "axis_last"], ["a_3"]);
             g.Node("Mul", ["q", "a_3"], ["a_q"]);
             g.Node("ReduceSum", ["a_q", "axis_1"], ["pooled"], Attr("keepdims", 0));
-            g.Node("MatMul", ["pooled", "p"], ["interaction"]);
+            g.Node("Mul", ["pooled", "p"], ["p_pooled"]);
+            g.Node("Cast", ["p_pooled"], ["p_pooled_d"], ToDouble);
+            g.Node("ReduceSum", ["p_pooled_d", "axis_last"], ["interaction"], Attr("keepdims", 0));
         }
         else
         {
-            // FM: ½ ((Σ e)² − Σ e²), summed over the k dimensions (p is all ones); every real pair weighs 1.
+            // FM: ½ ((Σ e)² − Σ e²), summed over the k dimensions (p is all ones); every real pair weighs 1. In double, as
+            // in the native predictor: the difference cancels most of the terms' magnitude.
             g.Floats("half", [0.5f], []);
-            g.Node("ReduceSum", ["e", "axis_1"], ["e_sum"], Attr("keepdims", 0));
+            g.Node("Cast", ["half"], ["half_d"], ToDouble);
+            g.Node("Cast", ["e"], ["e_d"], ToDouble);
+            g.Node("ReduceSum", ["e_d", "axis_1"], ["e_sum"], Attr("keepdims", 0));
             g.Node("Mul", ["e_sum", "e_sum"], ["e_sum_sq"]);
-            g.Node("Mul", ["e", "e"], ["e_sq"]);
+            g.Node("Mul", ["e_d", "e_d"], ["e_sq"]);
             g.Node("ReduceSum", ["e_sq", "axis_1"], ["e_sq_sum"], Attr("keepdims", 0));
             g.Node("Sub", ["e_sum_sq", "e_sq_sum"], ["fm_diff"]);
-            g.Node("Mul", ["fm_diff", "half"], ["pooled"]);
+            g.Node("Mul", ["fm_diff", "half_d"], ["pooled"]);
             g.Node("ReduceSum", ["pooled", "axis_last"], ["interaction"], Attr("keepdims", 0));
             g.Node("Identity", ["pair_mask"], ["attention_weights"]);
         }
 
         // ŷ = w0 + linear + interaction.
-        g.Node("Add", ["w0", "linear"], ["w0_linear"]);
-        g.Node("Add", ["w0_linear", "interaction"], ["score"]);
-        if (model.Loss == LossKind.Logistic) g.Node("Sigmoid", ["score"], ["prediction"]);
+        g.Node("Cast", ["w0"], ["w0_d"], ToDouble);
+        g.Node("Add", ["w0_d", "linear"], ["w0_linear"]);
+        g.Node("Add", ["w0_linear", "interaction"], ["score_d"]);
+        g.Node("Cast", ["score_d"], ["score"], Attr("to", (long)TensorProto.Types.DataType.Float));
+        if (model.Loss == LossKind.Logistic)
+        {
+            // 1 / (1 + exp(−ŷ)), the native predictor's formula; ONNX Runtime's Sigmoid approximates, which costs a small
+            // probability most of its relative precision.
+            g.Floats("one", [1f], []);
+            g.Node("Neg", ["score"], ["minus_score"]);
+            g.Node("Exp", ["minus_score"], ["exp_minus_score"]);
+            g.Node("Add", ["one", "exp_minus_score"], ["one_plus_exp"]);
+            g.Node("Reciprocal", ["one_plus_exp"], ["prediction"]);
+        }
         else if (float.IsNaN(model.LabelMin) && float.IsNaN(model.LabelMax)) g.Node("Identity", ["score"], ["prediction"]);
         else
         {
@@ -221,6 +239,8 @@ public static class OnnxExport
         foreach (var (key, value) in props) proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         return proto;
     }
+
+    private static AttributeProto ToDouble => Attr("to", (long)TensorProto.Types.DataType.Double);
 
     private static AttributeProto Attr(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
 
