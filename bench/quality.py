@@ -3,8 +3,10 @@
 the PyTorch reference (bench/reference/afm_torch.py) on the same files.
 
 Datasets: ml-100k-libfm (train.libfm / test.libfm, found by walking up to shared/data; skipped with a
-message when absent) and the demo's planted data, written by `afm-gpu demo-data` (regression, and a
-binary variant trained with --loss logistic). Build first: dotnet build -c Release.
+message when absent), the demo's planted data, written by `afm-gpu demo-data` (regression, and a
+binary variant trained with --loss logistic), and context-logs: app-usage logs shaped like the paper's
+Frappe data, labels 1 / -1 with squared loss as in the paper (bench/context_logs.py; needs numpy).
+Build first: dotnet build -c Release.
 
     /usr/bin/python3 bench/quality.py                 # everything (a few minutes on 2 cores)
     /usr/bin/python3 bench/quality.py --no-torch      # afm-gpu only
@@ -88,10 +90,10 @@ def main():
     ap.add_argument("--cli", default=None, help="afm-gpu command (default: dotnet src/Afm.Cli/bin/Release/net10.0/afm-gpu.dll)")
     ap.add_argument("--python", default="/usr/bin/python3", help="Python with torch for the reference")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    ap.add_argument("--datasets", default="ml100k,planted,planted-binary")
+    ap.add_argument("--datasets", default="ml100k,planted,planted-binary,context-logs")
     ap.add_argument("--seeds", default="1", help="comma-separated seeds; each system runs once per seed")
     ap.add_argument("--movielens", default=None, help="folder with ml-100k-libfm train.libfm and test.libfm")
-    ap.add_argument("--engine-args", default="", help="extra afm-gpu train arguments (to measure non-defaults); write --engine-args=--refit")
+    ap.add_argument("--engine-args", default="", help="extra afm-gpu train arguments (to measure non-defaults); write --engine-args=--no-refit")
     args = ap.parse_args()
     cli = args.cli.split() if args.cli else ["dotnet", os.path.join(ROOT, "src", "Afm.Cli", "bin", "Release", "net10.0", "afm-gpu.dll")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -111,6 +113,11 @@ def main():
             os.makedirs(d)
             run(cli + ["demo-data", "-o", d] + (["--binary"] if name == "planted-binary" else []))
             sets.append((name, d, name == "planted-binary"))
+        elif name == "context-logs":
+            import context_logs
+            d = os.path.join(work, name)
+            context_logs.generate(d)
+            sets.append((name, d, False))
         else:
             sys.exit(f"quality: unknown dataset {name}")
 

@@ -90,7 +90,7 @@ public sealed class CliTests : IDisposable
     {
         string train = WriteData("train.libfm", 500, 4);
         string model = Path.Combine(_dir, "afm.afm");
-        var r = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "2", "--lambda", "0,1", "--refit", "--accelerator", "cpu", "-o", model, "--no-progress");
+        var r = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "2", "--lambda", "0,1", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("validation: 50 of 500 training rows held out", r.Out);
         Assert.Contains("pre-training an FM (k = 8) on the same rows", r.Out);
@@ -99,9 +99,20 @@ public sealed class CliTests : IDisposable
         Assert.Matches(@"λ = [01] chosen", r.Out);
         Assert.Contains("refit: the AFM on all 500 rows", r.Out);
 
-        var scratch = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--no-pretrain", "--accelerator", "cpu", "-o", model, "--no-progress");
+        var scratch = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--no-pretrain", "--no-refit", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(scratch.Code == 0, scratch.Err);
         Assert.DoesNotContain("pre-training", scratch.Out);
+        Assert.DoesNotContain("refit", scratch.Out);
+        // With a validation file of its own the run keeps its best epoch's model, unless --refit asks for the refit.
+        string valid = WriteData("valid.libfm", 60, 4);
+        var kept = Run("train", "--train", train, "--validation", valid, "--model", "fm", "-k", "4", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(kept.Code == 0, kept.Err);
+        Assert.DoesNotContain("refit", kept.Out);
+        var refit = Run("train", "--train", train, "--validation", valid, "--refit", "--model", "fm", "-k", "4", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(refit.Code == 0, refit.Err);
+        Assert.Contains("refit: the FM on all 560 rows", refit.Out);
+        Assert.Equal("afm-gpu: error: give --refit or --no-refit, not both",
+            Run("train", "--train", train, "--refit", "--no-refit", "--accelerator", "cpu", "-o", model).Err.Trim());
 
         var both = Run("train", "--train", train, "--no-pretrain", "--pretrain-fm", model, "--accelerator", "cpu", "-o", model);
         Assert.Equal(CliApp.UserError, both.Code);

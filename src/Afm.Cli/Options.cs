@@ -74,8 +74,11 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("hand-off", Default = "paper", HelpText = "How the AFM starts from the FM: paper (p = 1, h ~ N(0,1), as in the paper's code) or fm-scale (p = mean pair count, h = 0).")]
     public string HandOff { get; set; } = "paper";
 
-    [Option("refit", HelpText = "After early stopping on the validation rows, train again on all rows for the best epoch count(s) and keep that model.")]
+    [Option("refit", HelpText = "After early stopping, train again on all rows for the best epoch count(s) and keep that model; the default when the validation rows were held out of --train, and with this flag also for a --validation file (whose rows then join the refit).")]
     public bool Refit { get; set; }
+
+    [Option("no-refit", HelpText = "Keep the best epoch's model of the run with early stopping; do not train again on all rows.")]
+    public bool NoRefit { get; set; }
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
     public string Accelerator { get; set; } = "auto";

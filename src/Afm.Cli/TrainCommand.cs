@@ -213,7 +213,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
                 "fm-scale" => FmHandOff.FmScale,
                 _ => throw new ArgumentException($"--hand-off {o.HandOff}: use paper or fm-scale"),
             },
-            Refit = o.Refit,
+            // By default a model whose validation rows were held out of the training file is refit on all of them.
+            Refit = o.Refit && o.NoRefit ? throw new ArgumentException("give --refit or --no-refit, not both")
+                : o.Refit || (!o.NoRefit && o.ValidationFile is null),
         };
         try
         {
