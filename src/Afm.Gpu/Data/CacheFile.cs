@@ -158,7 +158,7 @@ public sealed class CacheFile : IDisposable
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkRows);
-        if (SamePath(source, output))
+        if (FilePaths.Same(source, output))
             throw new ArgumentException($"{output}: the cache would overwrite its source text; choose another output");
         var info = new FileInfo(source);
         if (!info.Exists)
@@ -192,10 +192,6 @@ public sealed class CacheFile : IDisposable
 
     /// <summary>The hash bits of text read with <paramref name="options"/>: 0, ids used as written.</summary>
     internal static int HashBitsOf(LibFmReadOptions? options) => 0;
-
-    /// <summary>Whether two paths name the same file.</summary>
-    internal static bool SamePath(string a, string b) =>
-        string.Equals(System.IO.Path.GetFullPath(a), System.IO.Path.GetFullPath(b), OperatingSystem.IsLinux() ? StringComparison.Ordinal : StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Opens a cache, checking its magic, version, header checksum and chunk table.</summary>
     /// <exception cref="DataFormatException">The file is missing, not a cache, of another version, truncated or corrupt.</exception>
@@ -421,6 +417,29 @@ public sealed class CacheFile : IDisposable
             catch (AggregateException) { }
         }
     }
+
+    /// <summary>
+    /// Checks the cache's rows against what reading the text with <paramref name="options"/> would have checked
+    /// (feature count, id limit, row length, binary labels), naming the file and the figure; the rows themselves
+    /// were read with the options in the header.
+    /// </summary>
+    /// <exception cref="DataFormatException">A limit of <paramref name="options"/> is exceeded.</exception>
+    public void CheckAgainst(LibFmReadOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var h = Header;
+        if (options.FeatureCount > 0 && h.FeatureCount > options.FeatureCount)
+            throw new DataFormatException(Path, 0, $"feature ids go up to {h.FeatureCount - 1}, not below the model's feature count {options.FeatureCount}");
+        if (options.MaxFeatureCount > 0 && h.FeatureCount > options.MaxFeatureCount)
+            throw new DataFormatException(Path, 0, $"feature id {h.FeatureCount - 1} is too large: an embedding table this wide holds ids up to {options.MaxFeatureCount - 1} (ids index the table directly; renumber them densely from 0)");
+        if (options.MaxRowNonZeros > 0 && h.MaxNnz > options.MaxRowNonZeros)
+            throw new DataFormatException(Path, 0, $"a row has {h.MaxNnz} non-zeros; at most {options.MaxRowNonZeros} are allowed for this model, as all pairs of a row are held in memory at once (prune or split long rows)");
+        if (options.BinaryLabels && h.FirstNonBinaryRow >= 0)
+            throw new DataFormatException(Path, 0, $"row {h.FirstNonBinaryRow + 1} has label {h.FirstNonBinaryLabel}: logistic loss takes labels 0/1 or -1/1");
+    }
+
+    /// <summary>All rows in memory, in file order (for work that needs them all at once).</summary>
+    public SparseDataset ReadAll() => SparseDataset.Concat(ReadChunks(Enumerable.Range(0, ChunkCount).ToArray()).Select(c => c.Rows).ToList(), Path);
 
     /// <inheritdoc/>
     public void Dispose() => _map.Dispose();
