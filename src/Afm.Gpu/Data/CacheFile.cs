@@ -119,6 +119,9 @@ public sealed class CacheFile : IDisposable
     /// <summary>0-based index in the file of the first row of chunk <paramref name="chunk"/>.</summary>
     public long ChunkFirstRow(int chunk) => _chunkFirstRows[chunk];
 
+    /// <summary>Where chunk <paramref name="chunk"/> lies in the file.</summary>
+    internal (long Offset, long Length) ChunkByteRange(int chunk) => (_chunkOffsets[chunk], ChunkBytes(_chunkRowCounts[chunk], _chunkNonZeros[chunk]));
+
     /// <summary>Whether the file at <paramref name="path"/> starts with the cache magic (false when it cannot be read).</summary>
     public static bool IsCache(string path)
     {
