@@ -126,7 +126,8 @@ internal static class OutOfCore
         int epochs = (int)a.Number("--epochs", 2), threads = (int)a.Number("--threads", Environment.ProcessorCount);
         bool inMemory = a.Flags.Contains("--in-memory");
         string? limit = Environment.GetEnvironmentVariable("DOTNET_GCHeapHardLimit");
-        Console.WriteLine($"machine: {Environment.ProcessorCount} logical cores, {Afm.Gpu.Accelerators.Cpu.CpuSimd.Name(CpuSimd.Path)}; " +
+        string load = File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+        Console.WriteLine($"machine: {Environment.ProcessorCount} logical cores, {CpuSimd.Name(CpuSimd.Path)}, load average {load}; " +
             $"GC heap hard limit: {(limit is null ? "none" : $"{Convert.ToInt64(limit, 16) / (1 << 20)} MiB (DOTNET_GCHeapHardLimit={limit})")}" +
             $"{(Environment.GetEnvironmentVariable("DOTNET_GCConserveMemory") is { } c ? $", DOTNET_GCConserveMemory={c}" : "")}");
         using var peak = new HeapSampler();

@@ -241,6 +241,31 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void TheRecipeRunsFromACacheAndTwoRunsWithOneSeedGiveTheSameModel()
+    {
+        var data = Ragged(700, 13);
+        string cache = PathOf("r.afmbin");
+        CacheFile.Write(WriteText("r.libfm", data), cache, chunkRows: 50);
+        using var file = CacheFile.Open(cache);
+        using var acc = new CpuAccelerator();
+        var o = new TrainerOptions { K = 4, T = 4, Epochs = 2, BatchSize = 64, Patience = 0, LambdaCandidates = [0f, 1f] };
+        var lines = new List<string>();
+        RecipeResult Run()
+        {
+            var recipe = new Recipe(acc, o);
+            recipe.Message += lines.Add;
+            return recipe.Run(new CacheRows(file, 100), null);
+        }
+        var a = Run();
+        var b = Run();
+        Assert.NotNull(a.Pretraining);
+        Assert.True(a.HeldOut > 0);
+        Assert.Contains(lines, l => l.StartsWith($"validation: {a.HeldOut} of 700 training rows held out"));
+        foreach (var ((name, x, _), (_, y, _)) in a.Model.Tensors().Zip(b.Model.Tensors()))
+            Assert.True(x.AsSpan().SequenceEqual(y), $"{name} differs between two runs with the same seed");
+    }
+
+    [Fact]
     public void AnImplicitCacheIsReusedWhileTheFileIsUnchangedAndRebuiltOtherwise()
     {
         string text = WriteText("i.libfm", Ragged(60, 8));
@@ -333,6 +358,11 @@ public sealed class DataCacheTests : IDisposable
         var twice = Cli("cache", cache, "-o", PathOf("again.afmbin"));
         Assert.Equal(1, twice.Code);
         Assert.Contains("is already an afm-gpu data cache", twice.Err);
+        File.WriteAllText(PathOf("broken.libfm"), "1 1:1\n2 3:x\n");
+        var broken = Cli("cache", PathOf("broken.libfm"), "-o", PathOf("broken.afmbin"));
+        Assert.Equal(1, broken.Code);
+        Assert.Equal($"afm-gpu: error: {PathOf("broken.libfm")}:2: malformed token '3:x' (expected id:value)", broken.Err.Trim());
+        Assert.Empty(Directory.GetFiles(_dir, "broken.afmbin*")); // no cache, no temporary file
         var bad = Cli("cache", text, "-o", PathOf("x.afmbin"), "--chunk-rows", "0");
         Assert.Equal(1, bad.Code);
         Assert.Contains("--chunk-rows 0", bad.Err);

@@ -195,36 +195,22 @@ public sealed partial class Trainer
             work.LossSum.Clear();
             var sw = Stopwatch.StartNew();
             // The next batch is assembled on the host while the accelerator runs the current step.
-            var batches = order.Batches(batchSize).GetEnumerator();
-            Task<int> fill = Task.Run(() => FillNext(host, batches), cancel);
-            try
+            using var feed = new BatchFeed(host, order.Batches(batchSize), cancel);
+            for (long start = 0, count; (count = feed.Wait()) > 0; start += count)
             {
-                for (long start = 0; ;)
-                {
-                    cancel.ThrowIfCancellationRequested();
-                    int count = fill.WaitAsync(cancel).GetAwaiter().GetResult();
-                    if (count == 0) break;
-                    batch.Upload(host);
-                    fill = Task.Run(() => FillNext(host, batches), cancel);
-                    step++;
-                    var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count);
-                    var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps);
-                    kernels.ForwardBackward(device, batch, work, sp);
-                    kernels.ReduceDense(work);
-                    kernels.UpdateSparse(device, batch, work, op);
-                    kernels.UpdateDense(device, work, op);
-                    work.LossSum.CopyTo(lossSum);
-                    if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
-                    Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
-                    start += count;
-                }
-            }
-            finally
-            {
-                // the background fill holds the enumerator until it ends
-                try { fill.Wait(CancellationToken.None); }
-                catch (AggregateException) { }
-                batches.Dispose();
+                cancel.ThrowIfCancellationRequested();
+                batch.Upload(host);
+                feed.FillNext();
+                step++;
+                var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count);
+                var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps);
+                kernels.ForwardBackward(device, batch, work, sp);
+                kernels.ReduceDense(work);
+                kernels.UpdateSparse(device, batch, work, op);
+                kernels.UpdateDense(device, work, op);
+                work.LossSum.CopyTo(lossSum);
+                if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
+                Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
             }
             _accelerator.Synchronize();
             double seconds = sw.Elapsed.TotalSeconds;
@@ -256,15 +242,6 @@ public sealed partial class Trainer
             if (o.Patience > 0 && sinceBest >= o.Patience) break;
         }
         return new TrainResult(best, bestEpoch, history);
-    }
-
-    /// <summary>Fills <paramref name="host"/> with the next batch of <paramref name="batches"/>; its row count, 0 at the end.</summary>
-    private static int FillNext(HostBatch host, IEnumerator<RowBatch> batches)
-    {
-        if (!batches.MoveNext()) return 0;
-        var next = batches.Current;
-        host.Fill(next.Data, next.Rows, forTraining: true);
-        return next.Rows.Count;
     }
 
     /// <summary>
