@@ -266,6 +266,29 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void TrainingFromACacheStoppedAndResumedFromItsCheckpointEndsBitIdentical()
+    {
+        string cache = PathOf("k.afmbin");
+        CacheFile.Write(WriteText("k.libfm", Ragged(600, 14)), cache, chunkRows: 40);
+        using var file = CacheFile.Open(cache);
+        using var acc = new CpuAccelerator();
+        var o = new TrainerOptions { Model = ModelKind.Fm, K = 4, Epochs = 4, BatchSize = 32, Patience = 0, Keep1 = 0.8f };
+        var reference = new Trainer(acc, o).Train(new CacheRows(file, 80), null).Model;
+
+        var checkpoint = new CheckpointOptions { Directory = PathOf("ck"), Resume = true };
+        using (var cancel = new CancellationTokenSource())
+        {
+            var stopped = new Trainer(acc, o) { Checkpoint = checkpoint };
+            stopped.Progress += p => { if (p.Epoch == 3 && p.RowsDone > 200) cancel.Cancel(); };
+            Assert.ThrowsAny<OperationCanceledException>(() => stopped.Train(new CacheRows(file, 80), null, cancel: cancel.Token));
+        }
+        Assert.Equal(2, CheckpointOptions.LastEpoch(checkpoint.Directory));
+        var resumed = new Trainer(acc, o) { Checkpoint = checkpoint }.Train(new CacheRows(file, 80), null).Model;
+        foreach (var ((name, x, _), (_, y, _)) in reference.Tensors().Zip(resumed.Tensors()))
+            Assert.True(x.AsSpan().SequenceEqual(y), $"{name} differs from the uninterrupted run's");
+    }
+
+    [Fact]
     public void AnImplicitCacheIsReusedWhileTheFileIsUnchangedAndRebuiltOtherwise()
     {
         string text = WriteText("i.libfm", Ragged(60, 8));
