@@ -33,7 +33,9 @@ internal sealed class BenchOptions
                                 predictor's, per shape (same rows, weights and threads), then exit
           --list                list shapes and accelerators, then exit
           -h, --help            this text
-        """;
+
+        The data cache and out-of-core training (docs/data-cache.md, bench/out-of-core.sh):
+        """ + "\n" + OutOfCore.Usage;
 
     public List<string>? Accelerators { get; private set; }
     public List<string>? Shapes { get; private set; }

@@ -6,6 +6,7 @@ using Afm.Gpu.Accelerators.Cpu;
 using Afm.Gpu.Data;
 
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+if (args.Length > 0 && args[0] == "out-of-core") return OutOfCore.Run(args[1..]);
 BenchOptions o;
 try
 {

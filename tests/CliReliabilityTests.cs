@@ -180,8 +180,8 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         (string[] Args, string Error)[] syntax =
         [
             (["train", "--no-such-option"], "unknown option 'no-such-option'"),
-            (["frobnicate"], "unknown command 'frobnicate' (commands: train, evaluate, predict, explain, export, selftest, devices)"),
-            ([], "no command given (commands: train, evaluate, predict, explain, export, selftest, devices)"),
+            (["frobnicate"], "unknown command 'frobnicate' (commands: train, evaluate, predict, explain, export, cache, selftest, devices)"),
+            ([], "no command given (commands: train, evaluate, predict, explain, export, cache, selftest, devices)"),
             (["train", "-k"], "-k/--dim needs a value"),
             (["train", "--lr"], "--lr needs a value"),
             (["predict", "-d", data], "-m/--model is required"),

@@ -32,7 +32,7 @@ public static class Cli
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        Type[] verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions), typeof(DemoDataOptions)];
+        Type[] verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions), typeof(DemoDataOptions), typeof(CacheOptions)];
         if (TrailingOptionWithoutValue(args, verbs) is { } missing) return SyntaxError(missing, args[0], stderr);
         var parsed = parser.ParseArguments(args, verbs);
         try
@@ -46,6 +46,7 @@ public static class Cli
                 (SelfTestOptions o) => SelfTestCommand(o, stdout, stderr),
                 (DevicesOptions _) => Devices(stdout),
                 (DemoDataOptions o) => DemoDataCommand.Run(o, stdout),
+                (CacheOptions o) => CacheCommand(o, stdout),
                 errs => Syntax(parsed, errs.ToList(), args, stdout, stderr));
         }
         catch (Exception e)
@@ -78,7 +79,7 @@ public static class Cli
         return SyntaxError(what, VerbOf(parsed.TypeInfo.Current), stderr);
     }
 
-    private const string Commands = "commands: train, evaluate, predict, explain, export, selftest, devices";
+    private const string Commands = "commands: train, evaluate, predict, explain, export, cache, selftest, devices";
 
     private static int SyntaxError(string what, string? verb, TextWriter stderr)
     {
@@ -180,37 +181,16 @@ public static class Cli
         }
     }
 
-    internal static bool SamePath(string a, string b)
-    {
-        static string Resolve(string p)
-        {
-            string full = Path.GetFullPath(p);
-            try
-            {
-                string? dir = Path.GetDirectoryName(full);
-                if (dir is not null)
-                {
-                    var d = new DirectoryInfo(dir);
-                    string realDir = d.Exists ? (d.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? d.FullName) : dir;
-                    full = Path.Combine(realDir, Path.GetFileName(full));
-                }
-                return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
-            }
-            catch (IOException) { return full; }
-            catch (UnauthorizedAccessException) { return full; }
-        }
-        return string.Equals(Resolve(a), Resolve(b), OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
-    }
+    internal static bool SamePath(string a, string b) => FilePaths.Same(a, b);
 
     private static int Evaluate(EvaluateOptions o, TextWriter stdout, TextWriter stderr)
     {
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, ReadOptionsFor(model, labelsMatter: true));
+        using var files = new DataFiles(o, stdout);
+        var data = files.Open(o.Data, ReadOptionsFor(model, labelsMatter: true));
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
-        var pred = predictor.Predict(data);
-        CheckFinite(pred, data);
-        var m = Metrics.Compute(pred, data.Labels, model.Loss);
+        var m = DataFiles.Score(predictor, data, checkFinite: true);
         stdout.WriteLine($"{o.Data}: {m.Rows} rows  {m.Format(model.Loss)}");
         return 0;
     }
@@ -220,26 +200,51 @@ public static class Cli
         if (o.TopPairs < 0) throw new ArgumentException("--top-pairs must not be negative");
         if (o.Output is not null) CheckOutput("-o/--output", o.Output, o.Model, o.Data, o.FeatureMap);
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, ReadOptionsFor(model, labelsMatter: false));
+        using var files = new DataFiles(o, stdout);
+        var data = files.Open(o.Data, ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
-        var pred = predictor.Predict(data);
-        CheckFinite(pred, data);
-        IEnumerable<string> lines = pred.Select(p => p.ToString("R", CultureInfo.InvariantCulture));
-        if (o.TopPairs > 0)
+        long written = 0;
+        // Block by block (a dataset in memory is one block), so that a cache of any size is predicted in bounded memory.
+        IEnumerable<string> Lines()
         {
-            var explained = new Explainer(predictor).Explain(data);
-            lines = lines.Select((line, r) => line + "\t" + string.Join(' ', explained[r].Pairs.Take(o.TopPairs).Select(p =>
-                $"{Name(map, p.FeatureI)}*{Name(map, p.FeatureJ)}={p.Attention.ToString("G4", CultureInfo.InvariantCulture)}:{p.Contribution.ToString("G4", CultureInfo.InvariantCulture)}")));
+            foreach (var block in data.Blocks())
+            {
+                var pred = predictor.Predict(block);
+                DataFiles.CheckFinite(pred, data.Name, written);
+                var explained = o.TopPairs > 0 ? new Explainer(predictor).Explain(block) : null;
+                for (int r = 0; r < pred.Length; r++)
+                {
+                    string line = pred[r].ToString("R", CultureInfo.InvariantCulture);
+                    if (explained is not null)
+                        line += "\t" + string.Join(' ', explained[r].Pairs.Take(o.TopPairs).Select(p =>
+                            $"{Name(map, p.FeatureI)}*{Name(map, p.FeatureJ)}={p.Attention.ToString("G4", CultureInfo.InvariantCulture)}:{p.Contribution.ToString("G4", CultureInfo.InvariantCulture)}"));
+                    yield return line;
+                }
+                written += pred.Length;
+            }
         }
         if (o.Output is null)
         {
-            foreach (string line in lines) stdout.WriteLine(line);
+            foreach (string line in Lines()) stdout.WriteLine(line);
             return 0;
         }
-        AtomicFile.WriteLines(o.Output, lines);
-        stderr.WriteLine($"wrote {pred.Length} predictions to {o.Output}");
+        AtomicFile.WriteLines(o.Output, Lines());
+        stderr.WriteLine($"wrote {written} predictions to {o.Output}");
+        return 0;
+    }
+
+    private static int CacheCommand(CacheOptions o, TextWriter stdout)
+    {
+        if (o.ChunkRows <= 0) throw new ArgumentException($"--chunk-rows {o.ChunkRows}: must be at least 1");
+        CheckOutput("-o/--output", o.Output, o.Input);
+        if (CacheFile.IsCache(o.Input)) throw new ArgumentException($"{o.Input}: is already an afm-gpu data cache");
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var h = CacheFile.Write(o.Input, o.Output, new LibFmReadOptions(), o.ChunkRows);
+        double seconds = sw.Elapsed.TotalSeconds;
+        stdout.WriteLine($"cached {o.Input}: {h.Rows} rows, {h.NonZeros} non-zeros, {h.FeatureCount} features, up to {h.MaxNnz} per row, " +
+            $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s, {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of text; written to {o.Output}");
         return 0;
     }
 
@@ -250,14 +255,6 @@ public static class Cli
         BinaryLabels = labelsMatter && model.Loss == LossKind.Logistic,
         MaxRowNonZeros = Limits.MaxRowNonZeros(model.K, model.T),
     };
-
-    /// <summary>A non-finite prediction is an error, not an output: the row's values overflow the model's arithmetic.</summary>
-    private static void CheckFinite(float[] predictions, SparseDataset data)
-    {
-        int r = Array.FindIndex(predictions, p => !float.IsFinite(p));
-        if (r >= 0)
-            throw new DataFormatException(data.Name, 0, $"data row {r + 1}: the prediction is {predictions[r]}: the model's single-precision arithmetic overflows on this row (its values or the model's weights are too large)");
-    }
 
     private static string Name(FeatureMap? map, int id) => map?.NameOf(id) ?? $"f{id}";
 

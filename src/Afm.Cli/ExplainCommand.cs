@@ -28,7 +28,9 @@ internal static class ExplainCommand
                     throw new ArgumentException($"{outputs[i].Option} {outputs[i].Path}: is also the {outputs[j].Option} output");
         }
         var model = AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, Cli.ReadOptionsFor(model, labelsMatter: false));
+        SparseDataset data;
+        using (var files = new DataFiles(o, stdout))
+            data = files.ReadAll(o.Data, Cli.ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is not null ? FeatureMap.Load(o.FeatureMap)
             : o.Fields is not null ? FeatureMap.FromRanges(o.Fields, model.FeatureCount)
             : null;

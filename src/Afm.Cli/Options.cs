@@ -9,8 +9,14 @@ internal interface IAcceleratorOptions
 }
 
 [Verb("train", HelpText = "Train an AFM or FM model. With no --train file, trains on a built-in synthetic dataset with planted interactions (the demo).")]
-internal sealed class TrainOptions : IAcceleratorOptions
+internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
 {
+    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
+    public string Cache { get; set; } = "auto";
+
+    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
+    public string? CacheDirectory { get; set; }
+
     [Option("train", HelpText = "Training data (libFM format). Omit to run the synthetic demo.")]
     public string? TrainFile { get; set; }
 
@@ -95,13 +101,22 @@ internal sealed class TrainOptions : IAcceleratorOptions
     [Option("checkpoint", HelpText = "Keep a checkpoint in this directory at each epoch end (model, optimizer state, epoch, best so far), written atomically.")]
     public string? Checkpoint { get; set; }
 
+    [Option("shuffle-buffer", Default = 1L << 20, HelpText = "Training from a cache: rows shuffled together (whole chunks; the chunks' order is shuffled too). Memory holds about three such buffers.")]
+    public long ShuffleBuffer { get; set; }
+
     [Option("resume", HelpText = "Continue from the checkpoint (in --checkpoint DIR, default <output>.checkpoint) if there is one; the result is the same, bit for bit, as an uninterrupted run.")]
     public bool Resume { get; set; }
 }
 
 [Verb("evaluate", HelpText = "Score a model on labelled data and print its metrics.")]
-internal sealed class EvaluateOptions : IAcceleratorOptions
+internal sealed class EvaluateOptions : IAcceleratorOptions, IDataOptions
 {
+    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
+    public string Cache { get; set; } = "auto";
+
+    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
+    public string? CacheDirectory { get; set; }
+
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
@@ -116,8 +131,14 @@ internal sealed class EvaluateOptions : IAcceleratorOptions
 }
 
 [Verb("predict", HelpText = "Write one prediction per input line.")]
-internal sealed class PredictOptions : IAcceleratorOptions
+internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
 {
+    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
+    public string Cache { get; set; } = "auto";
+
+    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
+    public string? CacheDirectory { get; set; }
+
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
@@ -150,14 +171,33 @@ internal sealed class DemoDataOptions
     public bool Binary { get; set; }
 }
 
+[Verb("cache", HelpText = "Convert a libFM text file into a binary cache (.afmbin) that train, evaluate, predict and explain read wherever a data file goes.")]
+internal sealed class CacheOptions
+{
+    [Value(0, MetaName = "input", Required = true, HelpText = "The libFM text file.")]
+    public string Input { get; set; } = "";
+
+    [Option('o', "output", Required = true, HelpText = "The cache file to write (e.g. data.afmbin), written atomically.")]
+    public string Output { get; set; } = "";
+
+    [Option("chunk-rows", Default = 65536, HelpText = "Rows per chunk (the unit of reading, checksums and shuffling).")]
+    public int ChunkRows { get; set; }
+}
+
 [Verb("devices", HelpText = "List the accelerators on this machine.")]
 internal sealed class DevicesOptions
 {
 }
 
 [Verb("explain", HelpText = "Explain predictions: top pairs per row by attention, and attention per field pair (table, CSV, JSON, SVG heat map).")]
-internal sealed class ExplainOptions : IAcceleratorOptions
+internal sealed class ExplainOptions : IAcceleratorOptions, IDataOptions
 {
+    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
+    public string Cache { get; set; } = "auto";
+
+    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
+    public string? CacheDirectory { get; set; }
+
     [Option('m', "model", Required = true, HelpText = "Model file (.afm or safetensors).")]
     public string Model { get; set; } = "";
 

@@ -19,14 +19,15 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         var checkpoint = Checkpoint(output, demo);
         using var acc = Cli.OpenAccelerator(o, stderr);
-        SparseDataset train;
-        SparseDataset? validation = null, test = null;
+        using var files = new DataFiles(o, stdout);
+        RowSource train;
+        RowSource? validation = null, test = null;
         PlantedData? planted = null;
         if (demo)
         {
             planted = PlantedData.Generate();
-            train = planted.Train;
-            test = planted.Test;
+            train = RowSource.Of(planted.Train);
+            test = RowSource.Of(planted.Test);
             stdout.WriteLine($"demo: synthetic data, {planted.Fields} fields x {planted.ValuesPerField} values, {train.Rows} training rows, {test.Rows} test rows;");
             stdout.WriteLine($"      planted interactions on field pairs {string.Join(", ", planted.PlantedPairs.Select(p => $"({p.F},{p.G})"))}");
         }
@@ -40,10 +41,11 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
                 MaxRowNonZeros = Afm.Gpu.Limits.MaxRowNonZeros(options.K, options.Model == ModelKind.Afm ? options.T : 0),
                 MaxFeatureCount = Afm.Gpu.Limits.MaxFeatureCount(options.K),
             };
-            train = LibFmReader.Read(o.TrainFile!, read);
-            if (o.ValidationFile is not null) validation = LibFmReader.Read(o.ValidationFile, read);
-            if (o.TestFile is not null) test = LibFmReader.Read(o.TestFile, read);
-            stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {train.FeatureCount} features, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)");
+            train = files.Open(o.TrainFile!, read, o.ShuffleBuffer);
+            if (o.ValidationFile is not null) validation = files.Open(o.ValidationFile, read);
+            if (o.TestFile is not null) test = files.Open(o.TestFile, read);
+            stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {train.FeatureCount} features, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)"
+                + (train is CacheRows c ? $"; a cache read by chunks of {c.File.Header.ChunkRows} rows, {c.BufferChunks} chunks shuffled together" : ""));
         }
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
         train = train.WithFeatureCount(features);
@@ -116,7 +118,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         return checkpoint;
     }
 
-    private RecipeResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? pretrained, CheckpointOptions? checkpoint)
+    private RecipeResult RunTrainer(Accelerator acc, TrainerOptions options, RowSource train, RowSource? validation, AfmModel? pretrained, CheckpointOptions? checkpoint)
     {
         var recipe = new Recipe(acc, options) { Checkpoint = checkpoint };
         bool progress = !o.NoProgress && !Console.IsErrorRedirected;
@@ -147,10 +149,10 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         return recipe.Run(train, validation, pretrained);
     }
 
-    private static Metrics Score(Accelerator acc, AfmModel model, SparseDataset data)
+    private static Metrics Score(Accelerator acc, AfmModel model, RowSource data)
     {
         using var predictor = new Predictor(acc, model, data.MaxNnz);
-        return Metrics.Compute(predictor.Predict(data), data.Labels, model.Loss);
+        return DataFiles.Score(predictor, data, checkFinite: false);
     }
 
     private void PrintAttention(Accelerator acc, AfmModel model, PlantedData planted)

@@ -95,6 +95,35 @@ public sealed class SparseDataset
         return new SparseDataset(off, ids, vals, labels, FeatureCount, name ?? Name);
     }
 
+    /// <summary>
+    /// The rows of <paramref name="parts"/> one after the other, with the largest of their feature counts; an empty
+    /// list gives a dataset without rows.
+    /// </summary>
+    public static SparseDataset Concat(IReadOnlyList<SparseDataset> parts, string name)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
+        if (parts.Count == 1 && parts[0].Name == name) return parts[0];
+        long rows = 0, nnz = 0;
+        int features = 0;
+        foreach (var p in parts) { rows += p.Rows; nnz += p.NonZeros; features = Math.Max(features, p.FeatureCount); }
+        var offsets = new long[checked((int)rows) + 1];
+        var ids = new int[nnz];
+        var values = new float[nnz];
+        var labels = new float[rows];
+        int row = 0;
+        long at = 0;
+        foreach (var p in parts)
+        {
+            for (int r = 1; r <= p.Rows; r++) offsets[row + r] = at + p.Offsets[r];
+            p.FeatureIds.CopyTo(ids, at);
+            p.Values.CopyTo(values, at);
+            p.Labels.CopyTo(labels, row);
+            row += p.Rows;
+            at += p.NonZeros;
+        }
+        return new SparseDataset(offsets, ids, values, labels, features, name);
+    }
+
     /// <summary>Returns this dataset with <see cref="FeatureCount"/> raised to at least <paramref name="featureCount"/>.</summary>
     public SparseDataset WithFeatureCount(int featureCount) =>
         featureCount <= FeatureCount ? this : new SparseDataset(Offsets, FeatureIds, Values, Labels, featureCount, Name);

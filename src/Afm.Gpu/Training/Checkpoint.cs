@@ -58,19 +58,13 @@ internal static class CheckpointFile
     /// Identifies a run: the options that shape its arithmetic (not the epoch budget or the patience, which may
     /// change between a run and its resumption) and the training and validation data.
     /// </summary>
-    public static ulong Fingerprint(TrainerOptions o, SparseDataset train, SparseDataset? validation)
+    public static ulong Fingerprint(TrainerOptions o, RowSource train, RowSource? validation)
     {
         string text = $"{o.Model}|{o.K}|{o.T}|{o.BatchSize}|{BitConverter.SingleToInt32Bits(o.LearningRate)}|{o.Optimizer}|{BitConverter.SingleToInt32Bits(o.Lambda)}|" +
             $"{BitConverter.SingleToInt32Bits(o.Keep0)}|{BitConverter.SingleToInt32Bits(o.Keep1)}|{o.Loss}|{o.Seed}|{BitConverter.SingleToInt32Bits(o.ValidationFraction)}|{BitConverter.SingleToInt32Bits(o.InitStd)}";
         uint a = Crc32.Compute(Encoding.UTF8.GetBytes(text)), b = 0;
         foreach (var d in validation is null ? [train] : new[] { train, validation })
-        {
-            b = Crc32.Append(b, System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.Offsets.AsSpan()));
-            b = Crc32.Append(b, System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.FeatureIds.AsSpan()));
-            b = Crc32.Append(b, System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.Values.AsSpan()));
-            b = Crc32.Append(b, System.Runtime.InteropServices.MemoryMarshal.AsBytes(d.Labels.AsSpan()));
-            b = Crc32.Append(b, BitConverter.GetBytes(d.FeatureCount));
-        }
+            b = d.AppendFingerprint(b);
         return (ulong)a << 32 | b;
     }
 

@@ -67,3 +67,67 @@ public sealed record Metrics(double Rmse, double Mae, double LogLoss, double Auc
         return (rankSum - pos * (pos + 1) / 2) / (pos * neg);
     }
 }
+
+/// <summary>
+/// Metrics over predictions given block by block, in bounded memory: RMSE, MAE and log loss are summed exactly as
+/// <see cref="Metrics.Compute"/> sums them; the AUC comes from a histogram of the probabilities in
+/// <see cref="AucBins"/> equal bins, a pair of rows in one bin counting half.
+/// </summary>
+public sealed class MetricsAccumulator(LossKind loss)
+{
+    /// <summary>Bins of the AUC histogram.</summary>
+    public const int AucBins = 1 << 16;
+
+    private readonly long[]? _positives = loss == LossKind.Logistic ? new long[AucBins] : null;
+    private readonly long[]? _negatives = loss == LossKind.Logistic ? new long[AucBins] : null;
+    private double _se, _ae, _ll;
+    private long _rows;
+
+    /// <summary>Rows added.</summary>
+    public long Rows => _rows;
+
+    /// <summary>Adds final predictions (after the link) of rows with <paramref name="labels"/>.</summary>
+    public void Add(ReadOnlySpan<float> predictions, ReadOnlySpan<float> labels)
+    {
+        if (predictions.Length != labels.Length) throw new ArgumentException("predictions and labels differ in length");
+        for (int i = 0; i < labels.Length; i++)
+        {
+            double y = loss == LossKind.Logistic ? (labels[i] > 0 ? 1 : 0) : labels[i];
+            double d = predictions[i] - y;
+            _se += d * d;
+            _ae += Math.Abs(d);
+            if (loss == LossKind.Logistic)
+            {
+                double p = Math.Clamp(predictions[i], 1e-7, 1 - 1e-7);
+                _ll -= y * Math.Log(p) + (1 - y) * Math.Log(1 - p);
+                int bin = (int)Math.Clamp(predictions[i] * (double)AucBins, 0, AucBins - 1);
+                if (y > 0) _positives![bin]++;
+                else _negatives![bin]++;
+            }
+        }
+        _rows += labels.Length;
+    }
+
+    /// <summary>The metrics of the rows added (NaN everywhere when none were).</summary>
+    public Metrics Result()
+    {
+        long n = _rows;
+        if (n == 0) return new Metrics(double.NaN, double.NaN, double.NaN, double.NaN, 0);
+        return new Metrics(Math.Sqrt(_se / n), _ae / n, loss == LossKind.Logistic ? _ll / n : double.NaN,
+            loss == LossKind.Logistic ? BinnedAuc() : double.NaN, (int)Math.Min(n, int.MaxValue));
+    }
+
+    private double BinnedAuc()
+    {
+        double below = 0, wins = 0, pos = 0, neg = 0;
+        for (int b = 0; b < AucBins; b++)
+        {
+            long p = _positives![b], q = _negatives![b];
+            wins += p * (below + 0.5 * q);
+            below += q;
+            pos += p;
+            neg += q;
+        }
+        return pos == 0 || neg == 0 ? double.NaN : wins / (pos * neg);
+    }
+}

@@ -24,12 +24,12 @@ public enum TrainStage
 /// <param name="HeldOut">Training rows held out for validation (0 when a validation set was given or none was used).</param>
 /// <param name="Refitted">Whether <see cref="Model"/> comes from a refit on all rows.</param>
 /// <param name="Lambda">The λ of <see cref="Training"/> (chosen on the validation set when <see cref="TrainerOptions.LambdaCandidates"/> is set).</param>
-public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, int HeldOut, bool Refitted, float Lambda);
+public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda);
 
 /// <summary>
 /// The whole training recipe around <see cref="Trainer"/>: hold out a validation set (saying how
 /// many rows), pre-train an FM of the same k for an AFM (as in the paper; <see cref="TrainerOptions.Pretrain"/>),
-/// start the AFM from it (<see cref="Trainer.InitializeFromFm"/>), train with early stopping, and
+/// start the AFM from it (<see cref="Trainer.InitializeFromFm(TrainerOptions, AfmModel, RowSource)"/>), train with early stopping, and
 /// optionally refit on all rows for the best epoch counts (<see cref="TrainerOptions.Refit"/>).
 /// </summary>
 public sealed class Recipe
@@ -79,13 +79,23 @@ public sealed class Recipe
     public RecipeResult Run(SparseDataset train, SparseDataset? validation = null, AfmModel? pretrainedFm = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(train);
+        return Run(RowSource.Of(train), validation is null ? null : RowSource.Of(validation), pretrainedFm, cancel);
+    }
+
+    /// <summary>
+    /// Runs the recipe on the rows of <paramref name="train"/> (in memory or a cache read chunk by chunk), as
+    /// <see cref="Run(SparseDataset, SparseDataset?, AfmModel?, CancellationToken)"/> does.
+    /// </summary>
+    public RecipeResult Run(RowSource train, RowSource? validation, AfmModel? pretrainedFm = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(train);
         var o = _options;
         if (pretrainedFm is not null && o.Model != ModelKind.Afm) throw new ArgumentException("a pre-trained FM applies to an AFM", nameof(pretrainedFm));
         var all = train;
-        int heldOut = 0;
+        long heldOut = 0;
         if (validation is null && o.ValidationFraction > 0 && train.Rows >= 10)
         {
-            (train, validation) = Trainer.Split(train, o.ValidationFraction, o.Seed);
+            (train, validation) = train.Split(o.ValidationFraction, o.Seed);
             heldOut = validation.Rows;
             Say(Inv($"validation: {heldOut} of {all.Rows} training rows held out ({o.ValidationFraction:P0}) for early stopping; {train.Rows} train")
                 + (o.Refit ? Inv($", then the model is refit on all {all.Rows}") : ""));
@@ -142,7 +152,7 @@ public sealed class Recipe
         return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda);
     }
 
-    private TrainResult Run(TrainStage stage, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? initial, CancellationToken cancel)
+    private TrainResult Run(TrainStage stage, TrainerOptions options, RowSource train, RowSource? validation, AfmModel? initial, CancellationToken cancel)
     {
         CheckpointOptions? checkpoint = null;
         if (Checkpoint is not null)
@@ -169,12 +179,10 @@ public sealed class Recipe
     private static string Inv(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The rows of <paramref name="a"/> followed by those of <paramref name="b"/>.</summary>
-    internal static SparseDataset Concat(SparseDataset a, SparseDataset b)
-    {
-        var offsets = new long[a.Rows + b.Rows + 1];
-        a.Offsets.AsSpan().CopyTo(offsets);
-        for (int r = 1; r <= b.Rows; r++) offsets[a.Rows + r] = a.NonZeros + b.Offsets[r];
-        return new SparseDataset(offsets, [.. a.FeatureIds, .. b.FeatureIds], [.. a.Values, .. b.Values], [.. a.Labels, .. b.Labels],
-            Math.Max(a.FeatureCount, b.FeatureCount), a.Name + " + " + b.Name);
-    }
+    internal static SparseDataset Concat(SparseDataset a, SparseDataset b) => SparseDataset.Concat([a, b], a.Name + " + " + b.Name);
+
+    /// <summary>The rows of <paramref name="a"/> followed by those of <paramref name="b"/>, both in memory.</summary>
+    private static RowSource Concat(RowSource a, RowSource b) => a.InMemory is { } x && b.InMemory is { } y
+        ? RowSource.Of(Concat(x, y))
+        : throw new ArgumentException($"a refit on {a.Name} with the separate validation rows of {b.Name} needs both in memory; hold the validation rows out of the training data instead (a validation fraction)");
 }

@@ -76,7 +76,10 @@ public sealed partial class Trainer
     /// copied; the attention network and p start as <see cref="TrainerOptions.HandOff"/> says (by
     /// default as in the paper's code, p = 1 and h ~ N(0, 1), see <see cref="Initialize"/>).
     /// </summary>
-    public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm, SparseDataset train)
+    public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm, SparseDataset train) => InitializeFromFm(o, fm, RowSource.Of(train));
+
+    /// <inheritdoc cref="InitializeFromFm(TrainerOptions, AfmModel, SparseDataset)"/>
+    public static AfmModel InitializeFromFm(TrainerOptions o, AfmModel fm, RowSource train)
     {
         if (fm.Kind != ModelKind.Fm) throw new ArgumentException("the pre-trained model must be an FM", nameof(fm));
         if (fm.K != o.K) throw new ArgumentException($"the FM has k = {fm.K} but the AFM asks for k = {o.K}; they must match", nameof(fm));
@@ -86,9 +89,7 @@ public sealed partial class Trainer
         model.W0[0] = fm.W0[0];
         if (o.HandOff == FmHandOff.FmScale)
         {
-            double pairs = 0;
-            for (int r = 0; r < train.Rows; r++) pairs += ModelShape.PairCount(train.RowLength(r));
-            Array.Fill(model.Proj, (float)Math.Max(1, pairs / Math.Max(1, train.Rows)));
+            Array.Fill(model.Proj, (float)Math.Max(1, train.MeanPairCount()));
             Array.Clear(model.AttnH);
         }
         return model;
@@ -121,22 +122,31 @@ public sealed partial class Trainer
     /// <summary>
     /// Trains on <paramref name="train"/>. Without <paramref name="validation"/>, holds out
     /// <see cref="TrainerOptions.ValidationFraction"/> of the training rows. Starts from
-    /// <paramref name="initial"/> when given (e.g. <see cref="InitializeFromFm"/>).
+    /// <paramref name="initial"/> when given (e.g. <see cref="InitializeFromFm(TrainerOptions, AfmModel, SparseDataset)"/>).
     /// </summary>
-    public TrainResult Train(SparseDataset train, SparseDataset? validation = null, AfmModel? initial = null, CancellationToken cancel = default)
+    public TrainResult Train(SparseDataset train, SparseDataset? validation = null, AfmModel? initial = null, CancellationToken cancel = default) =>
+        Train(RowSource.Of(train), validation is null ? null : RowSource.Of(validation), initial, cancel);
+
+    /// <summary>
+    /// Trains on the rows of <paramref name="train"/> (in memory or a cache read chunk by chunk), validating on
+    /// <paramref name="validation"/>; otherwise as <see cref="Train(SparseDataset, SparseDataset?, AfmModel?, CancellationToken)"/>.
+    /// </summary>
+    public TrainResult Train(RowSource train, RowSource? validation, AfmModel? initial = null, CancellationToken cancel = default)
     {
+        ArgumentNullException.ThrowIfNull(train);
         var o = _options;
         if (train.Rows == 0) throw new ArgumentException($"{train.Name}: no training rows", nameof(train));
         if (validation is null && o.ValidationFraction > 0 && train.Rows >= 10)
-            (train, validation) = Split(train, o.ValidationFraction, o.Seed);
+            (train, validation) = train.Split(o.ValidationFraction, o.Seed);
         int featureCount = Math.Max(train.FeatureCount, validation?.FeatureCount ?? 0);
         if (initial is not null && initial.FeatureCount < featureCount)
             throw new ArgumentException($"the initial model has {initial.FeatureCount} features but the data uses ids up to {featureCount - 1}");
         if (validation is not null && validation.Rows == 0) throw new ArgumentException($"{validation.Name}: no validation rows", nameof(validation));
         int maxNnz = Math.Max(2, Math.Max(train.MaxNnz, validation?.MaxNnz ?? 0));
-        int batchSize = Math.Min(o.BatchSize, train.Rows);
+        int batchSize = (int)Math.Min(o.BatchSize, train.Rows);
+        int evalBatch = (int)Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0));
         Limits.CheckTraining(train.Name, o.Model, Math.Max(featureCount, initial?.FeatureCount ?? 0), o.K, o.T, maxNnz,
-            Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)), o.Optimizer, _accelerator.Descriptor);
+            evalBatch, o.Optimizer, _accelerator.Descriptor);
         if (o.Loss == LossKind.Logistic)
         {
             CheckBinaryLabels(train);
@@ -146,14 +156,9 @@ public sealed partial class Trainer
         if (model.Kind != o.Model || model.K != o.K || (o.Model == ModelKind.Afm && model.T != o.T))
             throw new ArgumentException("the initial model's kind or shape differs from the options");
         if (o.Loss == LossKind.Squared)
-        {
-            float lo = float.PositiveInfinity, hi = float.NegativeInfinity;
-            foreach (float y in train.Labels) { lo = MathF.Min(lo, y); hi = MathF.Max(hi, y); }
-            model.LabelMin = lo;
-            model.LabelMax = hi;
-        }
+            (model.LabelMin, model.LabelMax) = train.LabelRange();
 
-        var shape = ModelShape.Of(model, maxNnz, Math.Max(batchSize, Math.Min(o.BatchSize, validation?.Rows ?? 0)));
+        var shape = ModelShape.Of(model, maxNnz, evalBatch);
         using var kernels = _accelerator.CreateKernels(shape);
         using var device = kernels.CreateModel(o.Optimizer);
         using var batch = kernels.CreateBatch();
@@ -167,13 +172,13 @@ public sealed partial class Trainer
         double bestScore = validation is null ? double.PositiveInfinity : Evaluate(kernels, device, batch, host, work, validation, model).Metrics.Objective(o.Loss);
         if (double.IsNaN(bestScore)) throw Diverged(0, 0, $"the initial model's validation score on {validation!.Name} is NaN", train);
         // Without validation, the predictions of a few training rows show whether a model is usable before it is kept.
-        var probe = validation ?? train.Subset(Enumerable.Range(0, Math.Min(train.Rows, shape.BatchCapacity)).ToArray());
-        var order = Enumerable.Range(0, train.Rows).ToArray();
+        var probe = validation ?? RowSource.Of(train.Head(shape.BatchCapacity));
         var rng = new Random(o.Seed);
+        var order = train.CreateOrder();
         var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
         long step = 0;
         var lossSum = new float[1];
-        double baselineLoss = BaselineLoss(train, o.Loss);
+        double baselineLoss = train.BaselineLoss(o.Loss);
         int sinceBest = 0;
         int firstEpoch = 1;
         ulong fingerprint = Checkpoint is null ? 0 : CheckpointFile.Fingerprint(o, train, validation);
@@ -181,26 +186,21 @@ public sealed partial class Trainer
         {
             (firstEpoch, step, bestEpoch, bestScore, sinceBest) = (saved.Epoch + 1, saved.Step, saved.BestEpoch, saved.BestScore, saved.SinceBest);
             history.AddRange(saved.History);
-            for (int e = 1; e < firstEpoch; e++) rng.Shuffle(order); // the shuffles of the epochs done
+            for (int e = 1; e < firstEpoch; e++) order.Shuffle(rng); // the shuffles of the epochs done
             if (o.Patience > 0 && sinceBest >= o.Patience) firstEpoch = int.MaxValue; // it had stopped early
         }
         for (int epoch = firstEpoch; epoch <= o.Epochs; epoch++)
         {
-            rng.Shuffle(order);
+            order.Shuffle(rng);
             work.LossSum.Clear();
             var sw = Stopwatch.StartNew();
             // The next batch is assembled on the host while the accelerator runs the current step.
-            Task fill = Task.Run(() => host.Fill(train, order.AsSpan(0, Math.Min(batchSize, train.Rows)), forTraining: true), cancel);
-            for (int start = 0; start < train.Rows; start += batchSize)
+            using var feed = new BatchFeed(host, order.Batches(batchSize), cancel);
+            for (long start = 0, count; (count = feed.Wait()) > 0; start += count)
             {
                 cancel.ThrowIfCancellationRequested();
-                int count = Math.Min(batchSize, train.Rows - start);
-                fill.Wait(cancel);
                 batch.Upload(host);
-                int nextStart = start + batchSize;
-                fill = nextStart < train.Rows
-                    ? Task.Run(() => host.Fill(train, order.AsSpan(nextStart, Math.Min(batchSize, train.Rows - nextStart)), forTraining: true), cancel)
-                    : Task.CompletedTask;
+                feed.FillNext();
                 step++;
                 var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count);
                 var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps);
@@ -212,7 +212,6 @@ public sealed partial class Trainer
                 if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
                 Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
             }
-            fill.Wait(cancel);
             _accelerator.Synchronize();
             double seconds = sw.Elapsed.TotalSeconds;
             double trainLoss = work.LossSum.ToArray()[0] / train.Rows;
@@ -245,9 +244,30 @@ public sealed partial class Trainer
         return new TrainResult(best, bestEpoch, history);
     }
 
-    /// <summary>Metrics of the device model on <paramref name="data"/>, and the first row whose raw score is not finite (-1: none) with that score.</summary>
+    /// <summary>
+    /// Metrics of the device model on <paramref name="data"/>, and the first row whose raw score is not finite
+    /// (-1: none) with that score. Rows in memory are scored at once; other sources block by block in bounded memory
+    /// (<see cref="MetricsAccumulator"/>).
+    /// </summary>
+    private static (Metrics Metrics, long BadRow, float BadValue) Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
+        RowSource data, AfmModel model)
+    {
+        if (data.InMemory is { } rows) return Evaluate(kernels, device, batch, host, work, rows, model);
+        var sum = new MetricsAccumulator(model.Loss);
+        long seen = 0, badRow = -1;
+        float badValue = 0;
+        foreach (var block in data.Blocks())
+        {
+            var (metrics, bad, value) = Evaluate(kernels, device, batch, host, work, block, model, sum);
+            if (badRow < 0 && bad >= 0) (badRow, badValue) = (seen + bad, value);
+            seen += metrics.Rows;
+        }
+        return (sum.Result(), badRow, badValue);
+    }
+
+    /// <summary>Metrics of the device model on <paramref name="data"/>, and the first row whose raw score is not finite (-1: none) with that score; the predictions are also added to <paramref name="sum"/> when given.</summary>
     private static (Metrics Metrics, int BadRow, float BadValue) Evaluate(AfmKernels kernels, DeviceModel device, DeviceBatch batch, HostBatch host, TrainWorkspace work,
-        SparseDataset data, AfmModel model)
+        SparseDataset data, AfmModel model, MetricsAccumulator? sum = null)
     {
         int cap = kernels.Shape.BatchCapacity;
         var pred = new float[data.Rows];
@@ -264,6 +284,11 @@ public sealed partial class Trainer
         int bad = Array.FindIndex(pred, x => !float.IsFinite(x));
         float badValue = bad >= 0 ? pred[bad] : 0;
         for (int i = 0; i < pred.Length; i++) pred[i] = Predictor.Link(model, pred[i]);
+        if (sum is not null)
+        {
+            sum.Add(pred, data.Labels);
+            return (new Metrics(double.NaN, double.NaN, double.NaN, double.NaN, data.Rows), bad, badValue);
+        }
         return (Metrics.Compute(pred, data.Labels, model.Loss), bad, badValue);
     }
 }

@@ -6,11 +6,9 @@ namespace Afm.Gpu.Training;
 // The trainer's checks of its inputs and of the model it produces.
 public sealed partial class Trainer
 {
-    private TrainingDivergedException Diverged(int epoch, long step, string what, SparseDataset train)
+    private TrainingDivergedException Diverged(int epoch, long step, string what, RowSource train)
     {
-        float values = 0, labels = 0;
-        foreach (float x in train.Values) values = MathF.Max(values, MathF.Abs(x));
-        foreach (float y in train.Labels) labels = MathF.Max(labels, MathF.Abs(y));
+        var (values, labels) = train.Magnitudes();
         string advice = Math.Max(values, labels) >= HugeInput
             ? $"the input {train.Name} has {(values >= labels ? "feature values" : "labels")} as large as {Math.Max(values, labels):G3} in magnitude: scale the features and labels to a moderate range (or lower the learning rate, now {_options.LearningRate:G})"
             : $"lower the learning rate (now {_options.LearningRate:G})";
@@ -26,27 +24,6 @@ public sealed partial class Trainer
     /// </summary>
     internal const double DivergenceFactor = 1e4;
 
-    /// <summary>The loss of predicting the mean label on every row (the labels' variance; for logistic loss the entropy of their mean), at least 1e-6.</summary>
-    internal static double BaselineLoss(SparseDataset train, LossKind loss)
-    {
-        double mean = 0;
-        foreach (float y in train.Labels) mean += loss == LossKind.Logistic ? (y > 0 ? 1 : 0) : y;
-        mean /= Math.Max(1, train.Rows);
-        double value;
-        if (loss == LossKind.Logistic)
-        {
-            double p = Math.Clamp(mean, 1e-6, 1 - 1e-6);
-            value = -(p * Math.Log(p) + (1 - p) * Math.Log(1 - p));
-        }
-        else
-        {
-            double v = 0;
-            foreach (float y in train.Labels) v += (y - mean) * (y - mean);
-            value = v / Math.Max(1, train.Rows);
-        }
-        return Math.Max(value, 1e-6);
-    }
-
     /// <summary>Inputs at least this large in magnitude, not the learning rate, are named as the likely cause of a divergence.</summary>
     private const float HugeInput = 1e4f;
 
@@ -61,10 +38,9 @@ public sealed partial class Trainer
         return null;
     }
 
-    private static void CheckBinaryLabels(SparseDataset data)
+    private static void CheckBinaryLabels(RowSource data)
     {
-        int r = Array.FindIndex(data.Labels, y => y is not (0f or 1f or -1f));
-        if (r >= 0)
-            throw new ArgumentException($"{data.Name}: row {r + 1} has label {data.Labels[r]}; logistic loss takes labels 0/1 or -1/1");
+        if (data.FirstNonBinaryLabel() is var (row, label))
+            throw new ArgumentException($"{data.Name}: row {row + 1} has label {label}; logistic loss takes labels 0/1 or -1/1");
     }
 }

@@ -61,7 +61,7 @@ public sealed class TrainerOptions
     /// <summary>
     /// For an AFM with no starting model: pre-train an FM first (default) or start from scratch.
     /// Applied by <see cref="Recipe"/> (and so by <c>AfmEngine.Train</c> and the command line);
-    /// <see cref="Trainer.Train"/> trains the one model it is given.
+    /// <see cref="Trainer.Train(Data.RowSource, Data.RowSource?, AfmModel?, CancellationToken)"/> trains the one model it is given.
     /// </summary>
     public PretrainKind Pretrain { get; set; } = PretrainKind.Fm;
     /// <summary>Maximum epochs of the FM pre-training (default 0: the same as <see cref="Epochs"/>); it stops early with <see cref="Patience"/> too.</summary>

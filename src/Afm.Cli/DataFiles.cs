@@ -1,0 +1,103 @@
+using Afm.Gpu.Data;
+using Afm.Gpu.Model;
+using Afm.Gpu.Training;
+
+namespace Afm.Cli;
+
+/// <summary>The options of a command that reads data files.</summary>
+internal interface IDataOptions
+{
+    string Cache { get; }
+    string? CacheDirectory { get; }
+}
+
+/// <summary>
+/// Opens a command's data files: a binary cache (recognised by its magic) is read chunk by chunk; a text file is read
+/// into memory, or with <c>--cache auto</c> (files of at least <see cref="DataCache.DefaultThreshold"/> bytes) or
+/// <c>--cache always</c> converted once into the cache directory and read from there. Caches opened stay open
+/// until disposal.
+/// </summary>
+internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
+{
+    private readonly List<CacheFile> _open = [];
+
+    /// <summary>The rows of <paramref name="path"/>, checked against <paramref name="read"/>.</summary>
+    /// <param name="path">A text or cache file.</param>
+    /// <param name="read">What the rows must satisfy (text is read with these options).</param>
+    /// <param name="bufferRows">Rows a cache shuffles together in training.</param>
+    public RowSource Open(string path, LibFmReadOptions read, long bufferRows = CacheRows.DefaultBufferRows)
+    {
+        if (bufferRows <= 0) throw new ArgumentException($"--shuffle-buffer {bufferRows}: must be at least 1 row");
+        var cache = OpenCache(path);
+        if (cache is null) return RowSource.Of(LibFmReader.Read(path, read));
+        cache.CheckAgainst(read);
+        return new CacheRows(cache, bufferRows);
+    }
+
+    /// <summary>All rows of <paramref name="path"/> in memory (for work that needs them at once).</summary>
+    public SparseDataset ReadAll(string path, LibFmReadOptions read)
+    {
+        var cache = OpenCache(path);
+        if (cache is null) return LibFmReader.Read(path, read);
+        cache.CheckAgainst(read);
+        return cache.ReadAll();
+    }
+
+    /// <summary>The cache to read <paramref name="path"/> from, or null to read it as text.</summary>
+    private CacheFile? OpenCache(string path)
+    {
+        CacheFile? cache = null;
+        if (CacheFile.IsCache(path)) cache = CacheFile.Open(path);
+        else if (ShouldConvert(path))
+        {
+            // The cache holds the rows as written; the model's limits are checked against its header.
+            cache = DataCache.OpenOrBuild(path, o.CacheDirectory ?? DataCache.DefaultDirectory, new LibFmReadOptions(), stdout.WriteLine).File;
+        }
+        if (cache is not null) _open.Add(cache);
+        return cache;
+    }
+
+    private bool ShouldConvert(string path)
+    {
+        string mode = o.Cache.ToLowerInvariant();
+        if (mode is not ("auto" or "always" or "off")) throw new ArgumentException($"--cache {o.Cache}: use auto, always or off");
+        if (mode == "off" || !File.Exists(path)) return false;
+        return mode == "always" || new FileInfo(path).Length >= DataCache.DefaultThreshold;
+    }
+
+    /// <summary>
+    /// The metrics of <paramref name="predictor"/> on <paramref name="data"/>: at once for rows in memory, block by
+    /// block otherwise (<see cref="MetricsAccumulator"/>). With <paramref name="checkFinite"/>, a prediction that is
+    /// not finite is an error naming the row.
+    /// </summary>
+    public static Metrics Score(Predictor predictor, RowSource data, bool checkFinite)
+    {
+        if (data.InMemory is { } rows)
+        {
+            var pred = predictor.Predict(rows);
+            if (checkFinite) CheckFinite(pred, rows.Name, 0);
+            return Metrics.Compute(pred, rows.Labels, predictor.Model.Loss);
+        }
+        var sum = new MetricsAccumulator(predictor.Model.Loss);
+        foreach (var block in data.Blocks())
+        {
+            var pred = predictor.Predict(block);
+            if (checkFinite) CheckFinite(pred, data.Name, sum.Rows);
+            sum.Add(pred, block.Labels);
+        }
+        return sum.Result();
+    }
+
+    /// <summary>A non-finite prediction is an error, not an output: the row's values overflow the model's arithmetic.</summary>
+    public static void CheckFinite(float[] predictions, string name, long firstRow)
+    {
+        int r = Array.FindIndex(predictions, p => !float.IsFinite(p));
+        if (r >= 0)
+            throw new DataFormatException(name, 0, $"data row {firstRow + r + 1}: the prediction is {predictions[r]}: the model's single-precision arithmetic overflows on this row (its values or the model's weights are too large)");
+    }
+
+    public void Dispose()
+    {
+        foreach (var c in _open) c.Dispose();
+    }
+}

@@ -1,0 +1,85 @@
+using System.IO.Hashing;
+using System.Text;
+
+namespace Afm.Gpu.Data;
+
+/// <summary>
+/// Implicit caches of text data files: a text file is converted once into a <see cref="CacheFile"/> in a cache
+/// directory (by default <c>$XDG_CACHE_HOME/afm-gpu</c>, else <c>~/.cache/afm-gpu</c>), named after its full path,
+/// and reused while the file keeps its size and modification time and is read with the same options; otherwise it
+/// is rebuilt.
+/// </summary>
+public static class DataCache
+{
+    /// <summary>Text files at least this large are cached by default (1 GiB).</summary>
+    public const long DefaultThreshold = 1L << 30;
+
+    /// <summary>The default cache directory: <c>$XDG_CACHE_HOME/afm-gpu</c>, else <c>~/.cache/afm-gpu</c>.</summary>
+    public static string DefaultDirectory
+    {
+        get
+        {
+            string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+            string root = !string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)
+                ? xdg
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            return Path.Combine(root, "afm-gpu");
+        }
+    }
+
+    /// <summary>Where the cache of <paramref name="source"/> lives in <paramref name="directory"/>: a hash of its full path.</summary>
+    public static string PathFor(string source, string directory)
+    {
+        string full = Path.GetFullPath(source);
+        string hash = XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(full)).ToString("x16");
+        string name = Path.GetFileNameWithoutExtension(full);
+        if (name.Length > 40) name = name[..40];
+        return Path.Combine(directory, $"{name}-{hash}{CacheFile.Extension}");
+    }
+
+    /// <summary>Whether <paramref name="header"/> is a cache of <paramref name="source"/> as it is now, read with <paramref name="options"/>.</summary>
+    public static bool IsCurrent(CacheHeader header, FileInfo source, LibFmReadOptions? options) =>
+        header.SourceLength == source.Length && header.SourceWriteTicks == source.LastWriteTimeUtc.Ticks
+        && header.OptionsFingerprint == CacheFile.Fingerprint(options)
+        && header.FormatId == CacheFile.FormatIdOf(options) && header.HashBits == CacheFile.HashBitsOf(options);
+
+    /// <summary>
+    /// Opens the cache of <paramref name="source"/> in <paramref name="directory"/>, converting the file first when
+    /// there is none, it is stale (the file's size or time changed, or other options), or it cannot be read.
+    /// </summary>
+    /// <param name="source">The text data file.</param>
+    /// <param name="directory">The cache directory (created when missing).</param>
+    /// <param name="options">Reading options of the conversion.</param>
+    /// <param name="log">Receives one line saying whether the cache was reused or (re)built.</param>
+    /// <returns>The open cache and whether it was built now.</returns>
+    /// <exception cref="DataFormatException">The text is missing or malformed.</exception>
+    public static (CacheFile File, bool Built) OpenOrBuild(string source, string directory, LibFmReadOptions? options = null, Action<string>? log = null)
+    {
+        var info = new FileInfo(source);
+        if (!info.Exists) throw new DataFormatException(source, 0, Directory.Exists(source) ? "is a directory, not a data file" : "file not found");
+        string path = PathFor(source, directory);
+        string? why = "no cache yet";
+        if (File.Exists(path))
+        {
+            try
+            {
+                var cache = CacheFile.Open(path);
+                if (IsCurrent(cache.Header, info, options))
+                {
+                    log?.Invoke($"using the cache {path} of {source}");
+                    return (cache, false);
+                }
+                cache.Dispose();
+                why = "the file or the reading options changed";
+            }
+            catch (DataFormatException e)
+            {
+                why = e.Problem;
+            }
+        }
+        Directory.CreateDirectory(directory);
+        log?.Invoke($"converting {source} ({info.Length / 1e6:F0} MB) into the cache {path} ({why}); it is reused while the file is unchanged");
+        CacheFile.Write(source, path, options);
+        return (CacheFile.Open(path), true);
+    }
+}
