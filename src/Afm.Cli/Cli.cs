@@ -243,13 +243,8 @@ public static class Cli
         return 0;
     }
 
-    /// <summary>What data for <paramref name="model"/> must satisfy, checked as it is read so that a problem names its line.</summary>
-    internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => new()
-    {
-        FeatureCount = model.FeatureCount,
-        BinaryLabels = labelsMatter && model.Loss == LossKind.Logistic,
-        MaxRowNonZeros = Limits.MaxRowNonZeros(model.K, model.T),
-    };
+    /// <summary>Reads data for <paramref name="model"/> in its format and hashing, checking what it needs as it is read so that a problem names its line.</summary>
+    internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => LibFmReadOptions.For(model, labelsMatter);
 
     /// <summary>A non-finite prediction is an error, not an output: the row's values overflow the model's arithmetic.</summary>
     private static void CheckFinite(float[] predictions, SparseDataset data)

@@ -11,8 +11,14 @@ internal interface IAcceleratorOptions
 [Verb("train", HelpText = "Train an AFM or FM model. With no --train file, trains on a built-in synthetic dataset with planted interactions (the demo).")]
 internal sealed class TrainOptions : IAcceleratorOptions
 {
-    [Option("train", HelpText = "Training data (libFM format). Omit to run the synthetic demo.")]
+    [Option("train", HelpText = "Training data (libFM format, or see --format). Omit to run the synthetic demo.")]
     public string? TrainFile { get; set; }
+
+    [Option("format", Default = "libfm", HelpText = "Data format: libfm (label id:value ..., or named features with --hash-bits) or criteo (Criteo's TSV: label, I1..I13, C1..C26; hashed).")]
+    public string Format { get; set; } = "libfm";
+
+    [Option("hash-bits", HelpText = "Hash every feature (numeric id or name) into 2^B embedding rows, B in 1..30 (default: none for libfm, 20 for criteo). Stored in the model, so predict, evaluate and explain hash the same way.")]
+    public int? HashBits { get; set; }
 
     [Option("validation", HelpText = "Validation data for early stopping. Default: hold out --validation-fraction of the training rows.")]
     public string? ValidationFile { get; set; }
@@ -102,7 +108,7 @@ internal sealed class EvaluateOptions : IAcceleratorOptions
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data (libFM format).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default).")]
     public string Data { get; set; } = "";
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
@@ -118,7 +124,7 @@ internal sealed class PredictOptions : IAcceleratorOptions
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data (libFM format; the label column is required but ignored).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default; the label column is required but ignored).")]
     public string Data { get; set; } = "";
 
     [Option('o', "output", HelpText = "Output file (default: standard output). Written atomically.")]
@@ -158,7 +164,7 @@ internal sealed class ExplainOptions : IAcceleratorOptions
     [Option('m', "model", Required = true, HelpText = "Model file (.afm or safetensors).")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data (libFM format).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default).")]
     public string Data { get; set; } = "";
 
     [Option("rows", Default = 5, HelpText = "Explain the first N rows one by one (0 = none).")]
