@@ -147,6 +147,10 @@ public sealed class HashedModelTests : IDisposable
         var ev = Run("evaluate", "-m", model, "-d", test, "--accelerator", "cpu");
         Assert.True(ev.Code == 0, ev.Err);
         Assert.Contains("80 rows", ev.Out);
+
+        var ex = Run("explain", "-m", model, "-d", test, "--rows", "1", "--accelerator", "cpu");
+        Assert.True(ex.Code == 0, ex.Err);
+        Assert.Contains("field pairs over 80 rows", ex.Out);
     }
 
     [Fact]
