@@ -47,6 +47,30 @@ public sealed class HashingReaderTests : IDisposable
     }
 
     [Fact]
+    public void HashAgreesWithPythonsXxhashOnManyNames()
+    {
+        string? py = PythonProcess.WithModule("xxhash");
+        if (py is null)
+        {
+            Assert.True(Environment.GetEnvironmentVariable("AFM_REQUIRE_XXHASH") != "1", "AFM_REQUIRE_XXHASH=1 but no python3 imports xxhash (apt-get install python3-xxhash)");
+            return; // the fixed vectors above still check the hash
+        }
+        // names of every length from 0 to 80 bytes (XXH64 takes 32-byte stripes, then 8, 4 and 1 byte steps), non-ASCII ones too
+        var rng = new Random(11);
+        var names = Enumerable.Range(0, 300).Select(i => i % 7 == 0 ? $"ünï-{i}-€" : new string(Enumerable.Range(0, i % 81).Select(_ => (char)rng.Next('!', '~' + 1)).ToArray()))
+            .Where(n => !n.Contains('\n')).ToArray();
+        string input = string.Concat(names.Select(n => Convert.ToHexString(Encoding.UTF8.GetBytes(n)) + "\n"));
+        const string script = "import sys, xxhash\nfor line in sys.stdin.read().split(chr(10))[:-1]: print(xxhash.xxh64_intdigest(bytes.fromhex(line), 0) & ((1 << 30) - 1))";
+        var (rc, text) = PythonProcess.Run(py, $"-c \"{script}\"", input);
+        Assert.True(rc == 0, text);
+        var rows = text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => int.Parse(l, CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(names.Length, rows.Length);
+        for (int i = 0; i < names.Length; i++)
+            if (!FeatureHash.IsDigits(Encoding.UTF8.GetBytes(names[i]))) // digits-only names are canonicalised first
+                Assert.Equal(rows[i], FeatureHash.Row(names[i], 30));
+    }
+
+    [Fact]
     public void NumericIdsHashAsTheirDecimalText()
     {
         Assert.Equal(FeatureHash.Row("7", 20), FeatureHash.Row("007", 20));
