@@ -343,13 +343,14 @@ public static class LibFmReader
     private sealed record TextChunk(byte[] Buffer, int Length);
 
     /// <summary>The rows of one chunk, up to its first error.</summary>
-    private sealed class ParsedChunk
+    /// <param name="textBytes">The chunk's length, from which the lists' capacities are guessed (a feature takes at least 2 bytes, typically 6 or more).</param>
+    private sealed class ParsedChunk(int textBytes)
     {
-        public List<float> Labels { get; } = [];
+        public List<float> Labels { get; } = new(textBytes / 64);
         /// <summary>End of each row in <see cref="Ids"/>.</summary>
-        public List<int> RowEnds { get; } = [];
-        public List<int> Ids { get; } = [];
-        public List<float> Values { get; } = [];
+        public List<int> RowEnds { get; } = new(textBytes / 64);
+        public List<int> Ids { get; } = new(textBytes / 6);
+        public List<float> Values { get; } = new(textBytes / 6);
         /// <summary>Lines in the chunk (counted to the error, if any).</summary>
         public long Lines { get; set; }
         /// <summary>The file's line number of the chunk's first line.</summary>
@@ -364,6 +365,7 @@ public static class LibFmReader
     private sealed class LineException(string problem) : Exception(problem);
 
     /// <summary>Parses chunks of text with fixed options; safe to use from several threads at once.</summary>
+    [System.Runtime.CompilerServices.SkipLocalsInit]
     private sealed class ChunkParser
     {
         private readonly LibFmReadOptions _o;
@@ -393,7 +395,7 @@ public static class LibFmReader
 
         public ParsedChunk Parse(TextChunk text)
         {
-            var chunk = new ParsedChunk();
+            var chunk = new ParsedChunk(text.Length);
             try
             {
                 ParseLines(text.Buffer.AsSpan(0, text.Length), chunk);
@@ -618,9 +620,22 @@ public static class LibFmReader
         return !s.IsEmpty;
     }
 
-    /// <summary>Parses <c>[-]digits</c> as a <see cref="long"/>.</summary>
-    private static bool TryParseInteger(ReadOnlySpan<byte> s, out long value) =>
-        long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out value);
+    /// <summary>Parses <c>[+-]digits</c> (at most 18 digits) as a <see cref="long"/>.</summary>
+    private static bool TryParseInteger(ReadOnlySpan<byte> s, out long value)
+    {
+        value = 0;
+        bool negative = !s.IsEmpty && s[0] == '-';
+        if (!s.IsEmpty && (s[0] == '-' || s[0] == '+')) s = s[1..];
+        if (s.IsEmpty || s.Length > 18) return false;
+        foreach (byte c in s)
+        {
+            uint digit = (uint)(c - '0');
+            if (digit > 9) return false;
+            value = value * 10 + digit;
+        }
+        if (negative) value = -value;
+        return true;
+    }
 
     /// <summary>
     /// Parses a float like <see cref="float.TryParse(ReadOnlySpan{byte}, NumberStyles, IFormatProvider?, out float)"/>
