@@ -95,6 +95,15 @@ public sealed class HashedModelTests : IDisposable
         var model = RandomModel(9, new InputEncoding(DataFormat.Criteo, 9));
         var o = LibFmReadOptions.For(model, labelsMatter: true);
         Assert.Equal((DataFormat.Criteo, 9, 512, true), (o.Format, o.HashBits, o.FeatureCount, o.BinaryLabels));
+
+        var named = RandomModel(10, new InputEncoding(DataFormat.LibFm, 10));
+        string modelPath = Path.Combine(_dir, "named.afm"), data = Path.Combine(_dir, "named.txt");
+        ModelFile.Save(named, modelPath);
+        File.WriteAllLines(data, ["1 user=3 item:x 12:0.5"]);
+        using var trained = TrainedModel.Load(modelPath, "cpu");
+        var rows = trained.Read(data);
+        Assert.Equal([FeatureHash.Row("user=3", 10), FeatureHash.Row("item:x", 10), FeatureHash.Row("12", 10)], rows.RowIds(0).ToArray());
+        Assert.Equal(trained.Predict(rows.RowIds(0), rows.RowValues(0)), trained.Predict(rows)[0], 1e-6f);
     }
 
     /// <summary>Rows of named features: user, item and a tag, with a rating that depends on user and item.</summary>
