@@ -319,6 +319,67 @@ public sealed class HashingReaderTests : IDisposable
         }
     }
 
+    /// <summary>An endless libFM text made on demand (row r: label r % 5, features r:1 and r+1:0.5), counting the bytes read.</summary>
+    private sealed class EndlessRows : Stream
+    {
+        private byte[] _line = [];
+        private int _at;
+        private long _row;
+
+        public long BytesRead { get; private set; }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            int n = 0;
+            while (n < count)
+            {
+                if (_at == _line.Length)
+                {
+                    _line = Encoding.ASCII.GetBytes($"{_row % 5} {_row}:1 {_row + 1}:0.5\n");
+                    _at = 0;
+                    _row++;
+                }
+                int take = Math.Min(count - n, _line.Length - _at);
+                Array.Copy(_line, _at, buffer, offset + n, take);
+                _at += take;
+                n += take;
+            }
+            BytesRead += n;
+            return n;
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    [Fact]
+    public void StreamingReadsAheadAFewChunksWhateverTheSize()
+    {
+        const int threads = 2, chunk = 1 << 16;
+        using var endless = new EndlessRows();
+        var options = new LibFmReadOptions { Threads = threads, ChunkBytes = chunk };
+        long row = 0;
+        foreach (var block in LibFmReader.ReadBlocks(endless, "endless", options, blockRows: 10_000).Take(30))
+        {
+            for (int r = 0; r < block.Rows; r++, row++)
+            {
+                Assert.Equal(row % 5, block.Labels[r]);
+                Assert.Equal([(int)row, (int)row + 1], block.RowIds(r).ToArray());
+            }
+            // consumed text plus at most 2 x threads chunks in flight and the one being read
+            long consumed = row * 22; // rows here are at most 22 bytes long
+            Assert.True(endless.BytesRead <= consumed + (2 * threads + 1) * (long)chunk, $"{endless.BytesRead} bytes read for {row} rows");
+        }
+        Assert.Equal(300_000, row);
+    }
+
     [Fact]
     public void Utf16TextIsRefusedWithItsName()
     {

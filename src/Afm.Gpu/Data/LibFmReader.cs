@@ -160,6 +160,25 @@ public static class LibFmReader
         return OpenThenRead(path, options, parser, blockRows);
     }
 
+    /// <summary>
+    /// Streams UTF-8 text from <paramref name="stream"/> as <see cref="ReadBlocks(string, LibFmReadOptions?, int)"/> does a
+    /// file: blocks of <paramref name="blockRows"/> rows in order, reading ahead a few chunks at most. The stream is read
+    /// from its current position and not disposed.
+    /// </summary>
+    /// <param name="stream">The text, e.g. standard input or a decompressing stream.</param>
+    /// <param name="name">The source's name, used in messages and as the blocks' name.</param>
+    /// <param name="options">Reading options; null means the defaults.</param>
+    /// <param name="blockRows">Rows per block (the last may have fewer).</param>
+    /// <exception cref="DataFormatException">The text has no data rows or is malformed.</exception>
+    public static IEnumerable<SparseDataset> ReadBlocks(Stream stream, string name, LibFmReadOptions? options = null, int blockRows = 1 << 16)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockRows);
+        options ??= new LibFmReadOptions();
+        return Blocks(stream, name, options, new ChunkParser(options), blockRows);
+    }
+
     private static IEnumerable<SparseDataset> OpenThenRead(string path, LibFmReadOptions options, ChunkParser parser, int blockRows)
     {
         using var stream = Open(path);
