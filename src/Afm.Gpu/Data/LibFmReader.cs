@@ -93,14 +93,16 @@ public sealed record LibFmReadOptions
 /// <para>Without hashing (<see cref="LibFmReadOptions.HashBits"/> = 0) only <c>id:value</c> is accepted and ids
 /// index the embedding table directly; a named feature fails with its line and asks for hashing. With hashing, every
 /// feature goes to row <see cref="FeatureHash.Row(ReadOnlySpan{byte}, int)"/> of its name (a numeric id's name is its
-/// decimal text). An empty name or an empty value (<c>:1</c>, <c>3:</c>) is always malformed.</para>
+/// decimal text, of any length). An empty name or an empty value (<c>:1</c>, <c>3:</c>) is always malformed.</para>
 /// <para>Values are kept as written. Labels and values must be finite and at most <see cref="MaxMagnitude"/> in
-/// magnitude; ids must be in 0..<see cref="MaxFeatureId"/>. Blank lines and lines whose first non-blank character is
+/// magnitude; without hashing, ids must be in 0..<see cref="MaxFeatureId"/>. Blank lines and lines whose first non-blank character is
 /// <c>#</c> are skipped; lines end at LF, CRLF or CR; a UTF-8 byte order mark is skipped. Duplicate features within
 /// a row are kept as given (neither merged nor summed). Every problem is reported as a
 /// <see cref="DataFormatException"/> naming the file and the 1-based line; of several, the first in the file.</para>
-/// <para>The text is read in chunks of about 1 MiB cut at line ends, parsed on <see cref="LibFmReadOptions.Threads"/>
-/// threads and delivered in file order, with a few chunks in flight, so memory stays bounded whatever the file size.</para>
+/// <para>The text is read in chunks of about 1 MiB cut at line ends, parsed as UTF-8 bytes on
+/// <see cref="LibFmReadOptions.Threads"/> threads and delivered in file order, with at most twice as many chunks in
+/// flight as threads, so memory stays bounded whatever the file size. With <see cref="DataFormat.Criteo"/> each line
+/// is read as <see cref="CriteoFormat"/> says, and blank and <c>#</c> lines are skipped likewise.</para>
 /// </remarks>
 public static class LibFmReader
 {
