@@ -1,11 +1,12 @@
 using System.Globalization;
 using System.Text;
 using Afm.Gpu.Data;
+using Xunit.Abstractions;
 
 namespace Afm.Gpu.Tests;
 
 /// <summary>Feature hashing, named tokens, the Criteo reader and the parallel chunked parse.</summary>
-public sealed class HashingReaderTests : IDisposable
+public sealed class HashingReaderTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("afm-hash-").FullName;
 
@@ -378,6 +379,30 @@ public sealed class HashingReaderTests : IDisposable
             Assert.True(endless.BytesRead <= consumed + (2 * threads + 1) * (long)chunk, $"{endless.BytesRead} bytes read for {row} rows");
         }
         Assert.Equal(300_000, row);
+    }
+
+    [Fact]
+    public void MovieLensHashedIsMovieLensWithEachIdHashedWhenPresent()
+    {
+        string? path = null;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null && path is null; d = d.Parent)
+        {
+            string candidate = Path.Combine(d.FullName, "shared", "data", "ml-100k-libfm", "train.libfm");
+            if (File.Exists(candidate)) path = candidate;
+        }
+        if (path is null)
+        {
+            output.WriteLine("skipped: shared/data/ml-100k-libfm/train.libfm not found above " + AppContext.BaseDirectory);
+            return;
+        }
+        var plain = LibFmReader.Read(path, new LibFmReadOptions { Threads = 1, ChunkBytes = 1 << 30 });
+        var hashed = LibFmReader.Read(path, new LibFmReadOptions { HashBits = 20, ChunkBytes = 1 << 14, Threads = 3 });
+        Assert.Equal(plain.Offsets, hashed.Offsets);
+        Assert.Equal(plain.Labels, hashed.Labels);
+        Assert.Equal(plain.Values, hashed.Values);
+        Assert.Equal(plain.FeatureIds.Select(id => FeatureHash.Row(id.ToString(CultureInfo.InvariantCulture), 20)).ToArray(), hashed.FeatureIds);
+        int distinct = plain.FeatureIds.Distinct().Count(), rows = hashed.FeatureIds.Distinct().Count();
+        output.WriteLine($"{path}: {plain.Rows} rows; {distinct} distinct ids share {rows} of 2^20 rows after hashing");
     }
 
     [Fact]

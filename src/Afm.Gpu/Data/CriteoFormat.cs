@@ -39,7 +39,10 @@ public static class CriteoFormat
     public static string CategoricalFeature(int column, string text) => $"C{column}={text}";
 
     /// <summary>The bucket of an integer value: <c>SPv</c> for v &lt;= 2, otherwise ⌊(ln v)²⌋ in decimal.</summary>
-    public static string IntegerBucket(long value) => value <= 2 ? $"SP{value}" : BucketOf(value).ToString(System.Globalization.CultureInfo.InvariantCulture);
+    public static string IntegerBucket(long value) => value <= 2 ? $"{SmallValuePrefix}{value}" : BucketOf(value).ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>What precedes an integer value of at most 2, kept as it is, so that it differs from a bucket.</summary>
+    private const string SmallValuePrefix = "SP";
 
     /// <summary>⌊(ln v)²⌋ for v &gt; 2.</summary>
     private static int BucketOf(long value)
@@ -54,8 +57,7 @@ public static class CriteoFormat
         int n = WritePrefix(dest, 'I', column);
         if (value <= 2)
         {
-            "SP"u8.CopyTo(dest[n..]);
-            n += 2;
+            foreach (char c in SmallValuePrefix) dest[n++] = (byte)c;
             Utf8Formatter.TryFormat(value, dest[n..], out int w);
             return n + w;
         }

@@ -49,7 +49,7 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
         if (HashBits is < 0 or > FeatureHash.MaxBits)
             throw new ArgumentException($"hash bits {HashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing)", nameof(HashBits));
         if (Format == DataFormat.Criteo && HashBits == 0)
-            throw new ArgumentException("the criteo format needs hashing: give hash bits in 1..30", nameof(HashBits));
+            throw new ArgumentException($"the criteo format needs hashing: give hash bits in 1..{FeatureHash.MaxBits}", nameof(HashBits));
     }
 }
 
