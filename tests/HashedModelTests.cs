@@ -160,6 +160,14 @@ public sealed class HashedModelTests : IDisposable
         var ex = Run("explain", "-m", model, "-d", test, "--rows", "1", "--accelerator", "cpu");
         Assert.True(ex.Code == 0, ex.Err);
         Assert.Contains("field pairs over 80 rows", ex.Out);
+        Assert.Contains("features are named by the names hashed to each row", ex.Out);
+        Assert.Contains(rows[0].Names[0], ex.Out); // the first row's features by name
+        Assert.Matches(@"\buser\b", ex.Out); // and their fields
+
+        var top = Run("predict", "-m", model, "-d", test, "--top-pairs", "1", "--accelerator", "cpu");
+        Assert.True(top.Code == 0, top.Err);
+        var first = top.Out.Split('\n')[0];
+        Assert.Matches(@"\t(user=\d+|item:i\d+|tag\d)(\|[^*]+)?\*(user=\d+|item:i\d+|tag\d)", first);
     }
 
     [Fact]

@@ -406,6 +406,24 @@ public sealed class HashingReaderTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void ReadWithNamesNamesEachRowByItsFeatures()
+    {
+        const int b = 12;
+        var collide = Enumerable.Range(0, 1000).Select(i => $"n{i}").GroupBy(n => FeatureHash.Row(n, b)).First(g => g.Count() >= 2).Take(2).ToArray();
+        string path = Write($"1 user=42 item:abc 7:0.5\n0 {collide[0]}:1 {collide[1]}:1 user=42\n", "named.txt");
+        var options = new LibFmReadOptions { HashBits = b, ChunkBytes = 16, Threads = 2 };
+        var (data, names) = LibFmReader.ReadWithNames(path, options);
+        Assert.Equal(LibFmReader.Read(path, options).FeatureIds, data.FeatureIds);
+        Assert.Equal("user=42", names.NameOf(FeatureHash.Row("user=42", b)));
+        Assert.Equal("user", names.FieldNames[names.FieldOf(FeatureHash.Row("user=42", b))]);
+        Assert.Equal("item:abc", names.NameOf(FeatureHash.Row("item:abc", b)));
+        Assert.Equal("item", names.FieldNames[names.FieldOf(FeatureHash.Row("item:abc", b))]);
+        Assert.DoesNotContain(FeatureHash.Row(collide[0], b), new[] { "user=42", "item:abc", "7" }.Select(n => FeatureHash.Row(n, b)));
+        Assert.Equal($"{collide[0]}|{collide[1]}", names.NameOf(FeatureHash.Row(collide[0], b)));
+        Assert.Throws<ArgumentException>(() => LibFmReader.ReadWithNames(path, new LibFmReadOptions()));
+    }
+
+    [Fact]
     public void Utf16TextIsRefusedWithItsName()
     {
         string path = Path.Combine(_dir, "u16.libfm");

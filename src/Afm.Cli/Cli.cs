@@ -220,8 +220,9 @@ public static class Cli
         if (o.TopPairs < 0) throw new ArgumentException("--top-pairs must not be negative");
         if (o.Output is not null) CheckOutput("-o/--output", o.Output, o.Model, o.Data, o.FeatureMap);
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        var data = LibFmReader.Read(o.Data, ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
+        SparseDataset data;
+        (data, map) = ReadNamed(o.Data, model, map, o.TopPairs > 0);
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         var pred = predictor.Predict(data);
@@ -242,6 +243,15 @@ public static class Cli
         stderr.WriteLine($"wrote {pred.Length} predictions to {o.Output}");
         return 0;
     }
+
+    /// <summary>
+    /// Reads data for <paramref name="model"/> to explain; without a feature <paramref name="map"/>, a hashed model's
+    /// features are named by the names hashed to each row (when <paramref name="wantNames"/>).
+    /// </summary>
+    internal static (SparseDataset Data, FeatureMap? Map) ReadNamed(string path, AfmModel model, FeatureMap? map, bool wantNames) =>
+        map is null && wantNames && model.Input.HashBits > 0
+            ? LibFmReader.ReadWithNames(path, ReadOptionsFor(model, labelsMatter: false))
+            : (LibFmReader.Read(path, ReadOptionsFor(model, labelsMatter: false)), map);
 
     /// <summary>Reads data for <paramref name="model"/> in its format and hashing, checking what it needs as it is read so that a problem names its line.</summary>
     internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => LibFmReadOptions.For(model, labelsMatter);

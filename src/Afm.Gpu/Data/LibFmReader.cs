@@ -129,6 +129,26 @@ public static class LibFmReader
         return ReadBlocks(path, options, int.MaxValue).Single();
     }
 
+    /// <summary>
+    /// Reads the file at <paramref name="path"/> with hashing, as <see cref="Read(string, LibFmReadOptions?)"/> does, and
+    /// also returns the names that went to each row, for explanations: a row's name is its feature's name (names that
+    /// collide are joined by <c>|</c>), its field the part before the first <c>=</c> or <c>:</c>
+    /// (<see cref="FeatureMap.DefaultField"/>), so that Criteo's features fall into their columns C1..C26, I1..I13.
+    /// </summary>
+    /// <exception cref="ArgumentException"><see cref="LibFmReadOptions.HashBits"/> is 0: without hashing, ids have no names.</exception>
+    /// <exception cref="DataFormatException">The file is missing, empty, or malformed.</exception>
+    public static (SparseDataset Data, FeatureMap Names) ReadWithNames(string path, LibFmReadOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.HashBits == 0) throw new ArgumentException("feature names come from hashing: give hash bits", nameof(options));
+        var parser = new ChunkParser(options) { RecordNames = true };
+        var names = new HashedNames();
+        using var stream = Open(path);
+        var data = Blocks(stream, path, options, parser, int.MaxValue, names).Single();
+        return (data, names.ToFeatureMap());
+    }
+
     /// <summary>Reads text from <paramref name="reader"/> (held in memory as UTF-8 while it is parsed).</summary>
     /// <param name="reader">The text source; it is read to its end and not disposed.</param>
     /// <param name="name">The source's name, used in messages and as the dataset's name.</param>
@@ -207,13 +227,14 @@ public static class LibFmReader
     }
 
     /// <summary>Cuts the parsed chunks of <paramref name="stream"/> into blocks of <paramref name="blockRows"/> rows, stopping at <see cref="LibFmReadOptions.MaxRows"/>.</summary>
-    private static IEnumerable<SparseDataset> Blocks(Stream stream, string name, LibFmReadOptions options, ChunkParser parser, int blockRows)
+    private static IEnumerable<SparseDataset> Blocks(Stream stream, string name, LibFmReadOptions options, ChunkParser parser, int blockRows, HashedNames? names = null)
     {
         var slices = new List<(ParsedChunk Chunk, int Start, int Count)>();
         long rows = 0, left = options.MaxRows > 0 ? options.MaxRows : long.MaxValue;
         int inBlock = 0;
         foreach (var chunk in ParseChunks(stream, name, options, parser))
         {
+            if (chunk.Names is not null) names?.AddAll(chunk.Names);
             for (int at = 0; at < chunk.Rows && left > 0;)
             {
                 int take = (int)Math.Min(Math.Min(chunk.Rows - at, blockRows - inBlock), left);
@@ -372,6 +393,8 @@ public static class LibFmReader
         public List<int> RowEnds { get; } = new(textBytes / 64);
         public List<int> Ids { get; } = new(textBytes / 6);
         public List<float> Values { get; } = new(textBytes / 6);
+        /// <summary>With <see cref="ChunkParser.RecordNames"/>: the names hashed to each row, in order of appearance.</summary>
+        public HashedNames? Names { get; init; }
         /// <summary>Lines in the chunk (counted to the error, if any).</summary>
         public long Lines { get; set; }
         /// <summary>The file's line number of the chunk's first line.</summary>
@@ -380,6 +403,40 @@ public static class LibFmReader
         public (long Line, string Problem)? Error { get; set; }
         public int Rows => Labels.Count;
         public int RowStart(int row) => row == 0 ? 0 : RowEnds[row - 1];
+    }
+
+    /// <summary>The distinct names hashed to each row, in order of appearance (UTF-8 bytes).</summary>
+    private sealed class HashedNames
+    {
+        private const int MaxShown = 3;
+        private readonly Dictionary<int, List<byte[]>> _byRow = [];
+
+        public void Add(int row, ReadOnlySpan<byte> name)
+        {
+            if (!_byRow.TryGetValue(row, out var names)) _byRow.Add(row, [name.ToArray()]);
+            else if (names.Count <= MaxShown && !Contains(names, name)) names.Add(name.ToArray());
+        }
+
+        private static bool Contains(List<byte[]> names, ReadOnlySpan<byte> name)
+        {
+            foreach (byte[] n in names)
+                if (name.SequenceEqual(n)) return true;
+            return false;
+        }
+
+        /// <summary>Adds the names of a later chunk.</summary>
+        public void AddAll(HashedNames later)
+        {
+            foreach (var (row, names) in later._byRow)
+                foreach (byte[] name in names) Add(row, name);
+        }
+
+        public FeatureMap ToFeatureMap() => FeatureMap.FromNames(_byRow.Select(p =>
+        {
+            var names = p.Value.Select(n => Encoding.UTF8.GetString(n)).ToList();
+            string shown = string.Join('|', names.Take(MaxShown)) + (names.Count > MaxShown ? "|..." : "");
+            return (p.Key, shown, FeatureMap.DefaultField(names[0]));
+        }));
     }
 
     /// <summary>A problem on the line being parsed.</summary>
@@ -414,9 +471,12 @@ public static class LibFmReader
         /// <summary>The feature count of every block: the options' or 2^B; 0 (the largest id + 1) when neither.</summary>
         public int FeatureCount { get; }
 
+        /// <summary>Whether each chunk records the names hashed to each row (<see cref="ParsedChunk.Names"/>).</summary>
+        public bool RecordNames { get; init; }
+
         public ParsedChunk Parse(TextChunk text)
         {
-            var chunk = new ParsedChunk(text.Length);
+            var chunk = new ParsedChunk(text.Length) { Names = RecordNames ? new HashedNames() : null };
             try
             {
                 ParseLines(text.Buffer.AsSpan(0, text.Length), chunk);
@@ -471,9 +531,17 @@ public static class LibFmReader
             int start = chunk.Ids.Count;
             while (!(token = NextToken(ref rest)).IsEmpty)
             {
-                var (id, value) = _bits > 0 ? HashedFeature(token) : NumericFeature(token);
-                chunk.Ids.Add(id);
-                chunk.Values.Add(value);
+                if (_bits > 0)
+                {
+                    var name = HashedName(token, out float value);
+                    AddHashed(chunk, name, value);
+                }
+                else
+                {
+                    var (id, value) = NumericFeature(token);
+                    chunk.Ids.Add(id);
+                    chunk.Values.Add(value);
+                }
                 if (_o.MaxRowNonZeros > 0 && chunk.Ids.Count - start > _o.MaxRowNonZeros)
                 {
                     long n = chunk.Ids.Count - start;
@@ -528,15 +596,20 @@ public static class LibFmReader
             return (id, value);
         }
 
-        /// <summary>Any token with hashing: <c>name:value</c>, <c>field:category</c> or <c>name</c> (see the class remarks).</summary>
-        private (int Id, float Value) HashedFeature(ReadOnlySpan<byte> token)
+        /// <summary>The feature name and value of any token with hashing: <c>name:value</c>, <c>field:category</c> or <c>name</c> (see the class remarks).</summary>
+        private static ReadOnlySpan<byte> HashedName(ReadOnlySpan<byte> token, out float value)
         {
             int colon = token.LastIndexOf((byte)':');
-            if (colon < 0) return (FeatureHash.Row(token, _bits), 1f);
+            value = 1f;
+            if (colon < 0) return token;
             if (colon == 0 || colon == token.Length - 1) throw Malformed(token, "name:value");
-            if (!TryParseFloat(token[(colon + 1)..], out float value)) return (FeatureHash.Row(token, _bits), 1f);
+            if (!TryParseFloat(token[(colon + 1)..], out value))
+            {
+                value = 1f;
+                return token;
+            }
             CheckValue(token, value);
-            return (FeatureHash.Row(token[..colon], _bits), value);
+            return token[..colon];
         }
 
         private static void CheckValue(ReadOnlySpan<byte> token, float value)
@@ -592,10 +665,12 @@ public static class LibFmReader
             EndRow(chunk, label);
         }
 
-        private void AddHashed(ParsedChunk chunk, ReadOnlySpan<byte> name)
+        private void AddHashed(ParsedChunk chunk, ReadOnlySpan<byte> name, float value = 1f)
         {
-            chunk.Ids.Add(FeatureHash.Row(name, _bits));
-            chunk.Values.Add(1f);
+            int row = FeatureHash.Row(name, _bits);
+            chunk.Ids.Add(row);
+            chunk.Values.Add(value);
+            chunk.Names?.Add(row, name);
         }
 
         private static ReadOnlySpan<byte> NextColumn(ref ReadOnlySpan<byte> rest)
