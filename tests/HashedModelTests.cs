@@ -90,6 +90,30 @@ public sealed class HashedModelTests : IDisposable
     }
 
     [Fact]
+    public void OnnxOfAHashedModelScoresRowsTheCallerHashed()
+    {
+        const int bits = 10;
+        var model = RandomModel(bits, new InputEncoding(DataFormat.LibFm, bits));
+        var (path, rows) = NamedData("onnx.txt", 40, 7);
+        string onnx = Path.Combine(_dir, "h.onnx");
+        OnnxExport.Export(model, onnx);
+
+        // the caller's step: hash each row's names as docs/onnx.md says, then score the ids
+        var builder = new SparseDatasetBuilder();
+        foreach (var (names, label) in rows)
+            builder.Add(names.Select(n => FeatureHash.Row(n, bits)).ToArray(), names.Select(_ => 1f).ToArray(), label);
+        var hashedByCaller = builder.Build(1 << bits);
+        var (_, prediction, _) = OnnxExportTests.RunOnnx(onnx, hashedByCaller, 3);
+
+        using var acc = new CpuAccelerator();
+        var read = LibFmReader.Read(path, LibFmReadOptions.For(model, labelsMatter: false));
+        using var predictor = new Predictor(acc, model, read.MaxNnz);
+        var native = predictor.Predict(read);
+        Assert.Equal(native.Length, prediction.Length);
+        for (int i = 0; i < native.Length; i++) Assert.Equal(native[i], prediction[i], 1e-5f);
+    }
+
+    [Fact]
     public void ReadOptionsForAModelReadItsWay()
     {
         var model = RandomModel(9, new InputEncoding(DataFormat.Criteo, 9));
