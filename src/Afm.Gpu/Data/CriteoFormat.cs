@@ -15,7 +15,8 @@ namespace Afm.Gpu.Data;
 /// written);</item>
 /// <item>an integer column <c>Ij</c> with value v is bucketed as in the winning Kaggle solution (the 3 Idiots'
 /// libffm converter): <c>Ij=SPv</c> for v &lt;= 2 (e.g. <c>I2=SP-1</c>, <c>I1=SP0</c>), otherwise
-/// <c>Ij=⌊(ln v)²⌋</c> (e.g. v = 100 gives <c>I5=21</c>).</item>
+/// <c>Ij=⌊(ln v)²⌋</c> (e.g. v = 100 gives <c>I5=21</c>); that converter writes <c>I5-21</c> and makes an empty column
+/// a value of its own, where here a missing column gives no feature.</item>
 /// </list>
 /// </remarks>
 public static class CriteoFormat
