@@ -31,6 +31,9 @@ internal sealed class BenchOptions
                                 python3 on the PATH, /usr/bin/python3)
           --onnx                inference rows/s of the ONNX export under ONNX Runtime next to the native CPU
                                 predictor's, per shape (same rows, weights and threads), then exit
+          --parse               MB/s of text parsed into blocks (libFM ids, hashed ids, hashed names, Criteo TSV) with one
+                                parse thread and with --threads (default all cores), then exit
+          --parse-mb N          megabytes of text per generated file for --parse (default 256)
           --list                list shapes and accelerators, then exit
           -h, --help            this text
 
@@ -55,6 +58,8 @@ internal sealed class BenchOptions
     public string? TorchScript { get; private set; }
     public string? Python { get; private set; }
     public bool Onnx { get; private set; }
+    public bool ParseText { get; private set; }
+    public long ParseMegabytes { get; private set; } = 256;
     public bool List { get; private set; }
     public bool Help { get; private set; }
 
@@ -95,6 +100,8 @@ internal sealed class BenchOptions
                 case "--torch-script": o.TorchScript = Value(); break;
                 case "--python": o.Python = Value(); break;
                 case "--onnx": o.Onnx = true; break;
+                case "--parse": o.ParseText = true; break;
+                case "--parse-mb": o.ParseMegabytes = Int(1); break;
                 case "--list": o.List = true; break;
                 case "-h" or "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown option '{a}' (see --help)");

@@ -57,6 +57,8 @@ void Note(string line)
 Note("Debug build: figures are not representative; run with -c Release");
 #endif
 
+if (o.ParseText) return ParseBench.Run(o);
+
 var devices = AcceleratorRegistry.Enumerate(notes);
 string? movieLens = Paths.MovieLensTrain(o.MovieLens);
 if (o.MovieLens is not null && movieLens is null) Note($"--movielens {o.MovieLens}: no train.libfm there; ml100k shape skipped");

@@ -392,6 +392,44 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void AHashedCacheHoldsTheHashedRowsAndServesOnlyAModelHashedTheSameWay()
+    {
+        var text = new System.Text.StringBuilder();
+        for (int r = 0; r < 120; r++)
+            text.Append(r % 2).Append($" user={r % 17} item:{r % 23}x 7:0.5 age:{r % 9 + 1}\n");
+        string data = PathOf("named.libfm");
+        File.WriteAllText(data, text.ToString());
+        string cache = PathOf("named.afmbin");
+        var (code, stdout, stderr) = Cli("cache", data, "-o", cache, "--hash-bits", "9", "--chunk-rows", "32");
+        Assert.True(code == 0, stderr);
+        var hashed = new LibFmReadOptions { HashBits = 9 };
+        using (var file = CacheFile.Open(cache))
+        {
+            Assert.Equal(9, file.Header.HashBits);
+            AssertSameRows(LibFmReader.Read(data, hashed), file.ReadAll());
+            file.CheckAgainst(hashed with { BinaryLabels = true, FeatureCount = 512 });
+            var e = Assert.Throws<DataFormatException>(() => file.CheckAgainst(new LibFmReadOptions()));
+            Assert.Contains("hashed into 2^9 rows", e.Message);
+            Assert.Throws<DataFormatException>(() => file.CheckAgainst(new LibFmReadOptions { HashBits = 10 }));
+        }
+        // The format and hashing change the fingerprint; limits and threads do not.
+        Assert.NotEqual(CacheFile.Fingerprint(new LibFmReadOptions()), CacheFile.Fingerprint(hashed));
+        Assert.Equal(CacheFile.Fingerprint(hashed), CacheFile.Fingerprint(hashed with { Threads = 1, MaxRowNonZeros = 4, BinaryLabels = true }));
+
+        // Trained from the cache with the same hashing, the model predicts the text as it predicts the cache.
+        string model = PathOf("named.afm");
+        var train = Cli("train", "--train", cache, "--hash-bits", "9", "--model", "fm", "-k", "4", "--epochs", "2", "-a", "cpu", "--no-progress", "-o", model);
+        Assert.True(train.Code == 0, train.Err);
+        Assert.Equal(Cli("predict", "-m", model, "-d", data, "-a", "cpu").Out, Cli("predict", "-m", model, "-d", cache, "-a", "cpu").Out);
+        var unhashed = Cli("train", "--train", cache, "--model", "fm", "-k", "4", "--epochs", "1", "-a", "cpu", "--no-progress", "-o", PathOf("plain.afm"));
+        Assert.Equal(1, unhashed.Code);
+        string error = unhashed.Err.Trim().Split('\n')[^1];
+        Assert.StartsWith($"afm-gpu: error: {cache}: the cache holds libfm rows hashed into 2^9 rows", error);
+        Assert.EndsWith("build the cache with the same --format and --hash-bits", error);
+        Assert.DoesNotContain("   at ", unhashed.Err);
+    }
+
+    [Fact]
     public void ACacheIsAcceptedWhereverADataFileIsAndGivesTheSameScoresAndPredictions()
     {
         string train = WriteText("t.libfm", Ragged(400, 10)), test = WriteText("u.libfm", Ragged(90, 11));

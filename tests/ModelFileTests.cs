@@ -265,8 +265,8 @@ public sealed class ModelFileTests : IDisposable
     public void FutureVersion_IsRejectedNamingBothVersions()
     {
         byte[] bytes = SaveBytes(RandomModel(ModelKind.Afm, 4, 2, 2, seed: 11));
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 2);
-        Assert.EndsWith("unsupported format version 2; this build reads version 1", LoadFails(Reseal(bytes)).Message);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 3);
+        Assert.EndsWith("unsupported format version 3; this build reads versions 1 and 2", LoadFails(Reseal(bytes)).Message);
     }
 
     [Fact]

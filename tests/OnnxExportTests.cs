@@ -223,39 +223,13 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("afm", session.ModelMetadata.CustomMetadataMap["kind"]);
     }
 
-    /// <summary>The Python interpreter that imports onnx, or null.</summary>
-    private static string? PythonWithOnnx()
-    {
-        string[] candidates = [Environment.GetEnvironmentVariable("AFM_PYTHON") ?? "", "/usr/bin/python3", "python3"];
-        foreach (string py in candidates.Where(c => c.Length > 0))
-        {
-            try
-            {
-                var (rc, _) = RunProcess(py, "-c \"import onnx\"");
-                if (rc == 0) return py;
-            }
-            catch (System.ComponentModel.Win32Exception) { }
-        }
-        return null;
-    }
-
-    private static (int Rc, string Output) RunProcess(string file, string args)
-    {
-        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, stdout + err.Result);
-    }
-
     [Theory]
     [InlineData(ModelKind.Afm, LossKind.Squared)]
     [InlineData(ModelKind.Afm, LossKind.Logistic)]
     [InlineData(ModelKind.Fm, LossKind.Squared)]
     public void TheOnnxCheckerAcceptsTheFile(ModelKind kind, LossKind loss)
     {
-        string? py = PythonWithOnnx();
+        string? py = PythonProcess.WithModule("onnx");
         if (py is null)
         {
             Assert.True(Environment.GetEnvironmentVariable("AFM_REQUIRE_ONNX_CHECKER") != "1",
@@ -268,7 +242,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         OnnxExport.Export(model, path);
         string script = "import onnx, sys; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); "
             + "print('onnx', onnx.__version__, 'ir', m.ir_version, 'opset', [o.version for o in m.opset_import])";
-        var (rc, text) = RunProcess(py, $"-c \"{script}\" \"{path}\"");
+        var (rc, text) = PythonProcess.Run(py, $"-c \"{script}\" \"{path}\"");
         output.WriteLine(text.Trim());
         Assert.True(rc == 0, text);
         Assert.Contains($"ir {OnnxExport.IrVersion} opset [{OnnxExport.Opset}]", text);

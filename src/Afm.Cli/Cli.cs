@@ -200,9 +200,16 @@ public static class Cli
         if (o.TopPairs < 0) throw new ArgumentException("--top-pairs must not be negative");
         if (o.Output is not null) CheckOutput("-o/--output", o.Output, o.Model, o.Data, o.FeatureMap);
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
-        using var files = new DataFiles(o, stdout);
-        var data = files.Open(o.Data, ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
+        using var files = new DataFiles(o, stdout);
+        RowSource data;
+        if (map is null && o.TopPairs > 0 && model.Input.HashBits > 0 && !CacheFile.IsCache(o.Data))
+        {
+            // the pairs are named by the names hashed to each row, which only the text has
+            (var named, map) = ReadNamed(o.Data, model, map, wantNames: true);
+            data = RowSource.Of(named);
+        }
+        else data = files.Open(o.Data, ReadOptionsFor(model, labelsMatter: false));
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         long written = 0;
@@ -241,20 +248,25 @@ public static class Cli
         CheckOutput("-o/--output", o.Output, o.Input);
         if (CacheFile.IsCache(o.Input)) throw new ArgumentException($"{o.Input}: is already an afm-gpu data cache");
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var h = CacheFile.Write(o.Input, o.Output, new LibFmReadOptions(), o.ChunkRows);
+        var encoding = TrainCommand.EncodingOf(o.Format, o.HashBits, stdout);
+        var h = CacheFile.Write(o.Input, o.Output, new LibFmReadOptions { Format = encoding.Format, HashBits = encoding.HashBits }, o.ChunkRows);
         double seconds = sw.Elapsed.TotalSeconds;
         stdout.WriteLine($"cached {o.Input}: {h.Rows} rows, {h.NonZeros} non-zeros, {h.FeatureCount} features, up to {h.MaxNnz} per row, " +
             $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s, {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of text; written to {o.Output}");
         return 0;
     }
 
-    /// <summary>What data for <paramref name="model"/> must satisfy, checked as it is read so that a problem names its line.</summary>
-    internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => new()
-    {
-        FeatureCount = model.FeatureCount,
-        BinaryLabels = labelsMatter && model.Loss == LossKind.Logistic,
-        MaxRowNonZeros = Limits.MaxRowNonZeros(model.K, model.T),
-    };
+    /// <summary>
+    /// Reads data for <paramref name="model"/> to explain; without a feature <paramref name="map"/>, a hashed model's
+    /// features are named by the names hashed to each row (when <paramref name="wantNames"/>).
+    /// </summary>
+    internal static (SparseDataset Data, FeatureMap? Map) ReadNamed(string path, AfmModel model, FeatureMap? map, bool wantNames) =>
+        map is null && wantNames && model.Input.HashBits > 0
+            ? LibFmReader.ReadWithNames(path, ReadOptionsFor(model, labelsMatter: false))
+            : (LibFmReader.Read(path, ReadOptionsFor(model, labelsMatter: false)), map);
+
+    /// <summary>Reads data for <paramref name="model"/> in its format and hashing, checking what it needs as it is read so that a problem names its line.</summary>
+    internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => LibFmReadOptions.For(model, labelsMatter);
 
     private static string Name(FeatureMap? map, int id) => map?.NameOf(id) ?? $"f{id}";
 

@@ -28,7 +28,7 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     public RowSource Open(string path, LibFmReadOptions read, long bufferRows = CacheRows.DefaultBufferRows)
     {
         if (bufferRows <= 0) throw new ArgumentException($"--shuffle-buffer {bufferRows}: must be at least 1 row");
-        var cache = OpenCache(path);
+        var cache = OpenCache(path, read);
         if (cache is null) return RowSource.Of(LibFmReader.Read(path, read));
         cache.CheckAgainst(read);
         return new CacheRows(cache, bufferRows);
@@ -37,21 +37,21 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     /// <summary>All rows of <paramref name="path"/> in memory (for work that needs them at once).</summary>
     public SparseDataset ReadAll(string path, LibFmReadOptions read)
     {
-        var cache = OpenCache(path);
+        var cache = OpenCache(path, read);
         if (cache is null) return LibFmReader.Read(path, read);
         cache.CheckAgainst(read);
         return cache.ReadAll();
     }
 
     /// <summary>The cache to read <paramref name="path"/> from, or null to read it as text.</summary>
-    private CacheFile? OpenCache(string path)
+    private CacheFile? OpenCache(string path, LibFmReadOptions read)
     {
         CacheFile? cache = null;
         if (CacheFile.IsCache(path)) cache = CacheFile.Open(path);
         else if (ShouldConvert(path))
         {
-            // The cache holds the rows as written; the model's limits are checked against its header.
-            cache = DataCache.OpenOrBuild(path, o.CacheDirectory ?? DataCache.DefaultDirectory, new LibFmReadOptions(), stdout.WriteLine).File;
+            // The cache holds the rows in the format and hashing read asks for; the model's limits are checked against its header.
+            cache = DataCache.OpenOrBuild(path, o.CacheDirectory ?? DataCache.DefaultDirectory, CacheFile.BuildOptions(read), stdout.WriteLine).File;
         }
         if (cache is not null) _open.Add(cache);
         return cache;

@@ -28,12 +28,18 @@ internal static class ExplainCommand
                     throw new ArgumentException($"{outputs[i].Option} {outputs[i].Path}: is also the {outputs[j].Option} output");
         }
         var model = AfmEngine.LoadModel(o.Model);
-        SparseDataset data;
-        using (var files = new DataFiles(o, stdout))
-            data = files.ReadAll(o.Data, Cli.ReadOptionsFor(model, labelsMatter: false));
         var map = o.FeatureMap is not null ? FeatureMap.Load(o.FeatureMap)
             : o.Fields is not null ? FeatureMap.FromRanges(o.Fields, model.FeatureCount)
             : null;
+        SparseDataset data;
+        if (CacheFile.IsCache(o.Data))
+        {
+            using var files = new DataFiles(o, stdout);
+            data = files.ReadAll(o.Data, Cli.ReadOptionsFor(model, labelsMatter: false));
+        }
+        else (data, map) = Cli.ReadNamed(o.Data, model, map, wantNames: true);
+        if (model.Input.HashBits > 0 && o.FeatureMap is null && o.Fields is null)
+            stdout.WriteLine("(hashed model: features are named by the names hashed to each row, fields by the part before '=' or ':')");
         using var acc = Cli.OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
         var explainer = new Explainer(predictor);

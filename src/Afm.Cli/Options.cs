@@ -17,8 +17,14 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
     public string? CacheDirectory { get; set; }
 
-    [Option("train", HelpText = "Training data (libFM format). Omit to run the synthetic demo.")]
+    [Option("train", HelpText = "Training data (libFM format, or see --format). Omit to run the synthetic demo.")]
     public string? TrainFile { get; set; }
+
+    [Option("format", Default = "libfm", HelpText = "Data format: libfm (label id:value ..., or named features with --hash-bits) or criteo (Criteo's TSV: label, I1..I13, C1..C26; hashed).")]
+    public string Format { get; set; } = "libfm";
+
+    [Option("hash-bits", HelpText = "Hash every feature (numeric id or name) into 2^B embedding rows, B in 1..30 (default: none for libfm, 20 for criteo). Stored in the model, so predict, evaluate and explain hash the same way.")]
+    public int? HashBits { get; set; }
 
     [Option("validation", HelpText = "Validation data for early stopping. Default: hold out --validation-fraction of the training rows.")]
     public string? ValidationFile { get; set; }
@@ -120,7 +126,7 @@ internal sealed class EvaluateOptions : IAcceleratorOptions, IDataOptions
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data (libFM format).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default).")]
     public string Data { get; set; } = "";
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
@@ -142,7 +148,7 @@ internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data (libFM format; the label column is required but ignored).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default; the label column is required but ignored).")]
     public string Data { get; set; } = "";
 
     [Option('o', "output", HelpText = "Output file (default: standard output). Written atomically.")]
@@ -174,7 +180,7 @@ internal sealed class DemoDataOptions
 [Verb("cache", HelpText = "Convert a libFM text file into a binary cache (.afmbin) that train, evaluate, predict and explain read wherever a data file goes.")]
 internal sealed class CacheOptions
 {
-    [Value(0, MetaName = "input", Required = true, HelpText = "The libFM text file.")]
+    [Value(0, MetaName = "input", Required = true, HelpText = "The text data file (libFM, or see --format).")]
     public string Input { get; set; } = "";
 
     [Option('o', "output", Required = true, HelpText = "The cache file to write (e.g. data.afmbin), written atomically.")]
@@ -182,6 +188,12 @@ internal sealed class CacheOptions
 
     [Option("chunk-rows", Default = 65536, HelpText = "Rows per chunk (the unit of reading, checksums and shuffling).")]
     public int ChunkRows { get; set; }
+
+    [Option("format", Default = "libfm", HelpText = "Data format: libfm or criteo, as for train.")]
+    public string Format { get; set; } = "libfm";
+
+    [Option("hash-bits", HelpText = "Hash every feature into 2^B rows, as train --hash-bits does (default: none for libfm, 20 for criteo); the model trained on the cache must use the same.")]
+    public int? HashBits { get; set; }
 }
 
 [Verb("devices", HelpText = "List the accelerators on this machine.")]
@@ -201,7 +213,7 @@ internal sealed class ExplainOptions : IAcceleratorOptions, IDataOptions
     [Option('m', "model", Required = true, HelpText = "Model file (.afm or safetensors).")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data (libFM format).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default).")]
     public string Data { get; set; } = "";
 
     [Option("rows", Default = 5, HelpText = "Explain the first N rows one by one (0 = none).")]

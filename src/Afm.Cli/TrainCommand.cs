@@ -15,6 +15,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     {
         var options = BuildOptions();
         bool demo = o.TrainFile is null;
+        var input = InputEncodingOf(demo);
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
         Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         var checkpoint = Checkpoint(output, demo);
@@ -40,11 +41,14 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
                 BinaryLabels = options.Loss == LossKind.Logistic,
                 MaxRowNonZeros = Afm.Gpu.Limits.MaxRowNonZeros(options.K, options.Model == ModelKind.Afm ? options.T : 0),
                 MaxFeatureCount = Afm.Gpu.Limits.MaxFeatureCount(options.K),
+                Format = input.Format,
+                HashBits = input.HashBits,
             };
             train = files.Open(o.TrainFile!, read, o.ShuffleBuffer);
             if (o.ValidationFile is not null) validation = files.Open(o.ValidationFile, read);
             if (o.TestFile is not null) test = files.Open(o.TestFile, read);
-            stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {train.FeatureCount} features, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)"
+            string width = input.HashBits > 0 ? $"{train.FeatureCount} hashed feature rows (2^{input.HashBits})" : $"{train.FeatureCount} features";
+            stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {width}, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)"
                 + (train is CacheRows c ? $"; a cache read by chunks of {c.File.Header.ChunkRows} rows, {c.BufferChunks} chunks shuffled together" : ""));
         }
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
@@ -60,6 +64,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             if (fm.FeatureCount < features) throw new ArgumentException($"{o.PretrainFm}: the FM has {fm.FeatureCount} features but the data uses ids up to {features - 1}");
             if (fm.Loss != options.Loss) throw new ArgumentException($"{o.PretrainFm}: the FM was trained with {fm.Loss} loss, this run uses {options.Loss}");
             if (fm.K != options.K) throw new ArgumentException($"{o.PretrainFm}: the FM has k = {fm.K}, this run uses -k {options.K}");
+            if (fm.Input != input) throw new ArgumentException($"{o.PretrainFm}: the FM read its data as {fm.Input}, this run reads {input}");
             pretrained = fm;
             stdout.WriteLine($"initialised embeddings, linear terms and bias from FM {o.PretrainFm}");
         }
@@ -77,6 +82,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
 
         var result = RunTrainer(acc, options, train, validation, pretrained, checkpoint);
+        result.Model.Input = input;
         var meta = new ModelMetadata();
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
@@ -166,6 +172,32 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             bool isPlanted = planted.PlantedPairs.Contains((s.FieldA, s.FieldB));
             stdout.WriteLine($"  fields ({s.FieldA},{s.FieldB})  mean attention {s.MeanAttention:F4} (x pairs {s.MeanRelativeAttention:F2})  mean |contribution| {s.MeanAbsContribution:F4}{(isPlanted ? "   <- planted" : "")}");
         }
+    }
+
+    private InputEncoding InputEncodingOf(bool demo)
+    {
+        if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase)))
+            throw new ArgumentException("--format and --hash-bits apply to data given with --train, not to the demo");
+        return EncodingOf(o.Format, o.HashBits, stdout);
+    }
+
+    /// <summary>The data format and hashing from --format and --hash-bits, saying when Criteo's default hash bits are taken.</summary>
+    internal static InputEncoding EncodingOf(string formatName, int? hashBits, TextWriter stdout)
+    {
+        var format = formatName.ToLowerInvariant() switch
+        {
+            "libfm" or "libsvm" => DataFormat.LibFm,
+            "criteo" => DataFormat.Criteo,
+            _ => throw new ArgumentException($"--format {formatName}: use libfm or criteo"),
+        };
+        if (hashBits is < 0 or > FeatureHash.MaxBits)
+            throw new ArgumentException($"--hash-bits {hashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing, libfm only)");
+        if (format == DataFormat.Criteo && hashBits == 0)
+            throw new ArgumentException($"--hash-bits 0: the criteo format is always hashed; give 1..{FeatureHash.MaxBits}");
+        int bits = hashBits ?? (format == DataFormat.Criteo ? CriteoFormat.DefaultHashBits : 0);
+        if (format == DataFormat.Criteo && hashBits is null)
+            stdout.WriteLine($"criteo: hashing features into 2^{bits} embedding rows (the default; --hash-bits B to change)");
+        return new InputEncoding(format, bits);
     }
 
     private TrainerOptions BuildOptions()

@@ -101,6 +101,15 @@ public sealed class TrainedModel : IDisposable
     /// <exception cref="ArgumentException">The spans differ in length or an id is outside the model.</exception>
     public float Predict(ReadOnlySpan<int> ids, ReadOnlySpan<float> values) => _predictor.Predict(Explainer.SingleRow(ids, values, Model.FeatureCount))[0];
 
+    /// <summary>
+    /// Reads a data file the way the model was trained: in its format, with its feature hashing
+    /// (<see cref="AfmModel.Input"/>), checking ids and row lengths against the model as it reads.
+    /// </summary>
+    /// <param name="path">The data file.</param>
+    /// <param name="labelsMatter">Labels must suit the model's loss (0/1 or -1/1 for logistic), as for evaluation.</param>
+    /// <exception cref="Data.DataFormatException">The file is missing or malformed; the message names the line.</exception>
+    public SparseDataset Read(string path, bool labelsMatter = false) => LibFmReader.Read(path, LibFmReadOptions.For(Model, labelsMatter));
+
     /// <summary>Predicts every row of <paramref name="data"/> (the labels are ignored).</summary>
     public float[] Predict(SparseDataset data) => _predictor.Predict(data);
 

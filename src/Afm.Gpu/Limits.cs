@@ -71,12 +71,12 @@ public static class Limits
         int tt = kind == ModelKind.Afm ? t : 0;
         int maxFeatures = MaxFeatureCount(k);
         if (featureCount > maxFeatures)
-            throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} need an embedding table of {featureCount} x k = {k} values ({(long)featureCount * k}), more than one array holds ({Array.MaxLength}); ids index the table directly, so renumber them densely from 0 (at k = {k} ids must stay below {maxFeatures})");
+            throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} need an embedding table of {featureCount} x k = {k} values ({(long)featureCount * k}), more than one array holds ({Array.MaxLength}); ids index the table directly, so renumber them densely from 0 or hash them into fewer rows (--hash-bits B) (at k = {k} ids must stay below {maxFeatures})");
         var (host, onDevice) = TrainingTableBytes(featureCount, k, optimizer);
         bool separate = device is { Kind: not Accelerators.AcceleratorKind.Cpu, MemoryBytes: > 0 };
         long need = separate ? host : host + onDevice, have = AvailableMemoryBytes();
         if (need > have)
-            throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} at k = {k} with {optimizer} need about {Gib(need)} of memory for the embedding tables{(separate ? "" : " and their optimizer state")}, more than the {Gib(have)} available; renumber the ids densely from 0 or lower k");
+            throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} at k = {k} with {optimizer} need about {Gib(need)} of memory for the embedding tables{(separate ? "" : " and their optimizer state")}, more than the {Gib(have)} available; renumber the ids densely from 0, hash them into fewer rows (--hash-bits B) or lower k");
         if (separate && onDevice > device!.MemoryBytes)
             throw new LimitExceededException($"{data}: feature ids up to {featureCount - 1} at k = {k} with {optimizer} need about {Gib(onDevice)} on {device.Name} for the embedding tables and their optimizer state, more than its {Gib(device.MemoryBytes)}; renumber the ids densely from 0, lower k, or train on the CPU");
         CheckRows(data, maxNnz, k, tt);

@@ -138,15 +138,23 @@ public sealed class CacheFile : IDisposable
     }
 
     /// <summary>
-    /// A fingerprint of reading options: XxHash64 of the record's text, which lists every property, so that any
-    /// option that changes what is read changes it.
+    /// A fingerprint of what reading options make of the text: XxHash64 of their <see cref="InputEncoding"/> (format and
+    /// hashing). Options that only check the rows (limits, labels) or tune the reading (threads) do not change it.
     /// </summary>
     public static ulong Fingerprint(LibFmReadOptions? options) =>
-        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes((options ?? new LibFmReadOptions()).ToString()));
+        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(Inv($"format={(int)EncodingOf(options).Format};hash_bits={EncodingOf(options).HashBits}")));
+
+    /// <summary>The reading options a cache of text read with <paramref name="options"/> is built with: the format and hashing, nothing that only checks.</summary>
+    public static LibFmReadOptions BuildOptions(LibFmReadOptions? options) =>
+        new() { Format = EncodingOf(options).Format, HashBits = EncodingOf(options).HashBits, Threads = options?.Threads ?? 0 };
+
+    private static InputEncoding EncodingOf(LibFmReadOptions? options) => options?.Encoding ?? InputEncoding.Default;
+
+    private static string Inv(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>
     /// Converts the libFM text file <paramref name="source"/> into a cache at <paramref name="output"/>, streaming:
-    /// the text is read block by block (<see cref="LibFmReader.ReadBlocks"/>) and each block is written as a chunk
+    /// the text is read block by block (<see cref="LibFmReader.ReadBlocks(string, LibFmReadOptions?, int)"/>) and each block is written as a chunk
     /// while the next is parsed, so memory holds a few chunks whatever the file's size. The file is written
     /// atomically, its header completed at the end.
     /// </summary>
@@ -190,11 +198,11 @@ public sealed class CacheFile : IDisposable
         return header!;
     }
 
-    /// <summary>The format id of text read with <paramref name="options"/>: 0, libFM / libsvm text.</summary>
-    internal static int FormatIdOf(LibFmReadOptions? options) => 0;
+    /// <summary>The format id of text read with <paramref name="options"/>: the <see cref="DataFormat"/> (0, libFM / libsvm text; 1, Criteo TSV).</summary>
+    internal static int FormatIdOf(LibFmReadOptions? options) => (int)EncodingOf(options).Format;
 
-    /// <summary>The hash bits of text read with <paramref name="options"/>: 0, ids used as written.</summary>
-    internal static int HashBitsOf(LibFmReadOptions? options) => 0;
+    /// <summary>The hash bits of text read with <paramref name="options"/> (0: ids used as written).</summary>
+    internal static int HashBitsOf(LibFmReadOptions? options) => EncodingOf(options).HashBits;
 
     /// <summary>Opens a cache, checking its magic, version, header checksum and chunk table.</summary>
     /// <exception cref="DataFormatException">The file is missing, not a cache, of another version, truncated or corrupt.</exception>
@@ -431,6 +439,8 @@ public sealed class CacheFile : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var h = Header;
+        if (h.FormatId != FormatIdOf(options) || h.HashBits != HashBitsOf(options))
+            throw new DataFormatException(Path, 0, $"the cache holds {Describe(h.FormatId, h.HashBits)}, but {Describe(FormatIdOf(options), HashBitsOf(options))} is needed here; build the cache with the same --format and --hash-bits");
         if (options.FeatureCount > 0 && h.FeatureCount > options.FeatureCount)
             throw new DataFormatException(Path, 0, $"feature ids go up to {h.FeatureCount - 1}, not below the model's feature count {options.FeatureCount}");
         if (options.MaxFeatureCount > 0 && h.FeatureCount > options.MaxFeatureCount)
@@ -440,6 +450,9 @@ public sealed class CacheFile : IDisposable
         if (options.BinaryLabels && h.FirstNonBinaryRow >= 0)
             throw new DataFormatException(Path, 0, $"row {h.FirstNonBinaryRow + 1} has label {h.FirstNonBinaryLabel}: logistic loss takes labels 0/1 or -1/1");
     }
+
+    private static string Describe(int formatId, int hashBits) =>
+        ((DataFormat)formatId).ToString().ToLowerInvariant() + " rows " + (hashBits > 0 ? $"hashed into 2^{hashBits} rows" : "with ids as written");
 
     /// <summary>All rows in memory, in file order (for work that needs them all at once).</summary>
     public SparseDataset ReadAll() => SparseDataset.Concat(ReadChunks(Enumerable.Range(0, ChunkCount).ToArray()).Select(c => c.Rows).ToList(), Path);

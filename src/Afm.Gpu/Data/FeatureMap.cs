@@ -102,6 +102,21 @@ public sealed class FeatureMap
         return map.Complete();
     }
 
+    /// <summary>Builds a map from features given by id, name and field (e.g. the names hashed to each row, <see cref="LibFmReader.ReadWithNames"/>).</summary>
+    /// <exception cref="ArgumentException">An id is negative or listed twice.</exception>
+    public static FeatureMap FromNames(IEnumerable<(int Id, string Name, string Field)> features)
+    {
+        ArgumentNullException.ThrowIfNull(features);
+        var map = new FeatureMap();
+        foreach (var (id, name, field) in features)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(id);
+            if (!map._byId.TryAdd(id, (name, map.Field(field))))
+                throw new ArgumentException($"feature id {id} is listed twice", nameof(features));
+        }
+        return map.Complete();
+    }
+
     /// <summary>The field a name implies: the part before the first <c>=</c> or <c>:</c>, if not empty; else the name.</summary>
     public static string DefaultField(string name)
     {

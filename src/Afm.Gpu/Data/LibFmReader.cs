@@ -1,55 +1,39 @@
-using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
 
 namespace Afm.Gpu.Data;
 
-/// <summary>Options for <see cref="LibFmReader"/>.</summary>
-public sealed record LibFmReadOptions
-{
-    /// <summary>
-    /// Number of features of the model the data is for: every id must be below it, otherwise reading fails.
-    /// 0 (the default) derives it from the data as the largest id + 1.
-    /// </summary>
-    public int FeatureCount { get; init; }
-
-    /// <summary>Stop after this many data rows; 0 (the default) reads them all.</summary>
-    public long MaxRows { get; init; }
-
-    /// <summary>
-    /// Labels must be 0, 1 or -1, as logistic loss takes them (0/1 or -1/1); any other label fails with its line.
-    /// False (the default) accepts any finite label.
-    /// </summary>
-    public bool BinaryLabels { get; init; }
-
-    /// <summary>
-    /// The most non-zeros a row may have (0, the default: no limit beyond the format's). A longer row fails with
-    /// its line: a model holds all pairs of a row in memory at once (see <see cref="Limits.MaxRowNonZeros"/>).
-    /// </summary>
-    public int MaxRowNonZeros { get; init; }
-
-    /// <summary>
-    /// The most features a model for this data may have, so every id must be below it (0, the default: no limit
-    /// beyond the format's). A larger id fails with its line: ids index the embedding table directly
-    /// (see <see cref="Limits.MaxFeatureCount"/>).
-    /// </summary>
-    public int MaxFeatureCount { get; init; }
-}
-
 /// <summary>
-/// Reads libFM / libsvm text data into a <see cref="SparseDataset"/>.
+/// Reads libFM / libsvm text (or Criteo's TSV, <see cref="CriteoFormat"/>) into a <see cref="SparseDataset"/>,
+/// parsing in parallel and streaming.
 /// </summary>
 /// <remarks>
-/// Each data line is <c>label id:value id:value ...</c>, separated by spaces or tabs; a row may have any number of
-/// non-zeros, including none. Feature values are kept as written. Labels and values are parsed with the invariant
-/// culture and must be finite and at most <see cref="MaxMagnitude"/> in magnitude; ids must be in
-/// 0..<see cref="MaxFeatureId"/>. Blank lines and lines whose first
-/// non-blank character is <c>#</c> are skipped; lines end at LF, CRLF or CR (as <see cref="TextReader.ReadLine"/> sees them). Duplicate ids within a row are kept
-/// as given (neither merged nor summed). Every problem is reported as a <see cref="DataFormatException"/>
-/// naming the file and the 1-based line.
+/// <para>Each libFM data line is <c>label token token ...</c>, separated by spaces or tabs; a row may have any
+/// number of non-zeros, including none. A token is one of (the value is the part after the token's <em>last</em>
+/// colon, and is "a number" when it parses as a float in the invariant culture):</para>
+/// <list type="bullet">
+/// <item><c>id:value</c>, <c>id</c> ASCII digits: the numeric feature <c>id</c> with that value (every libFM file);</item>
+/// <item><c>name:value</c>, <c>name</c> any other text (it may contain colons): the named feature <c>name</c>;</item>
+/// <item><c>field:category</c>, the part after the last colon not a number (e.g. <c>user:alice</c>): the named
+/// feature <c>field:category</c> (the whole token) with value 1;</item>
+/// <item><c>name</c>, a token without a colon (e.g. <c>user=42</c>): the named feature <c>name</c> with value 1.</item>
+/// </list>
+/// <para>Without hashing (<see cref="LibFmReadOptions.HashBits"/> = 0) only <c>id:value</c> is accepted and ids
+/// index the embedding table directly; a named feature fails with its line and asks for hashing. With hashing, every
+/// feature goes to row <see cref="FeatureHash.Row(ReadOnlySpan{byte}, int)"/> of its name (a numeric id's name is its
+/// decimal text, of any length). An empty name or an empty value (<c>:1</c>, <c>3:</c>) is always malformed.</para>
+/// <para>Values are kept as written. Labels and values must be finite and at most <see cref="MaxMagnitude"/> in
+/// magnitude; without hashing, ids must be in 0..<see cref="MaxFeatureId"/>. Blank lines and lines whose first non-blank character is
+/// <c>#</c> are skipped; lines end at LF, CRLF or CR; a UTF-8 byte order mark is skipped. Duplicate features within
+/// a row are kept as given (neither merged nor summed). Every problem is reported as a
+/// <see cref="DataFormatException"/> naming the file and the 1-based line; of several, the first in the file.</para>
+/// <para>The text is read in chunks of about 1 MiB cut at line ends, parsed as UTF-8 bytes on
+/// <see cref="LibFmReadOptions.Threads"/> threads and delivered in file order, with at most twice as many chunks in
+/// flight as threads, so memory stays bounded whatever the file size. With <see cref="DataFormat.Criteo"/> each line
+/// is read as <see cref="CriteoFormat"/> says, and blank and <c>#</c> lines are skipped likewise.</para>
 /// </remarks>
-public static class LibFmReader
+public static partial class LibFmReader
 {
-    private const int BufferSize = 1 << 16;
-
     /// <summary>The largest feature id (so that the feature count, the largest id + 1, is an <see cref="int"/>).</summary>
     public const int MaxFeatureId = int.MaxValue - 1;
 
@@ -59,26 +43,106 @@ public static class LibFmReader
     /// </summary>
     public const float MaxMagnitude = 1e18f;
 
+    /// <summary>Bytes of text per parse chunk (a chunk grows when one line is longer).</summary>
+    internal const int DefaultChunkBytes = 1 << 20;
+
     /// <summary>Reads the file at <paramref name="path"/>.</summary>
-    /// <param name="path">The libFM file.</param>
+    /// <param name="path">The data file.</param>
     /// <param name="options">Reading options; null means the defaults.</param>
     /// <returns>The dataset, named after <paramref name="path"/>.</returns>
     /// <exception cref="DataFormatException">The file is missing, empty, or malformed.</exception>
     public static SparseDataset Read(string path, LibFmReadOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        using var reader = new StreamReader(Open(path), System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, BufferSize);
-        return Read(reader, path, options);
+        return ReadBlocks(path, options, int.MaxValue).Single();
+    }
+
+    /// <summary>
+    /// Reads the file at <paramref name="path"/> with hashing, as <see cref="Read(string, LibFmReadOptions?)"/> does, and
+    /// also returns the names that went to each row, for explanations: a row's name is its feature's name (names that
+    /// collide are joined by <c>|</c>), its field the part before the first <c>=</c> or <c>:</c>
+    /// (<see cref="FeatureMap.DefaultField"/>), so that Criteo's features fall into their columns C1..C26, I1..I13.
+    /// </summary>
+    /// <exception cref="ArgumentException"><see cref="LibFmReadOptions.HashBits"/> is 0: without hashing, ids have no names.</exception>
+    /// <exception cref="DataFormatException">The file is missing, empty, or malformed.</exception>
+    public static (SparseDataset Data, FeatureMap Names) ReadWithNames(string path, LibFmReadOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.HashBits == 0) throw new ArgumentException("feature names come from hashing: give hash bits", nameof(options));
+        var parser = new ChunkParser(options) { RecordNames = true };
+        var names = new HashedNames();
+        using var stream = Open(path);
+        var data = Blocks(stream, path, options, parser, int.MaxValue, names).Single();
+        return (data, names.ToFeatureMap());
+    }
+
+    /// <summary>Reads text from <paramref name="reader"/> (held in memory as UTF-8 while it is parsed).</summary>
+    /// <param name="reader">The text source; it is read to its end and not disposed.</param>
+    /// <param name="name">The source's name, used in messages and as the dataset's name.</param>
+    /// <param name="options">Reading options; null means the defaults.</param>
+    /// <returns>The dataset.</returns>
+    /// <exception cref="DataFormatException">The text has no data rows or is malformed.</exception>
+    public static SparseDataset Read(TextReader reader, string name, LibFmReadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        ArgumentNullException.ThrowIfNull(name);
+        options ??= new LibFmReadOptions();
+        var parser = new ChunkParser(options);
+        var stream = new MemoryStream(new UTF8Encoding(false).GetBytes(reader.ReadToEnd()));
+        return Blocks(stream, name, options, parser, int.MaxValue).Single();
+    }
+
+    /// <summary>
+    /// Streams the file at <paramref name="path"/> as consecutive blocks of <paramref name="blockRows"/> rows (the
+    /// last may have fewer), in file order, so that a file of any size is read in bounded memory. Each block's
+    /// <see cref="SparseDataset.FeatureCount"/> is <see cref="LibFmReadOptions.FeatureCount"/> when set, 2^B with
+    /// hashing, otherwise the block's largest id + 1. Messages name the file's own line numbers. The text is parsed
+    /// in parallel ahead of the consumer, a few chunks at most.
+    /// </summary>
+    /// <exception cref="DataFormatException">The file is missing, empty, or malformed.</exception>
+    public static IEnumerable<SparseDataset> ReadBlocks(string path, LibFmReadOptions? options = null, int blockRows = 1 << 16)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockRows);
+        options ??= new LibFmReadOptions();
+        var parser = new ChunkParser(options);
+        return OpenThenRead(path, options, parser, blockRows);
+    }
+
+    /// <summary>
+    /// Streams UTF-8 text from <paramref name="stream"/> as <see cref="ReadBlocks(string, LibFmReadOptions?, int)"/> does a
+    /// file: blocks of <paramref name="blockRows"/> rows in order, reading ahead a few chunks at most. The stream is read
+    /// from its current position and not disposed.
+    /// </summary>
+    /// <param name="stream">The text, e.g. standard input or a decompressing stream.</param>
+    /// <param name="name">The source's name, used in messages and as the blocks' name.</param>
+    /// <param name="options">Reading options; null means the defaults.</param>
+    /// <param name="blockRows">Rows per block (the last may have fewer).</param>
+    /// <exception cref="DataFormatException">The text has no data rows or is malformed.</exception>
+    public static IEnumerable<SparseDataset> ReadBlocks(Stream stream, string name, LibFmReadOptions? options = null, int blockRows = 1 << 16)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockRows);
+        options ??= new LibFmReadOptions();
+        return Blocks(stream, name, options, new ChunkParser(options), blockRows);
+    }
+
+    private static IEnumerable<SparseDataset> OpenThenRead(string path, LibFmReadOptions options, ChunkParser parser, int blockRows)
+    {
+        using var stream = Open(path);
+        foreach (var block in Blocks(stream, path, options, parser, blockRows))
+            yield return block;
     }
 
     /// <summary>Opens <paramref name="path"/> for sequential reading, failing with a <see cref="DataFormatException"/>.</summary>
     private static FileStream Open(string path)
     {
-        FileStream stream;
         try
         {
-            // bufferSize 1: the StreamReader's large buffer is the only one
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            // bufferSize 1: the chunks are the only buffer
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -88,209 +152,90 @@ public static class LibFmReader
         {
             throw new DataFormatException(path, 0, Directory.Exists(path) ? "is a directory, not a data file" : "permission denied", e);
         }
-        return stream;
     }
 
-    /// <summary>Reads libFM text from <paramref name="reader"/>.</summary>
-    /// <param name="reader">The text source; it is read to its end (or to <see cref="LibFmReadOptions.MaxRows"/>) and not disposed.</param>
-    /// <param name="name">The source's name, used in messages and as the dataset's name.</param>
-    /// <param name="options">Reading options; null means the defaults.</param>
-    /// <returns>The dataset.</returns>
-    /// <exception cref="DataFormatException">The text has no data rows or is malformed.</exception>
-    public static SparseDataset Read(TextReader reader, string name, LibFmReadOptions? options = null)
+    /// <summary>Cuts the parsed chunks of <paramref name="stream"/> into blocks of <paramref name="blockRows"/> rows, stopping at <see cref="LibFmReadOptions.MaxRows"/>.</summary>
+    private static IEnumerable<SparseDataset> Blocks(Stream stream, string name, LibFmReadOptions options, ChunkParser parser, int blockRows, HashedNames? names = null)
     {
-        long lineNo = 0;
-        return Read(reader, name, options, ref lineNo) ?? throw new DataFormatException(name, 0, "no data rows");
-    }
-
-    /// <summary>
-    /// Streams the file at <paramref name="path"/> as consecutive blocks of up to <paramref name="blockRows"/> rows,
-    /// in file order, so that a file of any size is read in bounded memory. Each block's
-    /// <see cref="SparseDataset.FeatureCount"/> is <see cref="LibFmReadOptions.FeatureCount"/> when set, otherwise
-    /// the block's largest id + 1. Messages name the file's own line numbers.
-    /// </summary>
-    /// <exception cref="DataFormatException">The file is missing, empty, or malformed.</exception>
-    public static IEnumerable<SparseDataset> ReadBlocks(string path, LibFmReadOptions? options = null, int blockRows = 1 << 16)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockRows);
-        options ??= new LibFmReadOptions();
-        var blockOptions = options with { MaxRows = blockRows };
-        using var reader = new StreamReader(Open(path), System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true, BufferSize);
-        long lineNo = 0, rows = 0;
-        while (options.MaxRows == 0 || rows < options.MaxRows)
+        var slices = new List<(ParsedChunk Chunk, int Start, int Count)>();
+        long rows = 0, left = options.MaxRows > 0 ? options.MaxRows : long.MaxValue;
+        int inBlock = 0;
+        foreach (var chunk in ParseChunks(stream, name, options, parser))
         {
-            if (options.MaxRows > 0) blockOptions = blockOptions with { MaxRows = Math.Min(blockRows, options.MaxRows - rows) };
-            var block = Read(reader, path, blockOptions, ref lineNo);
-            if (block is null) break;
-            rows += block.Rows;
-            yield return block;
-        }
-        if (rows == 0) throw new DataFormatException(path, 0, "no data rows");
-    }
-
-    /// <summary>Reads rows from <paramref name="reader"/>, counting lines on from <paramref name="lineNo"/>; null when no data row is left.</summary>
-    private static SparseDataset? Read(TextReader reader, string name, LibFmReadOptions? options, ref long lineNo)
-    {
-        ArgumentNullException.ThrowIfNull(reader);
-        ArgumentNullException.ThrowIfNull(name);
-        options ??= new LibFmReadOptions();
-        ArgumentOutOfRangeException.ThrowIfNegative(options.FeatureCount);
-        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRows);
-        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxRowNonZeros);
-        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxFeatureCount);
-        int maxId = options.MaxFeatureCount > 0 ? Math.Min(options.MaxFeatureCount - 1, MaxFeatureId) : MaxFeatureId;
-
-        var offsets = new List<long> { 0 };
-        var ids = new List<int>();
-        var values = new List<float>();
-        var labels = new List<float>();
-        string? text;
-        while ((options.MaxRows == 0 || labels.Count < options.MaxRows) && (text = reader.ReadLine()) is not null)
-        {
-            lineNo++;
-            ReadOnlySpan<char> rest = text.AsSpan().TrimStart(" \t");
-            if (rest.IsEmpty || rest[0] == '#')
-                continue;
-
-            var token = NextToken(ref rest);
-            if (token.Contains(':'))
-                throw Error(name, lineNo, $"missing label (first token '{Show(token)}' is a feature)");
-            if (!TryParseFloat(token, out float label))
-                throw Error(name, lineNo, $"malformed label '{Show(token)}' (expected a number)");
-            if (!float.IsFinite(label))
-                throw Error(name, lineNo, $"label '{Show(token)}' is not finite");
-            if (MathF.Abs(label) > MaxMagnitude)
-                throw Error(name, lineNo, $"label '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that squared errors stay finite); scale the labels");
-            if (options.BinaryLabels && label is not (0f or 1f or -1f))
-                throw Error(name, lineNo, $"label '{Show(token)}' is not binary: logistic loss takes labels 0/1 or -1/1");
-
-            int start = ids.Count;
-            while (!(token = NextToken(ref rest)).IsEmpty)
+            if (chunk.Names is not null) names?.AddAll(chunk.Names);
+            for (int at = 0; at < chunk.Rows && left > 0;)
             {
-                var (id, value) = ParseFeature(token, name, lineNo);
-                if (options.FeatureCount > 0 && id >= options.FeatureCount)
-                    throw Error(name, lineNo, $"feature id {id} is not below the model's feature count {options.FeatureCount}");
-                if (id > maxId)
-                    throw Error(name, lineNo, $"feature id {id} is too large: an embedding table this wide holds ids up to {maxId} (ids index the table directly; renumber them densely from 0)");
-                ids.Add(id);
-                values.Add(value);
-                if (options.MaxRowNonZeros > 0 && ids.Count - start > options.MaxRowNonZeros)
+                int take = (int)Math.Min(Math.Min(chunk.Rows - at, blockRows - inBlock), left);
+                slices.Add((chunk, at, take));
+                at += take;
+                inBlock += take;
+                rows += take;
+                left -= take;
+                if (inBlock == blockRows)
                 {
-                    long n = ids.Count - start;
-                    while (!NextToken(ref rest).IsEmpty) n++;
-                    throw Error(name, lineNo, $"the row has {n} non-zeros ({n * (n - 1) / 2} feature pairs); at most {options.MaxRowNonZeros} are allowed for this model, as all pairs of a row are held in memory at once (prune or split long rows)");
+                    yield return Build(slices, parser.FeatureCount, name);
+                    slices.Clear();
+                    inBlock = 0;
                 }
             }
-            labels.Add(label);
-            offsets.Add(ids.Count);
+            if (left == 0) break;
+            if (chunk.Error is { } error)
+                throw new DataFormatException(name, chunk.FirstLine + error.Line - 1, error.Problem);
         }
-
-        if (labels.Count == 0)
-            return null;
-        return new SparseDataset(offsets.ToArray(), ids.ToArray(), values.ToArray(), labels.ToArray(), options.FeatureCount, name);
-    }
-
-    /// <summary>Returns the next space/tab-separated token of <paramref name="rest"/> (empty at the end) and advances past it.</summary>
-    private static ReadOnlySpan<char> NextToken(ref ReadOnlySpan<char> rest)
-    {
-        rest = rest.TrimStart(" \t");
-        int end = rest.IndexOfAny(' ', '\t');
-        if (end < 0) end = rest.Length;
-        var token = rest[..end];
-        rest = rest[end..];
-        return token;
-    }
-
-    private static (int Id, float Value) ParseFeature(ReadOnlySpan<char> token, string name, long lineNo)
-    {
-        int colon = token.IndexOf(':');
-        if (colon < 0)
-            throw Error(name, lineNo, $"malformed token '{Show(token)}' (expected id:value)");
-        var idText = token[..colon];
-        var valueText = token[(colon + 1)..];
-        if (!TryParseFloat(valueText, out float value))
-            throw Error(name, lineNo, $"malformed token '{Show(token)}' (expected id:value)");
-        if (!TryParseId(idText, out int id))
-        {
-            bool negative = idText.StartsWith('-') && IsDigits(idText[1..]);
-            throw Error(name, lineNo,
-                negative ? $"negative feature id in '{Show(token)}'"
-                : IsDigits(idText) ? $"feature id in '{Show(token)}' is too large (the limit is {MaxFeatureId})"
-                : $"malformed token '{Show(token)}' (expected id:value)");
-        }
-        if (!float.IsFinite(value))
-            throw Error(name, lineNo, $"value in '{Show(token)}' is not finite");
-        if (MathF.Abs(value) > MaxMagnitude)
-            throw Error(name, lineNo, $"value in '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that products of two values stay finite); scale the feature");
-        return (id, value);
-    }
-
-    /// <summary>Parses a non-negative decimal <see cref="int"/> (digits only).</summary>
-    private static bool TryParseId(ReadOnlySpan<char> s, out int id)
-    {
-        id = 0;
-        long v = 0;
-        foreach (char c in s)
-        {
-            uint digit = (uint)(c - '0');
-            if (digit > 9 || (v = v * 10 + digit) > MaxFeatureId)
-                return false;
-        }
-        id = (int)v;
-        return !s.IsEmpty;
+        if (inBlock > 0) yield return Build(slices, parser.FeatureCount, name);
+        if (rows == 0) throw new DataFormatException(name, 0, "no data rows");
     }
 
     /// <summary>
-    /// Parses a float like <see cref="float.TryParse(ReadOnlySpan{char}, NumberStyles, IFormatProvider?, out float)"/>
-    /// with <see cref="NumberStyles.Float"/> and the invariant culture, with a fast path for plain decimals.
+    /// Reads <paramref name="stream"/> in chunks cut at line ends and parses them on worker threads, at most
+    /// twice the thread count in flight, yielding them in file order with their first line numbers set.
     /// </summary>
-    private static bool TryParseFloat(ReadOnlySpan<char> s, out float value) =>
-        TryParsePlainDecimal(s, out value) || float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
-
-    /// <summary>
-    /// Parses <c>[+-]digits[.digits]</c> with at most 7 digits in all. The digits and the power of ten are then exact
-    /// floats, so one (correctly rounded) division gives the same result as <see cref="float.Parse(string)"/>.
-    /// Returns false for anything else, which the caller hands to the general parser.
-    /// </summary>
-    private static bool TryParsePlainDecimal(ReadOnlySpan<char> s, out float value)
+    private static IEnumerable<ParsedChunk> ParseChunks(Stream stream, string name, LibFmReadOptions options, ChunkParser parser)
     {
-        value = 0;
-        int i = 0, digits = 0, scale = 0;
-        bool negative = false, dot = false;
-        if (!s.IsEmpty && (s[0] == '-' || s[0] == '+'))
+        int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
+        var scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, threads).ConcurrentScheduler;
+        var pending = new Queue<Task<ParsedChunk>>();
+        var chunker = new Chunker(stream, name, Math.Max(16, options.ChunkBytes));
+        long line = 0;
+        while (true)
         {
-            negative = s[0] == '-';
-            i = 1;
+            while (pending.Count < 2 * threads && chunker.Next() is { } text)
+                pending.Enqueue(Task.Factory.StartNew(() => parser.Parse(text), CancellationToken.None, TaskCreationOptions.DenyChildAttach, scheduler));
+            if (pending.Count == 0) yield break;
+            var chunk = pending.Dequeue().GetAwaiter().GetResult();
+            chunk.FirstLine = line + 1;
+            line += chunk.Lines;
+            yield return chunk;
         }
-        uint mantissa = 0;
-        for (; i < s.Length; i++)
-        {
-            char c = s[i];
-            if (c == '.' && !dot)
-            {
-                dot = true;
-                continue;
-            }
-            uint digit = (uint)(c - '0');
-            if (digit > 9 || ++digits > 7)
-                return false;
-            mantissa = mantissa * 10 + digit;
-            if (dot) scale++;
-        }
-        if (digits == 0)
-            return false;
-        value = mantissa / PowersOfTen[scale];
-        if (negative) value = -value;
-        return true;
     }
 
-    private static ReadOnlySpan<float> PowersOfTen => [1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f];
-
-    private static bool IsDigits(ReadOnlySpan<char> s) => !s.IsEmpty && !s.ContainsAnyExceptInRange('0', '9');
-
-    /// <summary>The token for a message, shortened if it is long.</summary>
-    private static string Show(ReadOnlySpan<char> token) => IO.Printable.Escape(token.Length <= 40 ? token.ToString() : $"{token[..40]}...");
-
-    private static DataFormatException Error(string name, long lineNo, string problem) => new(name, lineNo, problem);
+    /// <summary>One dataset from consecutive rows of parsed chunks.</summary>
+    private static SparseDataset Build(List<(ParsedChunk Chunk, int Start, int Count)> slices, int featureCount, string name)
+    {
+        long nnz = 0;
+        int rows = 0;
+        foreach (var (c, start, count) in slices)
+        {
+            nnz += c.RowStart(start + count) - c.RowStart(start);
+            rows += count;
+        }
+        var offsets = new long[rows + 1];
+        var ids = new int[nnz];
+        var values = new float[nnz];
+        var labels = new float[rows];
+        int row = 0;
+        long at = 0;
+        foreach (var (c, start, count) in slices)
+        {
+            int from = c.RowStart(start), to = c.RowStart(start + count);
+            CollectionsMarshal.AsSpan(c.Ids)[from..to].CopyTo(ids.AsSpan((int)at));
+            CollectionsMarshal.AsSpan(c.Values)[from..to].CopyTo(values.AsSpan((int)at));
+            CollectionsMarshal.AsSpan(c.Labels).Slice(start, count).CopyTo(labels.AsSpan(row));
+            for (int r = 0; r < count; r++)
+                offsets[row + r + 1] = at + c.RowEnds[start + r] - from;
+            row += count;
+            at += to - from;
+        }
+        return new SparseDataset(offsets, ids, values, labels, featureCount, name);
+    }
 }

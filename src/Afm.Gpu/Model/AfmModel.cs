@@ -80,10 +80,17 @@ public sealed class AfmModel
     /// <summary>Upper end of the clipping range; see <see cref="LabelMin"/>.</summary>
     public float LabelMax { get; set; } = float.NaN;
 
+    /// <summary>
+    /// How the model's data is read: the text format and the feature hashing (<see cref="Data.InputEncoding"/>).
+    /// Saved in the model file, so that every reader of data for the model reads it as it was trained
+    /// (<see cref="Data.LibFmReadOptions.For"/>).
+    /// </summary>
+    public Data.InputEncoding Input { get; set; } = Data.InputEncoding.Default;
+
     /// <summary>A deep copy.</summary>
     public AfmModel Clone()
     {
-        var m = new AfmModel(Kind, FeatureCount, K, Math.Max(T, 1), Loss) { LabelMin = LabelMin, LabelMax = LabelMax };
+        var m = new AfmModel(Kind, FeatureCount, K, Math.Max(T, 1), Loss) { LabelMin = LabelMin, LabelMax = LabelMax, Input = Input };
         m.CopyFrom(this);
         return m;
     }
@@ -102,6 +109,7 @@ public sealed class AfmModel
         other.Proj.CopyTo(Proj, 0);
         LabelMin = other.LabelMin;
         LabelMax = other.LabelMax;
+        Input = other.Input;
     }
 
     /// <summary>The parameter tensors by name, in file order.</summary>

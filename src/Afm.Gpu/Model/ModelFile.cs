@@ -22,12 +22,20 @@ public static class ModelFile
     // Layout, version 1; all little-endian, strings are an int32 byte count then UTF-8 bytes:
     //   "AFMGPU\0\0" | version u32 = 1
     //   kind u32 | loss u32 | featureCount i32 | k i32 | t i32 | labelMin f32 | labelMax f32
+    //   (version 2 only: data format u32 | hash bits u32)
     //   metadata count i32 | (key string, value string) x count, sorted by key
     //   per tensor, in AfmModel.Tensors() order: name string | rank i32 | dims i32 x rank | count i64 | f32 x count
     //   CRC-32 (IEEE) u32 of every byte above | "AFMGPEND"
 
-    /// <summary>The format version this build writes, and the only one it reads.</summary>
-    public const uint FormatVersion = 1;
+    /// <summary>
+    /// The newest format version, which this build writes for a model with a non-default <see cref="AfmModel.Input"/>
+    /// (format and feature hashing); a model without one is written as version 1, byte for byte as before.
+    /// Both versions are read.
+    /// </summary>
+    public const uint FormatVersion = 2;
+
+    /// <summary>The first format version: no data format or hashing (libFM, ids index the table directly).</summary>
+    public const uint FirstFormatVersion = 1;
 
     /// <summary>The largest embedding size k and attention factor t a model file may declare.</summary>
     public const int MaxDimension = 65536;
@@ -52,6 +60,9 @@ public static class ModelFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (ShapeError(model.Kind, model.Loss, model.FeatureCount, model.K, model.T) is { } error)
             throw new ArgumentException($"model cannot be saved: {error}", nameof(model));
+        model.Input.Validate();
+        if (model.Input.HashBits > 0 && model.Input.HashedFeatureCount != model.FeatureCount)
+            throw new ArgumentException($"model cannot be saved: hash bits {model.Input.HashBits} give {model.Input.HashedFeatureCount} rows, but the model has {model.FeatureCount} features", nameof(model));
         var layout = Layout(model.Kind, model.FeatureCount, model.K, model.T);
         float[][] data = TensorData(model, layout);
         var entries = metadata?.Properties.OrderBy(p => p.Key, StringComparer.Ordinal).ToArray() ?? [];
@@ -62,7 +73,7 @@ public static class ModelFile
         {
             var w = new Writer(stream);
             w.Bytes(Magic);
-            w.UInt32(FormatVersion);
+            w.UInt32(model.Input.IsDefault ? FirstFormatVersion : FormatVersion);
             w.UInt32((uint)model.Kind);
             w.UInt32((uint)model.Loss);
             w.Int32(model.FeatureCount);
@@ -70,6 +81,11 @@ public static class ModelFile
             w.Int32(model.T);
             w.Single(model.LabelMin);
             w.Single(model.LabelMax);
+            if (!model.Input.IsDefault)
+            {
+                w.UInt32((uint)model.Input.Format);
+                w.Int32(model.Input.HashBits);
+            }
             w.Int32(entries.Length);
             foreach (var (key, value) in entries)
             {
@@ -114,15 +130,15 @@ public static class ModelFile
         if (!magic[..n].SequenceEqual(Magic[..n])) throw r.Error("not an afm-gpu model file");
         r.Read(magic[n..], "magic");
         uint version = r.UInt32("format version");
-        if (version != FormatVersion)
-            throw r.Error($"unsupported format version {version}; this build reads version {FormatVersion}");
+        if (version is not (FirstFormatVersion or FormatVersion))
+            throw r.Error($"unsupported format version {version}; this build reads versions {FirstFormatVersion} and {FormatVersion}");
 
         AfmModel model;
         ModelMetadata metadata;
         uint computed, stored;
         try
         {
-            (model, metadata, computed, stored) = ReadBody(r);
+            (model, metadata, computed, stored) = ReadBody(r, version);
         }
         catch (ModelFormatException e)
         {
@@ -137,13 +153,14 @@ public static class ModelFile
         return (model, metadata);
     }
 
-    private static (AfmModel, ModelMetadata, uint Computed, uint Stored) ReadBody(Reader r)
+    private static (AfmModel, ModelMetadata, uint Computed, uint Stored) ReadBody(Reader r, uint version)
     {
         var kind = (ModelKind)r.UInt32("model kind");
         var loss = (LossKind)r.UInt32("loss kind");
         int n = r.Int32("feature count"), k = r.Int32("k"), t = r.Int32("t");
         float labelMin = r.Single("label min"), labelMax = r.Single("label max");
         if (ShapeError(kind, loss, n, k, t) is { } error) throw r.Error(error);
+        var input = version == FirstFormatVersion ? Data.InputEncoding.Default : ReadInput(r, n);
 
         var metadata = new ModelMetadata();
         int count = r.Int32("metadata count");
@@ -159,7 +176,7 @@ public static class ModelFile
         // gigabytes; otherwise walk the tensors without storing them, to report where the file ends.
         var layout = Layout(kind, n, k, t);
         long expected = r.Position + layout.Sum(e => 4 + Utf8.GetByteCount(e.Name) + 4 + 4L * e.Shape.Length + 8 + 4 * Elements(e.Shape)) + TrailerBytes;
-        AfmModel? model = r.Length >= expected ? new AfmModel(kind, n, k, t, loss) { LabelMin = labelMin, LabelMax = labelMax } : null;
+        AfmModel? model = r.Length >= expected ? new AfmModel(kind, n, k, t, loss) { LabelMin = labelMin, LabelMax = labelMax, Input = input } : null;
         float[]?[] data = model is null ? new float[layout.Length][] : TensorData(model, layout);
         for (int i = 0; i < layout.Length; i++)
         {
@@ -185,6 +202,17 @@ public static class ModelFile
         r.Read(end, "end marker");
         if (!end.SequenceEqual(EndMarker)) throw r.Error($"missing end marker at offset {r.Position - end.Length}");
         return (model ?? throw new UnreachableException("a file shorter than its header says must end early"), metadata, computed, stored);
+    }
+
+    /// <summary>Reads version 2's data format and hash bits, which must agree with the feature count.</summary>
+    private static Data.InputEncoding ReadInput(Reader r, int featureCount)
+    {
+        var input = new Data.InputEncoding((Data.DataFormat)r.UInt32("data format"), r.Int32("hash bits"));
+        try { input.Validate(); }
+        catch (ArgumentException e) { throw r.Error(e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal), e); }
+        if (input.HashBits > 0 && input.HashedFeatureCount != featureCount)
+            throw r.Error($"hash bits {input.HashBits} give {input.HashedFeatureCount} rows, but the feature count is {featureCount}");
+        return input;
     }
 
     private static bool IsCorrupt(Stream stream)

@@ -24,7 +24,7 @@ public static class Safetensors
     /// <summary>The largest header accepted, as in the reference implementation (100 MB).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32"];
+    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32", "data_format", "hash_bits", "feature_hash"];
     private const int ChunkFloats = 1 << 18;
 
     /// <summary>
@@ -44,6 +44,7 @@ public static class Safetensors
         foreach (string key in Reserved)
             if (extra.ContainsKey(key)) throw new ArgumentException($"metadata key '{key}' is reserved", nameof(metadata));
         var fields = Fields(model);
+        foreach (var (key, value) in InputFields(model)) fields[key] = value;
         byte[] header = Header(model, fields, extra, Checksum(model.Tensors().Select(x => x.Data), fields));
 
         AtomicFile.Write(path, stream =>
@@ -130,6 +131,12 @@ public static class Safetensors
     /// <summary>The metadata entries the checksum covers, in this order, with how this build writes them.</summary>
     private static readonly string[] Checked = ["model", "loss", "k", "t", "label_min", "label_max"];
 
+    /// <summary>
+    /// The entries of a model's <see cref="AfmModel.Input"/>, written only when it is not the default (then also
+    /// <c>feature_hash</c>, the hash in words); the checksum covers them after <see cref="Checked"/> when present.
+    /// </summary>
+    private static readonly string[] InputKeys = ["data_format", "hash_bits"];
+
     private static Dictionary<string, string> Fields(AfmModel model) => new(StringComparer.Ordinal)
     {
         ["model"] = model.Kind == ModelKind.Afm ? "afm" : "fm",
@@ -138,6 +145,14 @@ public static class Safetensors
         ["t"] = model.T.ToString(CultureInfo.InvariantCulture),
         ["label_min"] = model.LabelMin.ToString("R", CultureInfo.InvariantCulture),
         ["label_max"] = model.LabelMax.ToString("R", CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>The <see cref="InputKeys"/> entries of <paramref name="model"/> (none for the default input) and <c>feature_hash</c>.</summary>
+    private static Dictionary<string, string> InputFields(AfmModel model) => model.Input.IsDefault ? [] : new(StringComparer.Ordinal)
+    {
+        ["data_format"] = Data.InputEncoding.FormatName(model.Input.Format),
+        ["hash_bits"] = model.Input.HashBits.ToString(CultureInfo.InvariantCulture),
+        ["feature_hash"] = Data.FeatureHash.Spec,
     };
 
     /// <summary>
@@ -149,6 +164,9 @@ public static class Safetensors
         uint crc = DataCrc(tensors);
         foreach (string key in Checked)
             crc = Crc32.Append(crc, System.Text.Encoding.UTF8.GetBytes((meta.TryGetValue(key, out var v) ? v : "") + "\n"));
+        foreach (string key in InputKeys)
+            if (meta.TryGetValue(key, out var v))
+                crc = Crc32.Append(crc, System.Text.Encoding.UTF8.GetBytes(v + "\n"));
         return crc;
     }
 
@@ -183,6 +201,7 @@ public static class Safetensors
             w.WriteStartObject("__metadata__");
             w.WriteString("format", FormatName);
             foreach (string key in Checked) w.WriteString(key, fields[key]);
+            foreach (var (key, value) in fields.Where(f => !Checked.Contains(f.Key)).OrderBy(f => f.Key, StringComparer.Ordinal)) w.WriteString(key, value);
             w.WriteString("crc32", crc.ToString("x8", CultureInfo.InvariantCulture));
             foreach (var (key, value) in extra.OrderBy(p => p.Key, StringComparer.Ordinal))
                 w.WriteString(key, value ?? throw new ArgumentException($"metadata value for '{key}' is null"));
@@ -258,6 +277,28 @@ public static class Safetensors
         return result;
     }
 
+    /// <summary>The model's input from <c>data_format</c> and <c>hash_bits</c> (both absent: the default).</summary>
+    private static Data.InputEncoding ReadInput(Dictionary<string, string> meta, int featureCount, string path)
+    {
+        bool hasFormat = meta.TryGetValue("data_format", out var formatText), hasBits = meta.TryGetValue("hash_bits", out var bitsText);
+        if (!hasFormat && !hasBits) return Data.InputEncoding.Default;
+        var format = formatText switch
+        {
+            "libfm" or null => Data.DataFormat.LibFm,
+            "criteo" => Data.DataFormat.Criteo,
+            _ => throw Bad(path, $"__metadata__ data_format is '{formatText}', expected 'libfm' or 'criteo'"),
+        };
+        int bits = 0;
+        if (hasBits && !int.TryParse(bitsText, NumberStyles.None, CultureInfo.InvariantCulture, out bits))
+            throw Bad(path, $"__metadata__ 'hash_bits' = '{bitsText}' is not a non-negative integer");
+        var input = new Data.InputEncoding(format, bits);
+        try { input.Validate(); }
+        catch (ArgumentException e) { throw Bad(path, $"__metadata__: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}", e); }
+        if (bits > 0 && input.HashedFeatureCount != featureCount)
+            throw Bad(path, $"__metadata__ hash_bits {bits} give {input.HashedFeatureCount} rows, but the feature count is {featureCount}");
+        return input;
+    }
+
     private static AfmModel BuildModel(Dictionary<string, string> meta, List<TensorEntry> tensors, long bufferLength,
         string path)
     {
@@ -328,7 +369,7 @@ public static class Safetensors
         }
         foreach (var e in tensors)
             if (!names.Contains(e.Name)) throw Bad(path, $"unexpected tensor '{e.Name}' for {kind}");
-        return new AfmModel(kind, n, k, Math.Max(t, 1), loss) { LabelMin = MetaFloat("label_min"), LabelMax = MetaFloat("label_max") };
+        return new AfmModel(kind, n, k, Math.Max(t, 1), loss) { LabelMin = MetaFloat("label_min"), LabelMax = MetaFloat("label_max"), Input = ReadInput(meta, n, path) };
     }
 
     private static ModelFormatException Bad(string path, string message, Exception? inner = null) => new(path, message, inner);

@@ -208,7 +208,8 @@ public static class OnnxExport
 
         g.Graph.Name = afm ? "afm" : "fm";
         g.Graph.DocString = "Padded rows: ids (int64 [batch, nnz]) and values (float [batch, nnz]); a value of 0 marks a padding slot. "
-            + $"Feature ids must be in [0, {model.FeatureCount}) (padding slots too).";
+            + $"Feature ids must be in [0, {model.FeatureCount}) (padding slots too)."
+            + (model.Input.HashBits > 0 ? $" Features are hashed by the caller: id = {Data.FeatureHash.Spec}, B = {model.Input.HashBits}." : "");
 
         var proto = new ModelProto
         {
@@ -230,7 +231,10 @@ public static class OnnxExport
             ["t"] = t.ToString(CultureInfo.InvariantCulture),
             ["label_min"] = model.LabelMin.ToString("R", CultureInfo.InvariantCulture),
             ["label_max"] = model.LabelMax.ToString("R", CultureInfo.InvariantCulture),
+            ["data_format"] = Data.InputEncoding.FormatName(model.Input.Format),
+            ["hash_bits"] = model.Input.HashBits.ToString(CultureInfo.InvariantCulture),
         };
+        if (model.Input.HashBits > 0) props["feature_hash"] = Data.FeatureHash.Spec;
         foreach (var (key, value) in metadata?.Properties ?? [])
         {
             if (props.ContainsKey(key)) throw new ArgumentException($"metadata key '{key}' is reserved", nameof(metadata));

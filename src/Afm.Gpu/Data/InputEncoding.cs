@@ -1,0 +1,94 @@
+using System.IO.Hashing;
+using System.Text;
+
+namespace Afm.Gpu.Data;
+
+/// <summary>The text format of a data file.</summary>
+public enum DataFormat
+{
+    /// <summary>libFM / libsvm: <c>label token token ...</c> (see <see cref="LibFmReader"/>).</summary>
+    LibFm = 0,
+    /// <summary>Criteo's TSV: a 0/1 label, 13 integer and 26 categorical columns (see <see cref="CriteoFormat"/>).</summary>
+    Criteo = 1,
+}
+
+/// <summary>
+/// How a model's data is read: the text format and the feature hashing. It is stored in the model file, so that
+/// prediction, evaluation and explanation read data the way the model was trained.
+/// </summary>
+/// <param name="Format">The text format.</param>
+/// <param name="HashBits">0: ids index the embedding table directly; B in 1..<see cref="FeatureHash.MaxBits"/>: every
+/// feature is hashed into 2^B rows (<see cref="FeatureHash"/>).</param>
+public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0)
+{
+    /// <summary>libFM text with numeric ids and no hashing: what a model file without this information means.</summary>
+    public static InputEncoding Default { get; } = new();
+
+    /// <summary>Whether this is <see cref="Default"/>.</summary>
+    public bool IsDefault => Format == DataFormat.LibFm && HashBits == 0;
+
+    /// <summary>The feature count hashing fixes (2^B), or 0 without hashing.</summary>
+    public int HashedFeatureCount => HashBits > 0 ? 1 << HashBits : 0;
+
+    /// <summary>A short description, e.g. <c>criteo, hashed into 2^20 rows (xxh64, seed 0)</c>.</summary>
+    public override string ToString() =>
+        $"{FormatName(Format)}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
+
+    /// <summary>The format's name as the command line spells it (<c>libfm</c>, <c>criteo</c>).</summary>
+    public static string FormatName(DataFormat format) => format switch
+    {
+        DataFormat.LibFm => "libfm",
+        DataFormat.Criteo => "criteo",
+        _ => throw new ArgumentOutOfRangeException(nameof(format), format, "unknown data format"),
+    };
+
+    /// <summary>Throws <see cref="ArgumentException"/> when the format is unknown or <see cref="HashBits"/> is out of range.</summary>
+    public void Validate()
+    {
+        if (!Enum.IsDefined(Format)) throw new ArgumentException($"unknown data format {(int)Format}", nameof(Format));
+        if (HashBits is < 0 or > FeatureHash.MaxBits)
+            throw new ArgumentException($"hash bits {HashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing)", nameof(HashBits));
+        if (Format == DataFormat.Criteo && HashBits == 0)
+            throw new ArgumentException($"the criteo format needs hashing: give hash bits in 1..{FeatureHash.MaxBits}", nameof(HashBits));
+    }
+}
+
+/// <summary>
+/// The feature hash: feature <c>name</c> goes to embedding row <c>XXH64(UTF-8 bytes of name, seed 0) mod 2^B</c>,
+/// that is the low B bits of the 64-bit xxHash (XXH64, as <c>xxhash.xxh64_intdigest(name.encode(), 0)</c> in Python
+/// computes it). A numeric id (ASCII digits only) is hashed as its decimal text without leading zeros, so <c>007</c>
+/// and <c>7</c> are one feature (and <c>0</c> stays <c>0</c>).
+/// </summary>
+public static class FeatureHash
+{
+    /// <summary>The most hash bits: 2^30 rows.</summary>
+    public const int MaxBits = 30;
+
+    /// <summary>The seed of XXH64.</summary>
+    public const ulong Seed = 0;
+
+    /// <summary>The hash, in words, as stored with a model: <c>xxh64 seed 0 of the UTF-8 name, low B bits</c>.</summary>
+    public const string Spec = "xxh64 seed 0 of the UTF-8 name, low B bits";
+
+    /// <summary>The row of the feature whose name is <paramref name="utf8Name"/> (UTF-8 bytes), for 2^<paramref name="bits"/> rows.</summary>
+    public static int Row(ReadOnlySpan<byte> utf8Name, int bits)
+    {
+        if (IsDigits(utf8Name))
+        {
+            int zeros = utf8Name.IndexOfAnyExcept((byte)'0');
+            utf8Name = zeros < 0 ? utf8Name[^1..] : utf8Name[zeros..];
+        }
+        return (int)(XxHash64.HashToUInt64(utf8Name, (long)Seed) & ((1UL << bits) - 1));
+    }
+
+    /// <summary>The row of the feature named <paramref name="name"/>, for 2^<paramref name="bits"/> rows.</summary>
+    public static int Row(string name, int bits)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bits, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(bits, MaxBits);
+        return Row(Encoding.UTF8.GetBytes(name), bits);
+    }
+
+    internal static bool IsDigits(ReadOnlySpan<byte> s) => !s.IsEmpty && !s.ContainsAnyExceptInRange((byte)'0', (byte)'9');
+}

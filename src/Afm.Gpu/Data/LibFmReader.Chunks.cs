@@ -1,0 +1,136 @@
+using System.Buffers;
+using System.Text;
+
+namespace Afm.Gpu.Data;
+
+/// <summary>The text pipeline: chunks cut at line ends and the rows parsed from them.</summary>
+public static partial class LibFmReader
+{
+    /// <summary>Reads a stream in chunks that end at a line end (or the end of the stream).</summary>
+    private sealed class Chunker(Stream stream, string name, int chunkBytes)
+    {
+        private byte[] _carry = [];
+        private int _carryLength;
+        private bool _end, _started;
+
+        /// <summary>The next chunk (a pooled buffer the parser returns), or null at the end.</summary>
+        public TextChunk? Next()
+        {
+            if (_end && _carryLength == 0) return null;
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(chunkBytes, 2 * _carryLength));
+            _carry.AsSpan(0, _carryLength).CopyTo(buffer);
+            int length = _carryLength;
+            while (true)
+            {
+                if (!_end)
+                {
+                    int n = stream.ReadAtLeast(buffer.AsSpan(length), buffer.Length - length, throwOnEndOfStream: false);
+                    length += n;
+                    _end = length < buffer.Length;
+                }
+                if (!_started) length = SkipByteOrderMark(buffer, length);
+                int cut = CutPoint(buffer.AsSpan(0, length), _end);
+                if (cut >= 0)
+                {
+                    if (_carry.Length < length - cut) _carry = new byte[Math.Max(length - cut, chunkBytes)];
+                    buffer.AsSpan(cut, length - cut).CopyTo(_carry);
+                    _carryLength = length - cut;
+                    if (cut > 0) return new TextChunk(buffer, cut);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    return null;
+                }
+                // one line fills the buffer: grow it
+                byte[] larger = ArrayPool<byte>.Shared.Rent(2 * buffer.Length);
+                buffer.AsSpan(0, length).CopyTo(larger);
+                ArrayPool<byte>.Shared.Return(buffer);
+                buffer = larger;
+            }
+        }
+
+        /// <summary>Drops a UTF-8 byte order mark at the start of the stream; fails on UTF-16 text.</summary>
+        private int SkipByteOrderMark(byte[] buffer, int length)
+        {
+            var head = buffer.AsSpan(0, length);
+            _started = true;
+            if (head.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]))
+            {
+                head[3..].CopyTo(buffer);
+                return length - 3;
+            }
+            if (head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || head.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
+                throw new DataFormatException(name, 0, "is UTF-16 text; save it as UTF-8");
+            return length;
+        }
+
+        /// <summary>
+        /// Where a chunk of <paramref name="text"/> may end: after its last line end, but not between the CR and
+        /// LF of a CRLF; -1 when there is none yet.
+        /// </summary>
+        private static int CutPoint(ReadOnlySpan<byte> text, bool end)
+        {
+            if (end) return text.Length;
+            int i = text.LastIndexOfAny((byte)'\n', (byte)'\r');
+            if (i == text.Length - 1 && text[i] == '\r')
+                i = text[..i].LastIndexOfAny((byte)'\n', (byte)'\r');
+            return i < 0 ? -1 : i + 1;
+        }
+    }
+
+    /// <summary>A chunk of text: the first <see cref="Length"/> bytes of a pooled <see cref="Buffer"/>.</summary>
+    private sealed record TextChunk(byte[] Buffer, int Length);
+
+    /// <summary>The rows of one chunk, up to its first error.</summary>
+    /// <param name="textBytes">The chunk's length, from which the lists' capacities are guessed (a feature takes at least 2 bytes, typically 6 or more).</param>
+    private sealed class ParsedChunk(int textBytes)
+    {
+        public List<float> Labels { get; } = new(textBytes / 64);
+        /// <summary>End of each row in <see cref="Ids"/>.</summary>
+        public List<int> RowEnds { get; } = new(textBytes / 64);
+        public List<int> Ids { get; } = new(textBytes / 6);
+        public List<float> Values { get; } = new(textBytes / 6);
+        /// <summary>With <see cref="ChunkParser.RecordNames"/>: the names hashed to each row, in order of appearance.</summary>
+        public HashedNames? Names { get; init; }
+        /// <summary>Lines in the chunk (counted to the error, if any).</summary>
+        public long Lines { get; set; }
+        /// <summary>The file's line number of the chunk's first line.</summary>
+        public long FirstLine { get; set; }
+        /// <summary>The first problem: its line within the chunk (1-based) and what it is.</summary>
+        public (long Line, string Problem)? Error { get; set; }
+        public int Rows => Labels.Count;
+        public int RowStart(int row) => row == 0 ? 0 : RowEnds[row - 1];
+    }
+
+    /// <summary>The distinct names hashed to each row, in order of appearance (UTF-8 bytes).</summary>
+    private sealed class HashedNames
+    {
+        private const int MaxShown = 3;
+        private readonly Dictionary<int, List<byte[]>> _byRow = [];
+
+        public void Add(int row, ReadOnlySpan<byte> name)
+        {
+            if (!_byRow.TryGetValue(row, out var names)) _byRow.Add(row, [name.ToArray()]);
+            else if (names.Count <= MaxShown && !Contains(names, name)) names.Add(name.ToArray());
+        }
+
+        private static bool Contains(List<byte[]> names, ReadOnlySpan<byte> name)
+        {
+            foreach (byte[] n in names)
+                if (name.SequenceEqual(n)) return true;
+            return false;
+        }
+
+        /// <summary>Adds the names of a later chunk.</summary>
+        public void AddAll(HashedNames later)
+        {
+            foreach (var (row, names) in later._byRow)
+                foreach (byte[] name in names) Add(row, name);
+        }
+
+        public FeatureMap ToFeatureMap() => FeatureMap.FromNames(_byRow.Select(p =>
+        {
+            var names = p.Value.Select(n => Encoding.UTF8.GetString(n)).ToList();
+            string shown = string.Join('|', names.Take(MaxShown)) + (names.Count > MaxShown ? "|..." : "");
+            return (p.Key, shown, FeatureMap.DefaultField(names[0]));
+        }));
+    }
+}
