@@ -138,15 +138,22 @@ public sealed class CacheFile : IDisposable
     }
 
     /// <summary>
-    /// A fingerprint of what reading options make of the text: XxHash64 of their <see cref="InputEncoding"/> (format and
-    /// hashing). Options that only check the rows (limits, labels) or tune the reading (threads) do not change it.
+    /// A fingerprint of what reading options make of the text: XxHash64 of the UTF-8 text
+    /// <c>format=F;hash_bits=B;max_rows=N</c> (the <see cref="InputEncoding"/> and the row limit). Options that only
+    /// check the rows (limits, labels) or tune the reading (threads) do not change it.
     /// </summary>
     public static ulong Fingerprint(LibFmReadOptions? options) =>
-        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(Inv($"format={(int)EncodingOf(options).Format};hash_bits={EncodingOf(options).HashBits}")));
+        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(
+            Inv($"format={(int)EncodingOf(options).Format};hash_bits={EncodingOf(options).HashBits};max_rows={options?.MaxRows ?? 0}")));
 
-    /// <summary>The reading options a cache of text read with <paramref name="options"/> is built with: the format and hashing, nothing that only checks.</summary>
-    public static LibFmReadOptions BuildOptions(LibFmReadOptions? options) =>
-        new() { Format = EncodingOf(options).Format, HashBits = EncodingOf(options).HashBits, Threads = options?.Threads ?? 0 };
+    /// <summary>The reading options a cache of text read with <paramref name="options"/> is built with: what changes the rows read, nothing that only checks them.</summary>
+    public static LibFmReadOptions BuildOptions(LibFmReadOptions? options) => new()
+    {
+        Format = EncodingOf(options).Format,
+        HashBits = EncodingOf(options).HashBits,
+        MaxRows = options?.MaxRows ?? 0,
+        Threads = options?.Threads ?? 0,
+    };
 
     private static InputEncoding EncodingOf(LibFmReadOptions? options) => options?.Encoding ?? InputEncoding.Default;
 
