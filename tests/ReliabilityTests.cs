@@ -185,6 +185,23 @@ public sealed class ReliabilityTests : IDisposable
         Assert.EndsWith("lower the learning rate (now 1000000)", e.Message);
     }
 
+    [Theory]
+    [InlineData(LossKind.Squared, 5f)]
+    [InlineData(LossKind.Logistic, 1f)]
+    [InlineData(LossKind.Logistic, 0f)]
+    public void Trainer_LabelsThatAreAllEqualAreNotTakenForDivergence(LossKind loss, float label)
+    {
+        // Predicting the mean label costs nothing here, so the divergence check needs the labels' scale, not that loss.
+        var data = Data(60, 1f);
+        Array.Fill(data.Labels, label);
+        using var acc = new CpuAccelerator(1);
+        var result = new Trainer(acc, new TrainerOptions { K = 4, T = 4, Epochs = 2, BatchSize = 16, Loss = loss }).Train(data);
+        Assert.Equal(2, result.History.Count);
+        // A runaway is still one.
+        Assert.Throws<TrainingDivergedException>(() =>
+            new Trainer(acc, new TrainerOptions { K = 4, T = 4, Epochs = 3, BatchSize = 16, Loss = loss, LearningRate = 1e6f }).Train(data));
+    }
+
     [Fact]
     public void Trainer_DivergenceOnHugeInputNamesTheInput()
     {

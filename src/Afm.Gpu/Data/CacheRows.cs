@@ -80,7 +80,7 @@ public sealed class CacheRows : RowSource
     {
         var h = _file.Header;
         if (loss == LossKind.Logistic) return RowStatistics.LogisticBaseline((double)h.Positives / Math.Max(1, h.Rows));
-        return Math.Max(h.LabelM2 / Math.Max(1, h.Rows), RowStatistics.MinBaseline);
+        return RowStatistics.SquaredBaseline(h.LabelMean, h.LabelM2 / Math.Max(1, h.Rows));
     }
 
     /// <inheritdoc/>

@@ -52,7 +52,10 @@ public abstract class RowSource
     /// <summary>The first row (0-based) whose label is not 0, 1 or -1, with that label; null when all are.</summary>
     public abstract (long Row, float Label)? FirstNonBinaryLabel();
 
-    /// <summary>The loss of predicting the mean label on every row (see <see cref="Training.Trainer"/>).</summary>
+    /// <summary>
+    /// The loss of predicting the mean label on every row, floored so that labels that are all equal still have a scale
+    /// (see <see cref="RowStatistics"/>); the divergence check compares the training loss with it.
+    /// </summary>
     public abstract double BaselineLoss(LossKind loss);
 
     /// <summary>Mean number of feature pairs per row.</summary>
@@ -136,7 +139,7 @@ public sealed class DatasetRows : RowSource
         if (loss == LossKind.Logistic) return RowStatistics.LogisticBaseline(mean);
         double v = 0;
         foreach (float y in _data.Labels) v += (y - mean) * (y - mean);
-        return Math.Max(v / Math.Max(1, _data.Rows), RowStatistics.MinBaseline);
+        return RowStatistics.SquaredBaseline(mean, v / Math.Max(1, _data.Rows));
     }
 
     /// <inheritdoc/>
@@ -198,10 +201,20 @@ internal static class RowStatistics
     /// <summary>The smallest baseline loss (so that a ratio to it stays finite).</summary>
     public const double MinBaseline = 1e-6;
 
-    /// <summary>The entropy of a positive rate <paramref name="mean"/>, at least <see cref="MinBaseline"/>.</summary>
+    /// <summary>
+    /// The entropy of a positive rate <paramref name="mean"/> (the log loss of predicting it), at least 0.01, so that
+    /// labels of one class still give the divergence check a scale.
+    /// </summary>
     public static double LogisticBaseline(double mean)
     {
         double p = Math.Clamp(mean, 1e-6, 1 - 1e-6);
-        return Math.Max(-(p * Math.Log(p) + (1 - p) * Math.Log(1 - p)), MinBaseline);
+        return Math.Max(-(p * Math.Log(p) + (1 - p) * Math.Log(1 - p)), 0.01);
     }
+
+    /// <summary>
+    /// The labels' variance (the squared error of predicting their mean), at least 1% of their mean square (and
+    /// <see cref="MinBaseline"/>), so that labels that are all equal still give the divergence check a scale.
+    /// </summary>
+    public static double SquaredBaseline(double mean, double variance) =>
+        Math.Max(Math.Max(variance, 0.01 * (variance + mean * mean)), MinBaseline);
 }

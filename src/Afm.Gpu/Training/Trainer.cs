@@ -218,7 +218,7 @@ public sealed partial class Trainer
             if (!double.IsFinite(trainLoss)) throw Diverged(epoch, step, $"the mean loss is {trainLoss}", train);
             if (trainLoss > DivergenceFactor * baselineLoss)
                 throw Diverged(epoch, step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"the mean training loss {trainLoss:G3} is over {DivergenceFactor:G0} times that of predicting the mean label ({baselineLoss:G3})"), train);
+                    $"the mean training loss {trainLoss:G3} is over {DivergenceFactor:G0} times that of predicting the mean label ({baselineLoss:G3}, at least 1% of the labels' scale)"), train);
             var (metrics, badRow, badValue) = Evaluate(kernels, device, batch, host, work, probe, model);
             if (badRow >= 0) throw Diverged(epoch, step, $"the prediction for row {badRow + 1} of {probe.Name} is {badValue}", train);
             if (validation is null) metrics = null;
