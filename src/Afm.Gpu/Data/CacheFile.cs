@@ -503,23 +503,45 @@ public sealed class CacheFile : IDisposable
         {
             _features = Math.Max(_features, block.FeatureCount);
             _maxNnz = Math.Max(_maxNnz, block.MaxNnz);
-            for (int r = 0; r < block.Rows; r++)
+            var labels = block.Labels;
+            double sum = 0;
+            for (int r = 0; r < labels.Length; r++)
             {
-                float y = block.Labels[r];
+                float y = labels[r];
                 _min = MathF.Min(_min, y);
                 _max = MathF.Max(_max, y);
                 _maxAbsLabel = MathF.Max(_maxAbsLabel, MathF.Abs(y));
                 if (y > 0) _positives++;
                 if (_firstNonBinary < 0 && y is not (0f or 1f or -1f)) (_firstNonBinary, _nonBinaryLabel) = (_rows + r, y);
-                // Welford's running mean and sum of squared deviations
-                double delta = y - _mean;
-                _mean += delta / (_rows + r + 1);
-                _m2 += delta * (y - _mean);
+                sum += y;
                 _pairs += Kernels.ModelShape.PairCount(block.RowLength(r));
             }
-            foreach (float x in block.Values) _maxAbsValue = MathF.Max(_maxAbsValue, MathF.Abs(x));
+            // The block's mean and sum of squared deviations, merged into the running ones (Chan et al.'s update).
+            int n = labels.Length;
+            if (n > 0)
+            {
+                double mean = sum / n, m2 = 0;
+                foreach (float y in labels) m2 += (y - mean) * (y - mean);
+                long total = _rows + n;
+                double delta = mean - _mean;
+                _mean += delta * n / total;
+                _m2 += m2 + delta * delta * _rows * n / total;
+            }
+            _maxAbsValue = Math.Max(_maxAbsValue, MaxMagnitude(block.Values));
             _rows += block.Rows;
             _nnz += block.NonZeros;
+        }
+
+        private static float MaxMagnitude(ReadOnlySpan<float> values)
+        {
+            var max = System.Numerics.Vector<float>.Zero;
+            int w = System.Numerics.Vector<float>.Count, i = 0;
+            for (; i + w <= values.Length; i += w)
+                max = System.Numerics.Vector.Max(max, System.Numerics.Vector.Abs(new System.Numerics.Vector<float>(values.Slice(i, w))));
+            float m = 0;
+            for (int l = 0; l < w; l++) m = MathF.Max(m, max[l]);
+            for (; i < values.Length; i++) m = MathF.Max(m, MathF.Abs(values[i]));
+            return m;
         }
 
         public CacheHeader Finish(CacheHeader given)
