@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.Data;
+using Afm.Gpu.Distributed;
+using Afm.Gpu.IO;
 using Afm.Gpu.Explain;
 using Afm.Gpu.Kernels;
 using Afm.Gpu.Model;
@@ -11,14 +13,42 @@ namespace Afm.Cli;
 
 internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter stderr)
 {
+    // The MPI job this process is a rank of when started by mpirun; null otherwise.
+    private MpiCluster? _cluster;
+
+    // Rank 0 alone prints, evaluates and writes files.
+    private bool Root => _cluster?.IsRoot ?? true;
+
+    /// <summary>Trains; under mpirun, as one rank of a data-parallel job, where a failure on any rank ends the whole job.</summary>
     public int Run()
+    {
+        using var cluster = MpiCluster.FromEnvironment();
+        if (cluster is null) return Train();
+        _cluster = cluster;
+        var errors = stderr;
+        if (!cluster.IsRoot) (stdout, stderr) = (TextWriter.Null, TextWriter.Null);
+        try
+        {
+            return Train();
+        }
+        catch (Exception e)
+        {
+            // Before MPI_Finalize (cluster's Dispose): the other ranks may be waiting in a collective for this one.
+            cluster.Abort(Printable.Escape(Cli.Describe(e)), errors);
+            throw;
+        }
+    }
+
+    private int Train()
     {
         var options = BuildOptions();
         bool demo = o.TrainFile is null;
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
-        Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        if (Root) Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         var checkpoint = Checkpoint(output, demo);
-        using var acc = Cli.OpenAccelerator(o, stderr);
+        using var acc = Cli.OpenAccelerator(o, stderr, _cluster?.DeviceSelector(o.Accelerator));
+        if (_cluster is not null)
+            stdout.WriteLine($"data-parallel training on {_cluster.Size} ranks: each takes its shard of every global batch of {options.BatchSize} rows; rank 0 evaluates and writes");
         SparseDataset train;
         SparseDataset? validation = null, test = null;
         PlantedData? planted = null;
@@ -69,12 +99,13 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             fmOptions.Model = ModelKind.Fm;
             stdout.WriteLine("-- FM (for comparison)");
             var fmResult = RunTrainer(acc, fmOptions, train, validation, null, null);
-            var fmTest = Score(acc, fmResult.Model, test!);
-            stdout.WriteLine($"FM test {fmTest.Format(options.Loss)}");
+            if (Root) stdout.WriteLine($"FM test {Score(acc, fmResult.Model, test!).Format(options.Loss)}");
             stdout.WriteLine($"-- {options.Model.ToString().ToUpperInvariant()}");
         }
 
         var result = RunTrainer(acc, options, train, validation, pretrained, checkpoint);
+        if (_cluster is not null) ReportExchange(_cluster, options);
+        if (!Root) return 0;
         var meta = new ModelMetadata();
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
@@ -102,7 +133,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (File.Exists(dir)) throw new ArgumentException($"--checkpoint {dir}: is a file, not a directory");
         var checkpoint = new CheckpointOptions { Directory = dir, Resume = o.Resume };
         Directory.CreateDirectory(dir);
-        Cli.CheckOutput("--checkpoint", checkpoint.FilePath, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm, output);
+        if (Root) Cli.CheckOutput("--checkpoint", checkpoint.FilePath, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm, output);
         if (o.Resume)
         {
             // one checkpoint per stage of the recipe (FM pre-training, each λ, refit), each in its own folder
@@ -118,7 +149,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private RecipeResult RunTrainer(Accelerator acc, TrainerOptions options, SparseDataset train, SparseDataset? validation, AfmModel? pretrained, CheckpointOptions? checkpoint)
     {
-        var recipe = new Recipe(acc, options) { Checkpoint = checkpoint };
+        var recipe = new Recipe(acc, options) { Checkpoint = checkpoint, Cluster = _cluster };
         bool progress = !o.NoProgress && !Console.IsErrorRedirected;
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
@@ -145,6 +176,16 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"{tag}epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
         };
         return recipe.Run(train, validation, pretrained);
+    }
+
+    /// <summary>The bytes this rank sent per step, dense and sparse, and what every rank received.</summary>
+    private void ReportExchange(MpiCluster cluster, TrainerOptions options)
+    {
+        if (cluster.Steps == 0) return;
+        double dense = (double)cluster.DenseBytesSent / cluster.Steps, sparse = (double)(cluster.BytesSent - cluster.DenseBytesSent) / cluster.Steps;
+        double ids = sparse / (sizeof(int) + (options.K + 1) * sizeof(float));
+        stdout.WriteLine($"exchanged per step and rank (mean of {cluster.Steps} steps): sent {(dense + sparse) / 1024:F1} KiB " +
+            $"(dense {dense / 1024:F1} KiB, sparse {sparse / 1024:F1} KiB = {ids:F0} distinct ids x (id + k + 1)), received {cluster.Size * (dense + sparse) / 1024:F1} KiB");
     }
 
     private static Metrics Score(Accelerator acc, AfmModel model, SparseDataset data)

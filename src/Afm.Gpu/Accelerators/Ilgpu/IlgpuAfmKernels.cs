@@ -123,6 +123,8 @@ internal sealed class IlgpuAfmKernels : AfmKernels
 
     public override void ForwardBackward(DeviceModel model, DeviceBatch batch, TrainWorkspace work, in StepParams step)
     {
+        if (step.RowOffset != 0)
+            throw new NotSupportedException($"{Accelerator.Descriptor.Name}: the GPU kernels draw dropout masks for batches that start at row 0 only (data-parallel training runs on the CPU accelerator)");
         var w = new TrainViews
         {
             Yhat = V(work.Yhat), Gradient = V(work.Gradient), Loss = V(work.Loss), EmbeddingGrad = V(work.EmbeddingGrad), Partials = V(work.Partials),
