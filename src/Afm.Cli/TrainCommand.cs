@@ -45,6 +45,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         bool demo = o.TrainFile is null;
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
         if (Root) Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        if (o.SaveReplicas && _cluster is not null)
+            Cli.CheckOutput("--save-replicas", Replica(output, _cluster.Rank), o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         var checkpoint = Checkpoint(output, demo);
         using var acc = Cli.OpenAccelerator(o, stderr, _cluster?.DeviceSelector(o.Accelerator));
         if (_cluster is not null)
@@ -104,8 +106,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
 
         var result = RunTrainer(acc, options, train, validation, pretrained, checkpoint);
-        if (_cluster is not null) ReportExchange(_cluster, options);
-        if (!Root) return 0;
         var meta = new ModelMetadata();
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
@@ -114,6 +114,12 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = result.Pretraining.BestEpoch.ToString();
         if (result.Refitted) meta.Properties["refit"] = "all rows";
+        if (_cluster is not null)
+        {
+            ReportExchange(_cluster, options);
+            if (o.SaveReplicas) ModelFile.Save(result.Model, Replica(output, _cluster.Rank), meta);
+            if (!Root) return 0;
+        }
         ModelFile.Save(result.Model, output, meta);
         stdout.WriteLine($"best epoch {result.Training.BestEpoch}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
         if (test is not null)
@@ -124,6 +130,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (demo && options.Model == ModelKind.Afm) PrintAttention(acc, result.Model, planted!);
         return 0;
     }
+
+    /// <summary>Where rank <paramref name="rank"/> writes its copy of the model with --save-replicas.</summary>
+    private static string Replica(string output, int rank) => $"{output}.rank{rank}";
 
     private CheckpointOptions? Checkpoint(string output, bool demo)
     {
