@@ -9,7 +9,8 @@ namespace Afm.Gpu.Tests;
 /// <summary>
 /// Data-parallel training under Open MPI's mpirun, on one machine: two ranks train what one process trains with the
 /// same global batch (within float tolerance, element-wise), the ranks end with identical parameters bit for bit, one
-/// rank under mpirun is one process bit for bit, and a failing rank ends the job with a message naming it. Skipped
+/// rank under mpirun is one process bit for bit, a job resumed from its checkpoint ends as one never stopped, and a
+/// failing rank ends the job with a message naming it. Skipped
 /// when mpirun is absent, unless AFM_REQUIRE_MPI=1 (as in CI), which makes that a failure.
 /// </summary>
 public sealed class DistributedTests : IDisposable
@@ -131,6 +132,22 @@ public sealed class DistributedTests : IDisposable
         Assert.Equal(0, Run(null, null, TrainArgs(data, "afm", "adagrad", one)).Code);
         Assert.Equal(0, Run(mpirun, 1, TrainArgs(data, "afm", "adagrad", mpi)).Code);
         Assert.Equal(File.ReadAllBytes(one), File.ReadAllBytes(mpi));
+    }
+
+    [Fact]
+    public void AResumedJobEndsWithTheSameModelFile()
+    {
+        if (MpiRun() is not { } mpirun) return;
+        // Adam, whose state is in the checkpoint, and 2 epochs then 2 more on resumption, against 4 at once.
+        string data = Data(), full = Path.Combine(_dir, "full.afm"), resumed = Path.Combine(_dir, "resumed.afm"), ck = Path.Combine(_dir, "ck");
+        string[] Args(string epochs, string output) => ["train", "--train", data, "--model", "afm", "--no-pretrain", "--lambda", "0.1", "-k", "8", "-t", "6",
+            "--batch", "500", "--optimizer", "adam", "--epochs", epochs, "--patience", "0", "-a", "cpu", "--threads", "1", "--no-progress", "-o", output];
+        Assert.Equal(0, Run(mpirun, 2, Args("4", full)).Code);
+        Assert.Equal(0, Run(mpirun, 2, [.. Args("2", resumed), "--checkpoint", ck]).Code);
+        var (code, text) = Run(mpirun, 2, [.. Args("4", resumed), "--checkpoint", ck, "--resume"]);
+        Assert.Equal(0, code);
+        Assert.Contains("after epoch 2", text);
+        Assert.Equal(File.ReadAllBytes(full), File.ReadAllBytes(resumed));
     }
 
     [Fact]

@@ -194,7 +194,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         double dense = (double)cluster.DenseBytesSent / cluster.Steps, sparse = (double)(cluster.BytesSent - cluster.DenseBytesSent) / cluster.Steps;
         double ids = sparse / (sizeof(int) + (options.K + 1) * sizeof(float));
         stdout.WriteLine($"exchanged per step and rank (mean of {cluster.Steps} steps): sent {(dense + sparse) / 1024:F1} KiB " +
-            $"(dense {dense / 1024:F1} KiB, sparse {sparse / 1024:F1} KiB = {ids:F0} distinct ids x (id + k + 1)), received {cluster.Size * (dense + sparse) / 1024:F1} KiB");
+            $"(dense {dense / 1024:F1} KiB, sparse {sparse / 1024:F1} KiB = {ids:F0} distinct ids x (id + k + 1)), received {cluster.Size * (dense + sparse) / 1024:F1} KiB; " +
+            $"{(double)cluster.MergedIds / cluster.Steps:F0} ids merged; exchange {cluster.ExchangeTime.TotalMilliseconds / cluster.Steps:F2} ms per step");
     }
 
     private static Metrics Score(Accelerator acc, AfmModel model, SparseDataset data)

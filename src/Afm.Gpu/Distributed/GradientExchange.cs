@@ -74,6 +74,7 @@ internal sealed class GradientExchange : IDisposable
         int unique = batch.UniqueCount;
         _kernels.GatherSparse(batch, work, _shardGrads);
 
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         work.DenseGrad.CopyTo(_denseSend.AsSpan(0, _dense));
         work.LossSum.CopyTo(_denseSend.AsSpan(_dense, 1));
         _denseSend[_dense + 1] = BitConverter.Int32BitsToSingle(unique);
@@ -83,13 +84,14 @@ internal sealed class GradientExchange : IDisposable
         int merged = ExchangeSparse(batch, unique);
         _mergedIds.CopyFrom(_mergedIdsHost.AsSpan(0, merged));
         _mergedGrads.CopyFrom(_mergedGradsHost.AsSpan(0, merged * _row));
+        var exchanged = System.Diagnostics.Stopwatch.GetElapsedTime(started);
         _kernels.ApplySparse(model, _mergedIds, _mergedGrads, merged, opt);
         work.DenseGrad.CopyFrom(_denseSum);
         _kernels.UpdateDense(model, work, opt);
 
         _loss[0] = running + loss;
         work.LossSum.CopyFrom(_loss);
-        _cluster.CountStep(_denseSend.Length * sizeof(float), (long)unique * (sizeof(int) + _row * sizeof(float)));
+        _cluster.CountStep(_denseSend.Length * sizeof(float), (long)unique * (sizeof(int) + _row * sizeof(float)), merged, exchanged);
     }
 
     /// <summary>Sums the ranks' dense gradients into <see cref="_denseSum"/> in rank order; returns the summed loss.</summary>

@@ -95,10 +95,21 @@ public sealed class MpiCluster : IDisposable
     /// <summary>Rank 0's <paramref name="values"/> onto every rank.</summary>
     internal void Broadcast(Span<double> values) => Mpi.Broadcast(values);
 
+    /// <summary>Distinct ids of the merged lists, summed over the steps.</summary>
+    public long MergedIds { get; private set; }
+
+    /// <summary>
+    /// Time spent exchanging in those steps: from the reduced gradients on the accelerator to the merged list on it
+    /// (downloads, the collectives, which include waiting for the slowest rank, the merge and the upload).
+    /// </summary>
+    public TimeSpan ExchangeTime { get; private set; }
+
     /// <summary>Counts one step's exchange.</summary>
-    internal void CountStep(long denseBytes, long sparseBytes)
+    internal void CountStep(long denseBytes, long sparseBytes, int mergedIds, TimeSpan time)
     {
         Steps++;
+        MergedIds += mergedIds;
+        ExchangeTime += time;
         DenseBytesSent += denseBytes;
         BytesSent += denseBytes + sparseBytes;
     }
