@@ -37,14 +37,14 @@ public sealed class DistributedTests : IDisposable
     }
 
     /// <summary>
-    /// 12007 rows of the demo's planted data (so that the last batch is ragged), with the one-hot values scaled to 3 so
+    /// Rows of the demo's planted data (12007 by default, so that the last batch is ragged), with the one-hot values scaled to 3 so
     /// that the attention network's gradients are well above rounding from the first epochs.
     /// </summary>
-    private string Data()
+    private string Data(int rows = 12007)
     {
         var train = Afm.Gpu.Synthetic.PlantedData.Generate().Train;
         var sb = new StringBuilder();
-        for (int r = 0; r < 12007; r++)
+        for (int r = 0; r < rows; r++)
         {
             sb.Append(train.Labels[r].ToString("R", CultureInfo.InvariantCulture));
             foreach (int id in train.RowIds(r)) sb.Append(CultureInfo.InvariantCulture, $" {id}:3");
@@ -106,22 +106,30 @@ public sealed class DistributedTests : IDisposable
         // Rank 0 alone prints: one line per epoch, as one process does.
         Assert.Equal(EpochLines(text1), EpochLines(text));
 
-        // The sums of the gradients are taken in another order (per rank, then across ranks), so the two runs agree
-        // to float rounding, amplified a little by the steps: every element within 2e-5 of its tensor's largest magnitude.
         var a = ModelFile.Load(one);
         var b = ModelFile.Load(two);
-        foreach (var (name, x, y) in Tensors(a, b).Where(t => t.A.Length > 0))
-        {
-            float scale = Math.Max(x.Max(MathF.Abs), 1e-3f), worst = 0;
-            for (int i = 0; i < x.Length; i++) worst = Math.Max(worst, MathF.Abs(x[i] - y[i]));
-            _output.WriteLine($"{name}: max |difference| {worst:G3}, largest |element| {scale:G3}");
-            Assert.True(worst <= 2e-5f * scale, $"{name}: 2 ranks differ from 1 process by {worst:G3} (largest |element| {scale:G3})");
-        }
+        AssertClose(a, b);
         Assert.False(Tensors(a, b).All(t => t.A.SequenceEqual(t.B)), "two ranks gave exactly one process's model: were the shards used?");
 
         // Every rank ends with the same parameters, bit for bit (each wrote its copy).
         Assert.Equal(File.ReadAllBytes(two + ".rank0"), File.ReadAllBytes(two + ".rank1"));
         Assert.Equal(File.ReadAllBytes(two), File.ReadAllBytes(two + ".rank0"));
+    }
+
+    [Fact]
+    public void RanksOnTheGpuKernelsTrainWhatTheCpuTrains()
+    {
+        if (MpiRun() is not { } mpirun) return;
+        // The GPU kernels on ILGPU's CPU accelerator (slow when two ranks share two cores: a small run), against one
+        // process on the CPU accelerator: the same training up to float rounding.
+        string data = Data(403), one = Path.Combine(_dir, "cpu.afm"), two = Path.Combine(_dir, "ilgpu.afm");
+        string[] Args(string accelerator, string output) => ["train", "--train", data, "--model", "afm", "--no-pretrain", "--lambda", "0.1", "-k", "8", "-t", "6",
+            "--batch", "100", "--optimizer", "sgd", "--lr", "0.1", "--epochs", "2", "--keep0", "0.8", "--keep1", "0.8", "--validation-fraction", "0",
+            "-a", accelerator, "--threads", "1", "--no-progress", "-o", output];
+        Assert.Equal(0, Run(null, null, Args("cpu", one)).Code);
+        Assert.Equal(0, Run(mpirun, 2, [.. Args("ilgpu-cpu", two), "--save-replicas"]).Code);
+        AssertClose(ModelFile.Load(one), ModelFile.Load(two));
+        Assert.Equal(File.ReadAllBytes(two + ".rank0"), File.ReadAllBytes(two + ".rank1"));
     }
 
     [Fact]
@@ -161,6 +169,21 @@ public sealed class DistributedTests : IDisposable
         Assert.Contains("afm-gpu: error: rank 0 of 2: -o/--output", text);
         Assert.Contains("does not exist", text);
         Assert.DoesNotContain("   at ", text);
+    }
+
+    /// <summary>
+    /// The sums of the gradients are taken in another order (per rank, then across ranks), so two runs agree to float
+    /// rounding, amplified a little by the steps: every element within 2e-5 of its tensor's largest magnitude.
+    /// </summary>
+    private void AssertClose(AfmModel a, AfmModel b)
+    {
+        foreach (var (name, x, y) in Tensors(a, b).Where(t => t.A.Length > 0))
+        {
+            float scale = Math.Max(x.Max(MathF.Abs), 1e-3f), worst = 0;
+            for (int i = 0; i < x.Length; i++) worst = Math.Max(worst, MathF.Abs(x[i] - y[i]));
+            _output.WriteLine($"{name}: max |difference| {worst:G3}, largest |element| {scale:G3}");
+            Assert.True(worst <= 2e-5f * scale, $"{name}: the runs differ by {worst:G3} (largest |element| {scale:G3})");
+        }
     }
 
     private static IEnumerable<(string Name, float[] A, float[] B)> Tensors(AfmModel a, AfmModel b) =>

@@ -48,7 +48,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (o.SaveReplicas && _cluster is not null)
             Cli.CheckOutput("--save-replicas", Replica(output, _cluster.Rank), o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         var checkpoint = Checkpoint(output, demo);
-        using var acc = Cli.OpenAccelerator(o, stderr, _cluster?.DeviceSelector(o.Accelerator));
+        using var acc = _cluster is null ? Cli.OpenAccelerator(o, stderr) : _cluster.OpenAccelerator(o.Accelerator, s => Cli.OpenAccelerator(o, stderr, s));
         if (_cluster is not null)
             stdout.WriteLine($"data-parallel training on {_cluster.Size} ranks: each takes its shard of every global batch of {options.BatchSize} rows; rank 0 evaluates and writes");
         SparseDataset train;

@@ -38,7 +38,7 @@ internal sealed class GradientExchange : IDisposable
     public GradientExchange(MpiCluster cluster, AfmKernels kernels)
     {
         if (!kernels.SupportsGradientExchange)
-            throw new NotSupportedException($"{kernels.Accelerator.Descriptor.Name}: data-parallel training under mpirun runs on the CPU accelerator (--accelerator cpu) for now");
+            throw new NotSupportedException($"{kernels.Accelerator.Descriptor.Name}: its kernels cannot exchange gradients, so it cannot train under mpirun; use --accelerator cpu");
         _cluster = cluster;
         _kernels = kernels;
         var shape = kernels.Shape;

@@ -70,18 +70,27 @@ public sealed class MpiCluster : IDisposable
 
     /// <summary>
     /// An accelerator selector for this rank: <c>cuda</c> and <c>opencl</c> without an index become the device of
-    /// this rank's <see cref="LocalRank"/> (one GPU per rank on a machine of several); <c>auto</c> becomes <c>cpu</c>,
-    /// since the exchange of gradients runs on the CPU accelerator's kernels; any other is kept.
+    /// this rank's <see cref="LocalRank"/> (one GPU per rank on a machine of several); any other is kept.
     /// </summary>
     public string DeviceSelector(string selector)
     {
         string s = (selector ?? "auto").Trim().ToLowerInvariant();
-        return s switch
-        {
-            "cuda" or "opencl" => $"{s}:{LocalRank}",
-            "" or "auto" => "cpu",
-            _ => selector!,
-        };
+        return s is "cuda" or "opencl" ? $"{s}:{LocalRank}" : selector ?? "auto";
+    }
+
+    /// <summary>
+    /// Opens this rank's accelerator: <paramref name="open"/> with <see cref="DeviceSelector"/>'s selector; when
+    /// <c>auto</c> took a GPU, the GPU of the same family of this rank's <see cref="LocalRank"/> instead.
+    /// </summary>
+    public Accelerators.Accelerator OpenAccelerator(string selector, Func<string, Accelerators.Accelerator> open)
+    {
+        ArgumentNullException.ThrowIfNull(open);
+        string mine = DeviceSelector(selector);
+        var acc = open(mine);
+        if (LocalRank == 0 || mine.Trim().ToLowerInvariant() is not ("" or "auto") || !acc.Descriptor.IsGpu) return acc;
+        string family = Accelerators.AcceleratorDescriptor.FamilyName(acc.Descriptor.Kind);
+        acc.Dispose();
+        return open($"{family}:{LocalRank}");
     }
 
     /// <summary>Every rank's <paramref name="send"/> (the same length on all ranks), in rank order.</summary>

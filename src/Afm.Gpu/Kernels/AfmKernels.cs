@@ -72,7 +72,7 @@ public abstract class AfmKernels : IDisposable
     /// <see cref="DeviceBatch.UniqueIds"/>), writes dV = Σ de x at <c>grads[u (k + 1) ..]</c> and dw = Σ g x after it.
     /// </summary>
     public virtual void GatherSparse(DeviceBatch batch, TrainWorkspace work, DeviceBuffer<float> grads) =>
-        throw new NotSupportedException($"{Accelerator.Descriptor.Name}: the split sparse update (data-parallel training) is available on the CPU accelerator only");
+        throw new NotSupportedException($"{Accelerator.Descriptor.Name}: these kernels do not split the sparse update (data-parallel training needs it)");
 
     /// <summary>
     /// The second half of <see cref="UpdateSparse"/>: applies the optimizer to the embedding row and linear weight of
@@ -80,7 +80,7 @@ public abstract class AfmKernels : IDisposable
     /// <see cref="GatherSparse"/> writes them. Gathering and applying one batch gives what <see cref="UpdateSparse"/> does, bit for bit.
     /// </summary>
     public virtual void ApplySparse(DeviceModel model, DeviceBuffer<int> ids, DeviceBuffer<float> grads, int count, in OptimizerParams opt) =>
-        throw new NotSupportedException($"{Accelerator.Descriptor.Name}: the split sparse update (data-parallel training) is available on the CPU accelerator only");
+        throw new NotSupportedException($"{Accelerator.Descriptor.Name}: these kernels do not split the sparse update (data-parallel training needs it)");
 
     /// <summary>Applies the optimizer to the dense parameters, adding 2 λ W to W's gradient. For FM, p stays fixed.</summary>
     public abstract void UpdateDense(DeviceModel model, TrainWorkspace work, in OptimizerParams opt);
