@@ -3,12 +3,12 @@
 # ranks of one CPU thread each, on synthetic rows of m one-hot fields of 1000 features (labels 1..5), as afm-bench's
 # shapes; and the bytes each rank exchanges per step. Figures, not a test.
 #
-#   bench/distributed.sh [--m 10] [--k 64] [--t 64] [--batch 8192] [--rows 65536] [--epochs 3] [--ranks "1 2"] [--repeat 3]
+#   bench/distributed.sh [--m 10] [--k 64] [--t 64] [--batch 8192] [--rows 65536] [--epochs 5] [--ranks "1 2"] [--repeat 3]
 #
 # Needs a Release build (dotnet build -c Release) and Open MPI (apt-get install openmpi-bin libopenmpi-dev).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-m=10 k=64 t=64 batch=8192 rows=65536 epochs=3 ranks="1 2" repeat=3
+m=10 k=64 t=64 batch=8192 rows=65536 epochs=5 ranks="1 2" repeat=3
 while [ $# -gt 0 ]; do
     case "$1" in
         --m) m=$2 ;; --k) k=$2 ;; --t) t=$2 ;; --batch) batch=$2 ;; --rows) rows=$2 ;; --epochs) epochs=$2 ;; --ranks) ranks=$2 ;;
@@ -27,10 +27,10 @@ awk -v rows="$rows" -v m="$m" 'BEGIN { srand(1); for (r = 0; r < rows; r++) { li
 args=(train --train "$work/train.libfm" --model afm --no-pretrain --lambda 0 -k "$k" -t "$t" --batch "$batch" --epochs "$epochs"
       --validation-fraction 0 --patience 0 -a cpu --threads 1 --no-progress)
 echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); m=$m k=$k t=$t, global batch $batch, $rows rows, $epochs epochs (the first not counted: JIT warm-up), 1 CPU thread per rank"
-# Samples/s of the epochs after the first: their rows over their summed seconds.
-rate() { awk '/^epoch/ && $2 > 1 { for (i = 1; i <= NF; i++) if ($i == "s") s += $(i - 1); n += rows } END { printf "%.0f", n / s }' rows="$rows"; }
-# Each configuration runs --repeat times, in turn with the others, so that all see the same load; the best and the
-# median run are printed (the machine may be shared: the load average is printed before and after).
+# Samples/s of each epoch after the first, as the run printed them.
+rate() { awk '/^epoch/ && $2 > 1 { gsub(",", "", $(NF - 1)); printf " %s", $(NF - 1) }'; }
+# Each configuration runs --repeat times, in turn with the others, so that all see the same load; of all their epochs
+# the best and the median are printed (the machine may be shared: the load average is printed before and after).
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A rates exchange
 for i in $(seq "$repeat"); do
@@ -39,7 +39,7 @@ for i in $(seq "$repeat"); do
     dotnet "$cli" "${args[@]}" -o "$work/other.afm" 2>/dev/null | rate >"$work/other.rate" &
     mine=$(dotnet "$cli" "${args[@]}" -o "$work/model.afm" 2>/dev/null | rate)
     wait
-    rates[pair]+=" $(awk -v a="$mine" -v b="$(cat "$work/other.rate")" 'BEGIN { printf "%.0f", a + b }')"
+    rates[pair]+=" $(paste -d' ' <(echo "$mine" | tr ' ' '\n' | grep .) <(tr ' ' '\n' <"$work/other.rate" | grep .) | awk '{ printf " %d", $1 + $2 }')"
     for n in $ranks; do
         out=$(mpirun --allow-run-as-root --oversubscribe ${MPIRUN_ARGS:-} -np "$n" dotnet "$cli" "${args[@]}" -o "$work/model.afm" 2>/dev/null)
         rates[$n]+=" $(echo "$out" | rate)"
@@ -47,7 +47,7 @@ for i in $(seq "$repeat"); do
     done
 done
 echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
-stats() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { printf "best %d, median %d samples/s (runs:", a[NR], a[int((NR + 1) / 2)]; for (i = 1; i <= NR; i++) printf " %d", a[i]; printf ")" }'; }
+stats() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { printf "best %d, median %d samples/s of %d epochs", a[NR], a[int((NR + 1) / 2)], NR }'; }
 best() { tr ' ' '\n' | grep . | sort -n | tail -1; }
 echo "1 process (no MPI): $(echo "${rates[base]}" | stats)"
 echo "2 independent processes at once, summed: $(echo "${rates[pair]}" | stats); best against best: $(awk -v a="$(echo "${rates[pair]}" | best)" -v b="$(echo "${rates[base]}" | best)" 'BEGIN { printf "%.2f", a / b }')x one process"
