@@ -59,8 +59,11 @@ public sealed class DistributedTests : IDisposable
     private (int Code, string Output) Run(string? mpirun, int? ranks, params string[] args)
     {
         var psi = new ProcessStartInfo(ranks is null ? "dotnet" : mpirun!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // As root (CI) and with more ranks than cores; shared-memory transfers without cross-process memory access
+        // (CMA), which containers often forbid.
         if (ranks is not null)
-            foreach (string a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", ranks.Value.ToString(CultureInfo.InvariantCulture), "dotnet" })
+            foreach (string a in new[] { "--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none",
+                         "-np", ranks.Value.ToString(CultureInfo.InvariantCulture), "dotnet" })
                 psi.ArgumentList.Add(a);
         psi.ArgumentList.Add(Cli);
         foreach (string a in args) psi.ArgumentList.Add(a);
