@@ -9,8 +9,8 @@ namespace Afm.Gpu.Tests;
 /// <summary>
 /// Data-parallel training under Open MPI's mpirun, on one machine: two ranks train what one process trains with the
 /// same global batch (within float tolerance, element-wise), the ranks end with identical parameters bit for bit, one
-/// rank under mpirun is one process bit for bit, a job resumed from its checkpoint ends as one never stopped, and a
-/// failing rank ends the job with a message naming it. Skipped
+/// rank under mpirun is one process bit for bit, a job resumed from its checkpoint ends as one never stopped, a
+/// failing rank ends the job with a message naming it, and so does a rank killed from outside. Skipped
 /// when mpirun is absent, unless AFM_REQUIRE_MPI=1 (as in CI), which makes that a failure.
 /// </summary>
 public sealed class DistributedTests : IDisposable
@@ -187,6 +187,44 @@ public sealed class DistributedTests : IDisposable
             _output.WriteLine($"{name}: max |difference| {worst:G3}, largest |element| {scale:G3}");
             Assert.True(worst <= 2e-5f * scale, $"{name}: the runs differ by {worst:G3} (largest |element| {scale:G3})");
         }
+    }
+
+    [Fact]
+    public void AKilledRankEndsTheJob()
+    {
+        if (MpiRun() is not { } mpirun) return;
+        // A long job; once both ranks are training, one is killed with SIGKILL: mpirun must end the other and say so.
+        string data = Data(), output = Path.Combine(_dir, "killed.afm");
+        var psi = new ProcessStartInfo(mpirun) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in new[] { "--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none", "-np", "2", "dotnet", Cli,
+                     "train", "--train", data, "--model", "fm", "--epochs", "1000", "--patience", "0", "-a", "cpu", "--threads", "1", "--no-progress", "-o", output })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var text = new StringBuilder();
+        var trained = new ManualResetEventSlim();
+        p.OutputDataReceived += (_, e) => { lock (text) text.AppendLine(e.Data); if (e.Data?.StartsWith("epoch ", StringComparison.Ordinal) == true) trained.Set(); };
+        p.ErrorDataReceived += (_, e) => { lock (text) text.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        try
+        {
+            Assert.True(trained.Wait(TimeSpan.FromSeconds(120)), "no epoch finished within 120 s");
+            var ranks = File.ReadAllText($"/proc/{p.Id}/task/{p.Id}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToList();
+            Assert.Equal(2, ranks.Count);
+            Process.GetProcessById(ranks[1]).Kill();
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), "the job went on for 60 s after a rank was killed");
+            p.WaitForExit();
+        }
+        finally
+        {
+            if (!p.HasExited) p.Kill(entireProcessTree: true);
+        }
+        string log;
+        lock (text) log = text.ToString();
+        _output.WriteLine(log);
+        Assert.NotEqual(0, p.ExitCode);
+        Assert.Contains("exited on signal 9", log);
+        Assert.False(File.Exists(output), "a model was written by a job that lost a rank");
     }
 
     private static IEnumerable<(string Name, float[] A, float[] B)> Tensors(AfmModel a, AfmModel b) =>
