@@ -206,6 +206,88 @@ public abstract class KernelTestsBase
         }
     }
 
+    /// <summary>
+    /// The sparse update in two halves (data-parallel training exchanges what is between them): the gathered gradients
+    /// are the float64 reference's, and gathering then applying gives <see cref="AfmKernels.UpdateSparse"/>'s
+    /// parameters and optimizer state bit for bit, over two steps (the second reads the state the first wrote).
+    /// </summary>
+    [Theory]
+    [InlineData(ModelKind.Afm, OptimizerKind.Adagrad)]
+    [InlineData(ModelKind.Afm, OptimizerKind.Adam)]
+    [InlineData(ModelKind.Fm, OptimizerKind.Sgd)]
+    public void GatherThenApplyIsTheSparseUpdate(ModelKind kind, OptimizerKind opt)
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int features = 23, k = 7;
+        int t = kind == ModelKind.Afm ? 5 : 0;
+        var model = Fixtures.RandomModel(kind, features, k, t, LossKind.Squared, seed: 31);
+        var data = Fixtures.RaggedData(features, Lengths, LossKind.Squared, seed: 33);
+        using var fused = Prepare(acc, model, data, opt);
+        using var split = Prepare(acc, model, data, opt);
+        int unique = split.Batch.UniqueCount;
+        using var grads = acc.Allocate<float>((long)unique * (k + 1));
+        var step = new StepParams(LossKind.Squared, 1f, 1f, 5, 1f / data.Rows);
+        for (int stepNo = 1; stepNo <= 2; stepNo++)
+        {
+            var op = new OptimizerParams(opt, 0.05f, 0, stepNo);
+            fused.Kernels.ForwardBackward(fused.Device, fused.Batch, fused.Work, step);
+            fused.Kernels.UpdateSparse(fused.Device, fused.Batch, fused.Work, op);
+            split.Kernels.ForwardBackward(split.Device, split.Batch, split.Work, step);
+            split.Kernels.GatherSparse(split.Batch, split.Work, grads);
+            if (stepNo == 1)
+            {
+                var g = AfmReference.Gradient(kind, LossKind.Squared, RefParams.From(model), k, t, Fixtures.Rows(data), 0, out _);
+                var ids = split.Batch.UniqueIds.ToArray().AsSpan(0, unique).ToArray();
+                var got = grads.ToArray();
+                var dv = ids.SelectMany(id => g.V.AsSpan(id * k, k).ToArray()).ToArray();
+                Fixtures.AssertClose(Enumerable.Range(0, unique).SelectMany(u => got.AsSpan(u * (k + 1), k).ToArray()).ToArray(), dv, RelTol, AbsTol, "gathered dV");
+                Fixtures.AssertClose(Enumerable.Range(0, unique).Select(u => got[u * (k + 1) + k]).ToArray(), ids.Select(id => g.W[id]).ToArray(), RelTol, AbsTol, "gathered dw");
+            }
+            split.Kernels.ApplySparse(split.Device, split.Batch.UniqueIds, grads, unique, op);
+            foreach (var (a, b, name) in new[]
+                {
+                    (fused.Device.V, split.Device.V, "V"), (fused.Device.Linear, split.Device.Linear, "w"),
+                    (fused.Device.VState1, split.Device.VState1, "V state 1"), (fused.Device.VState2, split.Device.VState2, "V state 2"),
+                    (fused.Device.LinearState1, split.Device.LinearState1, "w state 1"), (fused.Device.LinearState2, split.Device.LinearState2, "w state 2"),
+                })
+            {
+                if (a is null) continue;
+                Assert.True(a.ToArray().AsSpan().SequenceEqual(b!.ToArray()), $"{name} after step {stepNo}: gather + apply differs from the fused update");
+            }
+        }
+    }
+
+    /// <summary>
+    /// A batch that is the tail of a global batch, with <see cref="StepParams.RowOffset"/> its start, draws the
+    /// global batch's dropout masks: its rows' outputs are those rows' outputs in the whole batch, bit for bit.
+    /// </summary>
+    [Theory]
+    [InlineData(ModelKind.Afm)]
+    [InlineData(ModelKind.Fm)]
+    public void ARowOffsetDrawsTheGlobalBatchsDropoutMasks(ModelKind kind)
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int features = 23, k = 8, offset = 3;
+        int t = kind == ModelKind.Afm ? 4 : 0;
+        var model = Fixtures.RandomModel(kind, features, k, t, LossKind.Squared, seed: 41);
+        var data = Fixtures.RaggedData(features, Lengths, LossKind.Squared, seed: 43);
+        var tail = data.Subset(Enumerable.Range(offset, data.Rows - offset).ToArray());
+        using var whole = Prepare(acc, model, data, OptimizerKind.Sgd, data.MaxNnz);
+        using var part = Prepare(acc, model, tail, OptimizerKind.Sgd, data.MaxNnz);
+        var step = new StepParams(LossKind.Squared, 0.6f, 0.6f, 99, 0.125f);
+        whole.Kernels.ForwardBackward(whole.Device, whole.Batch, whole.Work, step);
+        part.Kernels.ForwardBackward(part.Device, part.Batch, part.Work, step with { RowOffset = offset });
+        int rows = tail.Rows, slots = data.MaxNnz * k;
+        Assert.Equal(whole.Work.Yhat.ToArray().AsSpan(offset, rows).ToArray(), part.Work.Yhat.ToArray().AsSpan(0, rows).ToArray());
+        Assert.Equal(whole.Work.Gradient.ToArray().AsSpan(offset, rows).ToArray(), part.Work.Gradient.ToArray().AsSpan(0, rows).ToArray());
+        Assert.Equal(whole.Work.EmbeddingGrad.ToArray().AsSpan(offset * slots, rows * slots).ToArray(), part.Work.EmbeddingGrad.ToArray().AsSpan(0, rows * slots).ToArray());
+        // and without the offset the masks differ
+        part.Kernels.ForwardBackward(part.Device, part.Batch, part.Work, step);
+        Assert.NotEqual(whole.Work.Yhat.ToArray().AsSpan(offset, rows).ToArray(), part.Work.Yhat.ToArray().AsSpan(0, rows).ToArray());
+    }
+
     [Fact]
     public void AttentionIsOnSumsToOneAndDiffersAcrossPairs()
     {

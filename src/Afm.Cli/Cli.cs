@@ -152,11 +152,11 @@ public static class Cli
     /// <summary>The most --threads accepts: 4 workers per core.</summary>
     internal static int MaxThreads => 4 * Environment.ProcessorCount;
 
-    internal static Accelerator OpenAccelerator(IAcceleratorOptions o, TextWriter stderr)
+    internal static Accelerator OpenAccelerator(IAcceleratorOptions o, TextWriter stderr, string? selector = null)
     {
         if (o.Threads < 0 || o.Threads > MaxThreads)
             throw new ArgumentException($"--threads {o.Threads}: must be in 0..{MaxThreads} (0 = all cores; at most 4 per core, this machine has {Environment.ProcessorCount})");
-        var acc = AcceleratorRegistry.Create(o.Accelerator, out string note, o.Threads);
+        var acc = AcceleratorRegistry.Create(selector ?? o.Accelerator, out string note, o.Threads);
         stderr.WriteLine(Printable.Escape(note));
         return acc;
     }

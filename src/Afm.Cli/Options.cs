@@ -112,6 +112,9 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
 
     [Option("resume", HelpText = "Continue from the checkpoint (in --checkpoint DIR, default <output>.checkpoint) if there is one; the result is the same, bit for bit, as an uninterrupted run.")]
     public bool Resume { get; set; }
+
+    [Option("save-replicas", HelpText = "Under mpirun: every rank also writes its own copy of the model as <output>.rank<R> (to check that the replicas agree bit for bit).")]
+    public bool SaveReplicas { get; set; }
 }
 
 [Verb("evaluate", HelpText = "Score a model on labelled data and print its metrics.")]

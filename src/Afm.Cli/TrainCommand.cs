@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.Data;
+using Afm.Gpu.Distributed;
+using Afm.Gpu.IO;
 using Afm.Gpu.Explain;
 using Afm.Gpu.Kernels;
 using Afm.Gpu.Model;
@@ -11,15 +13,45 @@ namespace Afm.Cli;
 
 internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter stderr)
 {
+    // The MPI job this process is a rank of when started by mpirun; null otherwise.
+    private MpiCluster? _cluster;
+
+    // Rank 0 alone prints, evaluates and writes files.
+    private bool Root => _cluster?.IsRoot ?? true;
+
+    /// <summary>Trains; under mpirun, as one rank of a data-parallel job, where a failure on any rank ends the whole job.</summary>
     public int Run()
+    {
+        using var cluster = MpiCluster.FromEnvironment();
+        if (cluster is null) return Train();
+        _cluster = cluster;
+        var errors = stderr;
+        if (!cluster.IsRoot) (stdout, stderr) = (TextWriter.Null, TextWriter.Null);
+        try
+        {
+            return Train();
+        }
+        catch (Exception e)
+        {
+            // Before MPI_Finalize (cluster's Dispose): the other ranks may be waiting in a collective for this one.
+            cluster.Abort(Printable.Escape(Cli.Describe(e)), errors);
+            throw;
+        }
+    }
+
+    private int Train()
     {
         var options = BuildOptions();
         bool demo = o.TrainFile is null;
         var input = InputEncodingOf(demo);
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
-        Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        if (Root) Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        if (o.SaveReplicas && _cluster is not null)
+            Cli.CheckOutput("--save-replicas", Replica(output, _cluster.Rank), o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         var checkpoint = Checkpoint(output, demo);
-        using var acc = Cli.OpenAccelerator(o, stderr);
+        using var acc = _cluster is null ? Cli.OpenAccelerator(o, stderr) : _cluster.OpenAccelerator(o.Accelerator, s => Cli.OpenAccelerator(o, stderr, s));
+        if (_cluster is not null)
+            stdout.WriteLine($"data-parallel training on {_cluster.Size} ranks: each takes its shard of every global batch of {options.BatchSize} rows; rank 0 evaluates and writes");
         using var files = new DataFiles(o, stdout);
         RowSource train;
         RowSource? validation = null, test = null;
@@ -76,8 +108,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             fmOptions.Model = ModelKind.Fm;
             stdout.WriteLine("-- FM (for comparison)");
             var fmResult = RunTrainer(acc, fmOptions, train, validation, null, null);
-            var fmTest = Score(acc, fmResult.Model, test!);
-            stdout.WriteLine($"FM test {fmTest.Format(options.Loss)}");
+            if (Root) stdout.WriteLine($"FM test {Score(acc, fmResult.Model, test!).Format(options.Loss)}");
             stdout.WriteLine($"-- {options.Model.ToString().ToUpperInvariant()}");
         }
 
@@ -91,6 +122,12 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = result.Pretraining.BestEpoch.ToString();
         if (result.Refitted) meta.Properties["refit"] = "all rows";
+        if (_cluster is not null)
+        {
+            ReportExchange(_cluster, options);
+            if (o.SaveReplicas) ModelFile.Save(result.Model, Replica(output, _cluster.Rank), meta);
+            if (!Root) return 0;
+        }
         ModelFile.Save(result.Model, output, meta);
         stdout.WriteLine($"best epoch {result.Training.BestEpoch}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
         if (test is not null)
@@ -102,6 +139,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         return 0;
     }
 
+    /// <summary>Where rank <paramref name="rank"/> writes its copy of the model with --save-replicas.</summary>
+    private static string Replica(string output, int rank) => $"{output}.rank{rank}";
+
     private CheckpointOptions? Checkpoint(string output, bool demo)
     {
         if (o.Checkpoint is null && !o.Resume) return null;
@@ -110,7 +150,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (File.Exists(dir)) throw new ArgumentException($"--checkpoint {dir}: is a file, not a directory");
         var checkpoint = new CheckpointOptions { Directory = dir, Resume = o.Resume };
         Directory.CreateDirectory(dir);
-        Cli.CheckOutput("--checkpoint", checkpoint.FilePath, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm, output);
+        if (Root) Cli.CheckOutput("--checkpoint", checkpoint.FilePath, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm, output);
         if (o.Resume)
         {
             // one checkpoint per stage of the recipe (FM pre-training, each λ, refit), each in its own folder
@@ -126,7 +166,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private RecipeResult RunTrainer(Accelerator acc, TrainerOptions options, RowSource train, RowSource? validation, AfmModel? pretrained, CheckpointOptions? checkpoint)
     {
-        var recipe = new Recipe(acc, options) { Checkpoint = checkpoint };
+        var recipe = new Recipe(acc, options) { Checkpoint = checkpoint, Cluster = _cluster };
         bool progress = !o.NoProgress && !Console.IsErrorRedirected;
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
@@ -153,6 +193,17 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"{tag}epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
         };
         return recipe.Run(train, validation, pretrained);
+    }
+
+    /// <summary>The bytes this rank sent per step, dense and sparse, and what every rank received.</summary>
+    private void ReportExchange(MpiCluster cluster, TrainerOptions options)
+    {
+        if (cluster.Steps == 0) return;
+        double dense = (double)cluster.DenseBytesSent / cluster.Steps, sparse = (double)(cluster.BytesSent - cluster.DenseBytesSent) / cluster.Steps;
+        double ids = sparse / (sizeof(int) + (options.K + 1) * sizeof(float));
+        stdout.WriteLine($"exchanged per step and rank (mean of {cluster.Steps} steps): sent {(dense + sparse) / 1024:F1} KiB " +
+            $"(dense {dense / 1024:F1} KiB, sparse {sparse / 1024:F1} KiB = {ids:F0} distinct ids x (id + k + 1)), received {cluster.Size * (dense + sparse) / 1024:F1} KiB; " +
+            $"{(double)cluster.MergedIds / cluster.Steps:F0} ids merged; exchange {cluster.ExchangeTime.TotalMilliseconds / cluster.Steps:F2} ms per step");
     }
 
     private static Metrics Score(Accelerator acc, AfmModel model, RowSource data)

@@ -208,7 +208,22 @@ public static class SelfTest
             outputs.Add(($"sparse {name} w", model.Linear.ToArray()));
             outputs.Add(($"dense {name}", model.Dense.ToArray()));
         }
+        if (kernels.SupportsGradientExchange) AddSplitSparse(acc, kernels, batch, work, input, outputs);
         return outputs;
+    }
+
+    /// <summary>The sparse update in its two halves (data-parallel training): the gathered gradients, and Adam applied from them.</summary>
+    private static void AddSplitSparse(Accelerator acc, AfmKernels kernels, DeviceBatch batch, TrainWorkspace work, Inputs input, List<(string, float[])> outputs)
+    {
+        using var grads = acc.Allocate<float>((long)Math.Max(1, batch.UniqueCount) * (input.Shape.K + 1));
+        kernels.GatherSparse(batch, work, grads);
+        outputs.Add(("sparse gather dV, dw", Head(grads, (long)batch.UniqueCount * (input.Shape.K + 1))));
+        using var model = kernels.CreateModel(OptimizerKind.Adam);
+        model.Upload(input.Model);
+        SetState(model, input, OptimizerKind.Adam);
+        kernels.ApplySparse(model, batch.UniqueIds, grads, batch.UniqueCount, new OptimizerParams(OptimizerKind.Adam, 0.05f, 0.01f, 3, Epsilon: 1e-8f));
+        outputs.Add(("sparse apply Adam V", model.V.ToArray()));
+        outputs.Add(("sparse apply Adam w", model.Linear.ToArray()));
     }
 
     private static float[] Head(DeviceBuffer<float> b, long n)

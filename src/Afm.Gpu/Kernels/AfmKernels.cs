@@ -61,6 +61,27 @@ public abstract class AfmKernels : IDisposable
     /// </summary>
     public abstract void UpdateSparse(DeviceModel model, DeviceBatch batch, TrainWorkspace work, in OptimizerParams opt);
 
+    /// <summary>
+    /// Whether <see cref="GatherSparse"/> and <see cref="ApplySparse"/> are available: the sparse update in two
+    /// halves, so that the per-id gradients of several processes can be exchanged and merged between them.
+    /// </summary>
+    public virtual bool SupportsGradientExchange => false;
+
+    /// <summary>
+    /// The first half of <see cref="UpdateSparse"/>: for the batch's distinct id u (in the order of
+    /// <see cref="DeviceBatch.UniqueIds"/>), writes dV = Σ de x at <c>grads[u (k + 1) ..]</c> and dw = Σ g x after it.
+    /// </summary>
+    public virtual void GatherSparse(DeviceBatch batch, TrainWorkspace work, DeviceBuffer<float> grads) =>
+        throw new NotSupportedException($"{Accelerator.Descriptor.Name}: these kernels do not split the sparse update (data-parallel training needs it)");
+
+    /// <summary>
+    /// The second half of <see cref="UpdateSparse"/>: applies the optimizer to the embedding row and linear weight of
+    /// each of the <paramref name="count"/> distinct <paramref name="ids"/>, with the gradients laid out as
+    /// <see cref="GatherSparse"/> writes them. Gathering and applying one batch gives what <see cref="UpdateSparse"/> does, bit for bit.
+    /// </summary>
+    public virtual void ApplySparse(DeviceModel model, DeviceBuffer<int> ids, DeviceBuffer<float> grads, int count, in OptimizerParams opt) =>
+        throw new NotSupportedException($"{Accelerator.Descriptor.Name}: these kernels do not split the sparse update (data-parallel training needs it)");
+
     /// <summary>Applies the optimizer to the dense parameters, adding 2 λ W to W's gradient. For FM, p stays fixed.</summary>
     public abstract void UpdateDense(DeviceModel model, TrainWorkspace work, in OptimizerParams opt);
 

@@ -19,7 +19,12 @@ public enum OptimizerKind
 /// <param name="Keep1">Keep probability of the pooled-vector dropout (1 = off).</param>
 /// <param name="Seed">Dropout seed of this step (see <see cref="DropoutRng"/>).</param>
 /// <param name="Scale">Gradient scale, 1 / rows in the batch (the loss is a batch mean).</param>
-public readonly record struct StepParams(LossKind Loss, float Keep0, float Keep1, uint Seed, float Scale);
+/// <param name="RowOffset">
+/// The batch's first row's index within the global batch, which the dropout masks are drawn by: 0 in one process;
+/// in data-parallel training, where each process takes a shard of the global batch, the shard's start, so that the
+/// masks do not depend on the number of processes.
+/// </param>
+public readonly record struct StepParams(LossKind Loss, float Keep0, float Keep1, uint Seed, float Scale, int RowOffset = 0);
 
 /// <summary>Settings of an optimizer update.</summary>
 /// <param name="Kind">Optimizer.</param>

@@ -55,6 +55,9 @@ public sealed class Recipe
     /// </summary>
     public CheckpointOptions? Checkpoint { get; init; }
 
+    /// <summary>The MPI job every stage trains as one rank of (see <see cref="Trainer.Cluster"/>); null: one process.</summary>
+    public Distributed.MpiCluster? Cluster { get; init; }
+
     /// <summary>Called after every epoch of every run.</summary>
     public event Action<TrainStage, EpochReport>? EpochCompleted;
 
@@ -168,7 +171,7 @@ public sealed class Recipe
             checkpoint = new CheckpointOptions { Directory = Path.Combine(Checkpoint.Directory, name), Resume = Checkpoint.Resume };
             Directory.CreateDirectory(checkpoint.Directory);
         }
-        var trainer = new Trainer(_accelerator, options) { Checkpoint = checkpoint };
+        var trainer = new Trainer(_accelerator, options) { Checkpoint = checkpoint, Cluster = Cluster };
         trainer.EpochCompleted += r => EpochCompleted?.Invoke(stage, r);
         trainer.Progress += p => Progress?.Invoke(stage, p);
         return trainer.Train(train, validation, initial, cancel);

@@ -163,13 +163,14 @@ public sealed partial class Trainer
         using var device = kernels.CreateModel(o.Optimizer);
         using var batch = kernels.CreateBatch();
         using var work = kernels.CreateWorkspace();
+        using var exchange = CreateExchange(kernels);
         device.Upload(model);
         var host = new HostBatch(shape.BatchCapacity, maxNnz, model.FeatureCount);
 
         var history = new List<EpochReport>();
         var best = model.Clone();
         int bestEpoch = 0;
-        double bestScore = validation is null ? double.PositiveInfinity : Evaluate(kernels, device, batch, host, work, validation, model).Metrics.Objective(o.Loss);
+        double bestScore = validation is null ? double.PositiveInfinity : EvaluateOnRoot(kernels, device, batch, host, work, validation, model).Metrics.Objective(o.Loss);
         if (double.IsNaN(bestScore)) throw Diverged(0, 0, $"the initial model's validation score on {validation!.Name} is NaN", train);
         // Without validation, the predictions of a few training rows show whether a model is usable before it is kept.
         var probe = validation ?? RowSource.Of(train.Head(shape.BatchCapacity));
@@ -189,25 +190,33 @@ public sealed partial class Trainer
             for (int e = 1; e < firstEpoch; e++) order.Shuffle(rng); // the shuffles of the epochs done
             if (o.Patience > 0 && sinceBest >= o.Patience) firstEpoch = int.MaxValue; // it had stopped early
         }
+        CheckSameStart(firstEpoch, step);
         for (int epoch = firstEpoch; epoch <= o.Epochs; epoch++)
         {
             order.Shuffle(rng);
             work.LossSum.Clear();
             var sw = Stopwatch.StartNew();
             // The next batch is assembled on the host while the accelerator runs the current step.
-            using var feed = new BatchFeed(host, order.Batches(batchSize), cancel);
-            for (long start = 0, count; (count = feed.Wait()) > 0; start += count)
+            // Under MPI each rank fills its shard of every global batch (MpiCluster.ShardOf).
+            using var feed = new BatchFeed(host, order.Batches(batchSize), Cluster is null ? null : Cluster.ShardOf, cancel);
+            for (long start = 0; ; start += feed.Count)
             {
                 cancel.ThrowIfCancellationRequested();
+                int count = feed.Wait();
+                if (count == 0) break;
                 batch.Upload(host);
                 feed.FillNext();
                 step++;
-                var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count);
+                var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count, feed.Offset);
                 var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps);
                 kernels.ForwardBackward(device, batch, work, sp);
-                kernels.ReduceDense(work);
-                kernels.UpdateSparse(device, batch, work, op);
-                kernels.UpdateDense(device, work, op);
+                if (exchange is null)
+                {
+                    kernels.ReduceDense(work);
+                    kernels.UpdateSparse(device, batch, work, op);
+                    kernels.UpdateDense(device, work, op);
+                }
+                else exchange.Step(device, batch, work, op);
                 work.LossSum.CopyTo(lossSum);
                 if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
                 Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
@@ -219,7 +228,7 @@ public sealed partial class Trainer
             if (trainLoss > DivergenceFactor * baselineLoss)
                 throw Diverged(epoch, step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"the mean training loss {trainLoss:G3} is over {DivergenceFactor:G0} times that of predicting the mean label ({baselineLoss:G3}, at least 1% of the labels' scale)"), train);
-            var (metrics, badRow, badValue) = Evaluate(kernels, device, batch, host, work, probe, model);
+            var (metrics, badRow, badValue) = EvaluateOnRoot(kernels, device, batch, host, work, probe, model);
             if (badRow >= 0) throw Diverged(epoch, step, $"the prediction for row {badRow + 1} of {probe.Name} is {badValue}", train);
             if (validation is null) metrics = null;
             else if (!double.IsFinite(metrics.Objective(o.Loss)))
@@ -236,11 +245,12 @@ public sealed partial class Trainer
             else sinceBest++;
             var report = new EpochReport(epoch, trainLoss, metrics, seconds, train.Rows / Math.Max(seconds, 1e-9), isBest);
             history.Add(report);
-            if (Checkpoint is not null)
+            if (Checkpoint is not null && IsRoot)
                 CheckpointFile.Save(Checkpoint, fingerprint, new CheckpointState(epoch, step, bestEpoch, bestScore, sinceBest, history), best, device);
             EpochCompleted?.Invoke(report);
             if (o.Patience > 0 && sinceBest >= o.Patience) break;
         }
+        CheckReplicas(best, device);
         return new TrainResult(best, bestEpoch, history);
     }
 

@@ -19,7 +19,8 @@ internal sealed class IlgpuAfmKernels : AfmKernels
     private readonly Action<KernelConfig, ModelViews, BatchViews, ArrayView<float>, ArrayView<float>, int> _forward;
     private readonly Action<KernelConfig, ModelViews, BatchViews, TrainViews, StepArgs> _train;
     private readonly Action<Index1D, ArrayView<float>, int, int, ArrayView<float>, ArrayView<float>> _reduce;
-    private readonly Action<Index1D, SparseViews, OptimizerArgs> _sparse;
+    private readonly Action<Index1D, SparseViews, OptimizerArgs> _sparse, _applySparse;
+    private readonly Action<Index1D, SparseViews> _gatherSparse;
     private readonly Action<Index1D, DenseViews, OptimizerArgs> _dense;
     private readonly IlgpuBuffer<float> _unused;
     private readonly int _sharedFloats;
@@ -39,6 +40,8 @@ internal sealed class IlgpuAfmKernels : AfmKernels
             _train = native.LoadStreamKernel(Bind<Action<ModelViews, BatchViews, TrainViews, StepArgs>>(nameof(GpuKernels.Train), shapeType), fixedGroup);
             _reduce = native.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, int, int, ArrayView<float>, ArrayView<float>>(GpuKernels.ReduceDense);
             _sparse = native.LoadAutoGroupedStreamKernel<Index1D, SparseViews, OptimizerArgs>(GpuKernels.UpdateSparse);
+            _gatherSparse = native.LoadAutoGroupedStreamKernel<Index1D, SparseViews>(GpuKernels.GatherSparse);
+            _applySparse = native.LoadAutoGroupedStreamKernel<Index1D, SparseViews, OptimizerArgs>(GpuKernels.ApplySparse);
             _dense = native.LoadAutoGroupedStreamKernel<Index1D, DenseViews, OptimizerArgs>(GpuKernels.UpdateDense);
             _unused = new IlgpuBuffer<float>(native, 1);
         }
@@ -129,7 +132,7 @@ internal sealed class IlgpuAfmKernels : AfmKernels
         };
         var s = new StepArgs
         {
-            Loss = (int)step.Loss, Keep0 = step.Keep0, Keep1 = step.Keep1, Seed = step.Seed, Scale = step.Scale, RowsPerGroup = Config.RowsPerGroup,
+            Loss = (int)step.Loss, Keep0 = step.Keep0, Keep1 = step.Keep1, Seed = step.Seed, Scale = step.Scale, RowsPerGroup = Config.RowsPerGroup, RowOffset = step.RowOffset,
         };
         lock (_acc.Gate)
         {
@@ -148,15 +151,48 @@ internal sealed class IlgpuAfmKernels : AfmKernels
     {
         if (batch.UniqueCount == 0) return;
         CheckOptimizer(opt);
-        var s = new SparseViews
-        {
-            V = V(model.V), Linear = V(model.Linear), VState1 = V(model.VState1), VState2 = V(model.VState2),
-            LinearState1 = V(model.LinearState1), LinearState2 = V(model.LinearState2), EmbeddingGrad = V(work.EmbeddingGrad),
-            Gradient = V(work.Gradient), Values = V(batch.Values), UniqueIds = V(batch.UniqueIds), UniqueOffsets = V(batch.UniqueOffsets),
-            Occurrences = V(batch.Occurrences), Unique = batch.UniqueCount, K = Shape.K, M = Shape.MaxNnz,
-        };
+        var s = Sparse(Gather(batch, work), model);
         lock (_acc.Gate)
             _sparse(batch.UniqueCount * Shape.K, s, OptimizerArgs.From(opt));
+    }
+
+    public override bool SupportsGradientExchange => true;
+
+    public override void GatherSparse(DeviceBatch batch, TrainWorkspace work, DeviceBuffer<float> grads)
+    {
+        if (batch.UniqueCount == 0) return;
+        var s = Gather(batch, work);
+        s.Grads = V(grads);
+        lock (_acc.Gate)
+            _gatherSparse(batch.UniqueCount * (Shape.K + 1), s);
+    }
+
+    public override void ApplySparse(DeviceModel model, DeviceBuffer<int> ids, DeviceBuffer<float> grads, int count, in OptimizerParams opt)
+    {
+        if (count == 0) return;
+        CheckOptimizer(opt);
+        var s = Sparse(new SparseViews { UniqueIds = V(ids), Grads = V(grads), Unique = count, K = Shape.K, M = Shape.MaxNnz }, model);
+        lock (_acc.Gate)
+            _applySparse(count * (Shape.K + 1), s, OptimizerArgs.From(opt));
+    }
+
+    /// <summary>The views the sparse gather reads (the other views unset).</summary>
+    private SparseViews Gather(DeviceBatch batch, TrainWorkspace work) => new()
+    {
+        EmbeddingGrad = V(work.EmbeddingGrad), Gradient = V(work.Gradient), Values = V(batch.Values), UniqueIds = V(batch.UniqueIds),
+        UniqueOffsets = V(batch.UniqueOffsets), Occurrences = V(batch.Occurrences), Unique = batch.UniqueCount, K = Shape.K, M = Shape.MaxNnz,
+    };
+
+    /// <summary><paramref name="s"/> with the parameters and optimizer state the sparse update writes.</summary>
+    private SparseViews Sparse(SparseViews s, DeviceModel model)
+    {
+        s.V = V(model.V);
+        s.Linear = V(model.Linear);
+        s.VState1 = V(model.VState1);
+        s.VState2 = V(model.VState2);
+        s.LinearState1 = V(model.LinearState1);
+        s.LinearState2 = V(model.LinearState2);
+        return s;
     }
 
     public override void UpdateDense(DeviceModel model, TrainWorkspace work, in OptimizerParams opt)

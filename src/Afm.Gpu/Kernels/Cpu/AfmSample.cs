@@ -283,7 +283,7 @@ internal static class AfmSample
             SoftmaxForward(sc.Score, a);
             float inv0 = 1f / step.Keep0;
             for (int p = 0; p < pairs; p++)
-                aDrop[p] = DropoutRng.Keep(step.Seed, row, DropoutRng.AttentionStream, p, step.Keep0) ? a[p] * inv0 : 0f;
+                aDrop[p] = DropoutRng.Keep(step.Seed, row + step.RowOffset, DropoutRng.AttentionStream, p, step.Keep0) ? a[p] * inv0 : 0f;
             PoolForward(aDrop, sc.Q, k, u);
         }
         else
@@ -295,7 +295,7 @@ internal static class AfmSample
         float inv1 = 1f / step.Keep1;
         for (int d = 0; d < k; d++)
         {
-            mask1[d] = DropoutRng.Keep(step.Seed, row, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
+            mask1[d] = DropoutRng.Keep(step.Seed, row + step.RowOffset, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
             uDrop[d] = u[d] * mask1[d];
         }
         var pvec = dense.Slice(sh.OffsetP, k);

@@ -145,33 +145,96 @@ internal sealed class CpuAfmKernels : AfmKernels
 
     public override void UpdateSparse(DeviceModel model, DeviceBatch batch, TrainWorkspace work, in OptimizerParams opt)
     {
-        int m = Shape.MaxNnz, k = Shape.K, unique = batch.UniqueCount;
+        int k = Shape.K, unique = batch.UniqueCount;
         var o = opt;
-        float[] v = D(model.V), lin = D(model.Linear), de = D(work.EmbeddingGrad), g = D(work.Gradient), vals = D(batch.Values);
-        float[]? v1 = model.VState1 is null ? null : D(model.VState1), v2 = model.VState2 is null ? null : D(model.VState2);
-        float[]? l1 = model.LinearState1 is null ? null : D(model.LinearState1), l2 = model.LinearState2 is null ? null : D(model.LinearState2);
-        int[] uid = D(batch.UniqueIds), uoff = D(batch.UniqueOffsets), occ = D(batch.Occurrences);
-        const int Grain = 64;
-        Parallel.For(0, (unique + Grain - 1) / Grain, _parallel, c =>
+        var gather = new SparseGather(Shape, batch, work);
+        var state = new SparseState(model);
+        int[] uid = D(batch.UniqueIds);
+        Parallel.For(0, (unique + SparseGrain - 1) / SparseGrain, _parallel, c =>
         {
             Span<float> dv = stackalloc float[k];
-            int end = Math.Min(unique, (c + 1) * Grain);
-            for (int u = c * Grain; u < end; u++)
+            int end = Math.Min(unique, (c + 1) * SparseGrain);
+            for (int u = c * SparseGrain; u < end; u++)
             {
-                int id = uid[u];
-                dv.Clear();
-                float dw = 0;
-                for (int o2 = uoff[u]; o2 < uoff[u + 1]; o2++)
-                {
-                    int slot = occ[o2];
-                    float x = vals[slot];
-                    Simd.Axpy(x, de.AsSpan(slot * k, k), dv);
-                    dw += g[slot / m] * x;
-                }
-                Optimizer.Apply(_path, o, v.AsSpan(id * k, k), dv, v1 is null ? default : v1.AsSpan(id * k, k), v2 is null ? default : v2.AsSpan(id * k, k));
-                Optimizer.Apply(_path, o, lin.AsSpan(id, 1), new ReadOnlySpan<float>(ref dw), l1 is null ? default : l1.AsSpan(id, 1), l2 is null ? default : l2.AsSpan(id, 1));
+                float dw = gather.Row(u, dv);
+                state.Apply(_path, o, uid[u], dv, dw);
             }
         });
+    }
+
+    public override bool SupportsGradientExchange => true;
+
+    public override void GatherSparse(DeviceBatch batch, TrainWorkspace work, DeviceBuffer<float> grads)
+    {
+        int k = Shape.K, unique = batch.UniqueCount;
+        var gather = new SparseGather(Shape, batch, work);
+        float[] g = D(grads);
+        Parallel.For(0, (unique + SparseGrain - 1) / SparseGrain, _parallel, c =>
+        {
+            int end = Math.Min(unique, (c + 1) * SparseGrain);
+            for (int u = c * SparseGrain; u < end; u++)
+            {
+                var row = g.AsSpan(u * (k + 1), k + 1);
+                row[k] = gather.Row(u, row[..k]);
+            }
+        });
+    }
+
+    public override void ApplySparse(DeviceModel model, DeviceBuffer<int> ids, DeviceBuffer<float> grads, int count, in OptimizerParams opt)
+    {
+        int k = Shape.K;
+        var o = opt;
+        var state = new SparseState(model);
+        int[] id = D(ids);
+        float[] g = D(grads);
+        Parallel.For(0, (count + SparseGrain - 1) / SparseGrain, _parallel, c =>
+        {
+            int end = Math.Min(count, (c + 1) * SparseGrain);
+            for (int u = c * SparseGrain; u < end; u++)
+                state.Apply(_path, o, id[u], g.AsSpan(u * (k + 1), k), g[u * (k + 1) + k]);
+        });
+    }
+
+    /// <summary>Distinct ids per parallel work item of the sparse update.</summary>
+    private const int SparseGrain = 64;
+
+    /// <summary>Gathers one distinct id's dV = Σ de x and dw = Σ g x over its slots, in slot order.</summary>
+    private readonly struct SparseGather(ModelShape shape, DeviceBatch batch, TrainWorkspace work)
+    {
+        private readonly int _m = shape.MaxNnz, _k = shape.K;
+        private readonly float[] _de = D(work.EmbeddingGrad), _g = D(work.Gradient), _vals = D(batch.Values);
+        private readonly int[] _uoff = D(batch.UniqueOffsets), _occ = D(batch.Occurrences);
+
+        public float Row(int u, Span<float> dv)
+        {
+            int k = _k;
+            dv.Clear();
+            float dw = 0;
+            for (int o = _uoff[u]; o < _uoff[u + 1]; o++)
+            {
+                int slot = _occ[o];
+                float x = _vals[slot];
+                Simd.Axpy(x, _de.AsSpan(slot * k, k), dv);
+                dw += _g[slot / _m] * x;
+            }
+            return dw;
+        }
+    }
+
+    /// <summary>The embedding rows, linear weights and their optimizer state that the sparse update writes.</summary>
+    private readonly struct SparseState(DeviceModel model)
+    {
+        private readonly int _k = model.Shape.K;
+        private readonly float[] _v = D(model.V), _lin = D(model.Linear);
+        private readonly float[]? _v1 = model.VState1 is null ? null : D(model.VState1), _v2 = model.VState2 is null ? null : D(model.VState2);
+        private readonly float[]? _l1 = model.LinearState1 is null ? null : D(model.LinearState1), _l2 = model.LinearState2 is null ? null : D(model.LinearState2);
+
+        public void Apply(CpuSimdPath path, in OptimizerParams o, int id, ReadOnlySpan<float> dv, float dw)
+        {
+            int k = _k;
+            Optimizer.Apply(path, o, _v.AsSpan(id * k, k), dv, _v1 is null ? default : _v1.AsSpan(id * k, k), _v2 is null ? default : _v2.AsSpan(id * k, k));
+            Optimizer.Apply(path, o, _lin.AsSpan(id, 1), new ReadOnlySpan<float>(ref dw), _l1 is null ? default : _l1.AsSpan(id, 1), _l2 is null ? default : _l2.AsSpan(id, 1));
+        }
     }
 
     public override void UpdateDense(DeviceModel model, TrainWorkspace work, in OptimizerParams opt)

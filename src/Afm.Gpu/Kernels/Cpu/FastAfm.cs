@@ -278,7 +278,7 @@ internal static unsafe class FastAfm<TOps, TV> where TOps : struct, IVec<TV> whe
             if (step.Keep0 >= 1f) new ReadOnlySpan<float>(sc.A + off, pairs).CopyTo(new Span<float>(sc.ADrop + off, pairs));
             else
                 for (int p = 0; p < pairs; p++)
-                    sc.ADrop[off + p] = DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.AttentionStream, p, step.Keep0) ? sc.A[off + p] * inv0 : 0f;
+                    sc.ADrop[off + p] = DropoutRng.Keep(step.Seed, mb.Row + step.RowOffset, DropoutRng.AttentionStream, p, step.Keep0) ? sc.A[off + p] * inv0 : 0f;
             float* u = sc.U + g * kp, uDrop = sc.UDrop + g * kp, mask1 = sc.Mask1 + g * kp, du = sc.DU + g * kp;
             Pool(sc.ADrop + off, sc.Q + off * kp, kp, pairs, u);
             if (step.Keep1 >= 1f)
@@ -290,7 +290,7 @@ internal static unsafe class FastAfm<TOps, TV> where TOps : struct, IVec<TV> whe
             else
                 for (int d = 0; d < k; d++)
                 {
-                    float k1 = DropoutRng.Keep(step.Seed, mb.Row, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
+                    float k1 = DropoutRng.Keep(step.Seed, mb.Row + step.RowOffset, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
                     mask1[d] = k1;
                     uDrop[d] = u[d] * k1;
                 }

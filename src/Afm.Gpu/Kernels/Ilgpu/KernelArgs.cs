@@ -45,6 +45,8 @@ internal struct StepArgs
     public float Scale;
     /// <summary>Consecutive rows per group.</summary>
     public int RowsPerGroup;
+    /// <summary>The batch's first row's index in the global batch, which dropout masks are drawn by (<see cref="StepParams.RowOffset"/>).</summary>
+    public int RowOffset;
 }
 
 /// <summary>One optimizer step's scalars (as <see cref="OptimizerParams"/>).</summary>
@@ -81,6 +83,8 @@ internal struct SparseViews
     public ArrayView<int> UniqueIds;
     public ArrayView<int> UniqueOffsets;
     public ArrayView<int> Occurrences;
+    /// <summary>Per distinct id, [dV (K) | dw]: what <see cref="GpuKernels.GatherSparse"/> writes and <see cref="GpuKernels.ApplySparse"/> reads.</summary>
+    public ArrayView<float> Grads;
     public int Unique;
     public int K;
     public int M;

@@ -42,18 +42,67 @@ internal static partial class GpuKernels
         int k = s.K;
         if (it >= s.Unique * k) return;
         int u = it / k, d = it - u * k, id = s.UniqueIds[u];
-        float dv = 0f, dw = 0f;
+        ApplyEmbedding(s, o, id, d, GatherEmbedding(s, u, d));
+        if (d == 0) ApplyLinear(s, o, id, GatherLinear(s, u));
+    }
+
+    /// <summary>
+    /// The gather half of <see cref="UpdateSparse"/>, one work-item per (distinct id u, d ≤ K): writes dV_d (d &lt; K)
+    /// or dw (d = K) at Grads[u (K + 1) + d].
+    /// </summary>
+    public static void GatherSparse(Index1D it, SparseViews s)
+    {
+        int k = s.K;
+        if (it >= s.Unique * (k + 1)) return;
+        int u = it / (k + 1), d = it - u * (k + 1);
+        s.Grads[it] = d < k ? GatherEmbedding(s, u, d) : GatherLinear(s, u);
+    }
+
+    /// <summary>
+    /// The apply half of <see cref="UpdateSparse"/>, one work-item per (u, d ≤ K) of a list of Unique distinct ids
+    /// (UniqueIds) and their gradients laid out as <see cref="GatherSparse"/> writes them.
+    /// </summary>
+    public static void ApplySparse(Index1D it, SparseViews s, OptimizerArgs o)
+    {
+        int k = s.K;
+        if (it >= s.Unique * (k + 1)) return;
+        int u = it / (k + 1), d = it - u * (k + 1), id = s.UniqueIds[u];
+        if (d < k) ApplyEmbedding(s, o, id, d, s.Grads[it]);
+        else ApplyLinear(s, o, id, s.Grads[it]);
+    }
+
+    /// <summary>dV_d = Σ x de_d over distinct id u's slots, in slot order.</summary>
+    private static float GatherEmbedding(SparseViews s, int u, int d)
+    {
+        float dv = 0f;
         for (int q = s.UniqueOffsets[u], end = s.UniqueOffsets[u + 1]; q < end; q++)
         {
             int slot = s.Occurrences[q];
-            float x = s.Values[slot];
-            dv += x * s.EmbeddingGrad[(long)slot * k + d];
-            if (d == 0) dw += s.Gradient[slot / s.M] * x;
+            dv += s.Values[slot] * s.EmbeddingGrad[(long)slot * s.K + d];
         }
-        long vi = (long)id * k + d;
-        s.V[vi] = Step(o, s.V[vi], dv, s.VState1, s.VState2, vi);
-        if (d == 0) s.Linear[id] = Step(o, s.Linear[id], dw, s.LinearState1, s.LinearState2, id);
+        return dv;
     }
+
+    /// <summary>dw = Σ g x over distinct id u's slots, in slot order.</summary>
+    private static float GatherLinear(SparseViews s, int u)
+    {
+        float dw = 0f;
+        for (int q = s.UniqueOffsets[u], end = s.UniqueOffsets[u + 1]; q < end; q++)
+        {
+            int slot = s.Occurrences[q];
+            dw += s.Gradient[slot / s.M] * s.Values[slot];
+        }
+        return dw;
+    }
+
+    private static void ApplyEmbedding(SparseViews s, in OptimizerArgs o, int id, int d, float g)
+    {
+        long vi = (long)id * s.K + d;
+        s.V[vi] = Step(o, s.V[vi], g, s.VState1, s.VState2, vi);
+    }
+
+    private static void ApplyLinear(SparseViews s, in OptimizerArgs o, int id, float g) =>
+        s.Linear[id] = Step(o, s.Linear[id], g, s.LinearState1, s.LinearState2, id);
 
     /// <summary>Element-wise over the dense vector; W's gradient gains 2 λ W; FM keeps p fixed.</summary>
     public static void UpdateDense(Index1D e, DenseViews v, OptimizerArgs o)

@@ -102,11 +102,11 @@ internal static partial class GpuKernels
             int n = batch.Counts[r];
             Gather<TS>(r, n, model, batch, sId, sX, sE, sc);
             if (fm) FmPool<TS>(n, sE, sESum, sU);
-            else AttentionForward<TS>(r, n, model.Dense, sE, sS, sA, sAD, sU, red, sZR, tile >= pairs, step.Seed, step.Keep0);
+            else AttentionForward<TS>(r + step.RowOffset, n, model.Dense, sE, sS, sA, sAD, sU, red, sZR, tile >= pairs, step.Seed, step.Keep0);
             // pooled-vector dropout: sDU holds the mask (0 or 1/keep1) until du is formed
             for (int d = tid; d < k; d += group)
             {
-                float m1 = DropoutRng.Keep(step.Seed, r, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
+                float m1 = DropoutRng.Keep(step.Seed, r + step.RowOffset, DropoutRng.PooledStream, d, step.Keep1) ? inv1 : 0f;
                 sDU[d] = m1;
                 sU[d] = sU[d] * m1;
             }
