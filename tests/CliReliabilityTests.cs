@@ -202,6 +202,11 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         var help = Run("train", "--help");
         Assert.Equal(0, help.Code);
         Assert.Contains("--validation-fraction", help.Out);
+        // Help without a command lists every command.
+        var commands = Run("--help");
+        Assert.Equal(0, commands.Code);
+        foreach (string verb in new[] { "train", "evaluate", "predict", "explain", "export", "selftest", "devices", "demo-data", "cache" })
+            Assert.Matches($@"(?m)^\s+{verb}\s", commands.Out);
     }
 
     [Fact]

@@ -61,7 +61,9 @@ public static class Cli
     {
         if (errs.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError))
         {
-            stdout.WriteLine(HelpText.AutoBuild(parsed, h => h, e => e));
+            // Help without a command lists the commands; help of a command, its options.
+            bool commands = parsed.TypeInfo.Current == typeof(NullInstance);
+            stdout.WriteLine(HelpText.AutoBuild(parsed, h => h, e => e, verbsIndex: commands));
             return 0;
         }
         var error = errs.FirstOrDefault(e => e.Tag is not (ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError)) ?? errs[0];
