@@ -104,6 +104,40 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void OneHotChunksStoreNoValuesAndReadBackAsOnes()
+    {
+        // Chunks of 8 rows: the first two all one-hot, the third with one value of 0.5; every chunk reads back exactly.
+        var builder = new SparseDatasetBuilder();
+        var rng = new Random(3);
+        for (int r = 0; r < 24; r++)
+        {
+            int[] ids = [rng.Next(0, 10), rng.Next(10, 20), rng.Next(20, 30)];
+            builder.Add(ids, r == 17 ? [1f, 0.5f, 1f] : [1f, 1f, 1f], r % 2);
+        }
+        var data = builder.Build(30);
+        string text = WriteText("onehot.libfm", data);
+        string cache = PathOf("onehot.afmbin");
+        CacheFile.Write(text, cache, chunkRows: 8);
+        using (var file = CacheFile.Open(cache))
+        {
+            AssertSameRows(LibFmReader.Read(text), file.ReadAll());
+            Assert.Equal(file.ChunkByteRange(0).Length, file.ChunkByteRange(1).Length);
+            Assert.Equal(file.ChunkByteRange(0).Length + 4 * 24, file.ChunkByteRange(2).Length); // the values of 24 non-zeros
+        }
+        // A damaged byte in a values-free chunk is still caught.
+        var (offset, _) = ChunkRange(cache, 1);
+        Patch(cache, offset + 40, b => (byte)(b ^ 1));
+        using var damaged = CacheFile.Open(cache);
+        Assert.Contains("chunk 1 of 3", Assert.Throws<DataFormatException>(() => damaged.ReadChunk(1)).Message);
+    }
+
+    private static (long Offset, long Length) ChunkRange(string cache, int chunk)
+    {
+        using var file = CacheFile.Open(cache);
+        return file.ChunkByteRange(chunk);
+    }
+
+    [Fact]
     public void ACorruptChunkIsAOneLineErrorNamingTheFileAndTheChunk()
     {
         string text = WriteText("c.libfm", Ragged(100, 4));
