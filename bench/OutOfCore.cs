@@ -69,6 +69,11 @@ internal static class OutOfCore
             !Values.TryGetValue(name, out var v) ? fallback
             : long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) && n > 0 ? n
             : throw new ArgumentException($"{name} {v}: expected a positive integer");
+
+        public double Real(string name, double fallback) =>
+            !Values.TryGetValue(name, out var v) ? fallback
+            : double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && x >= 0 && x < 1 ? x
+            : throw new ArgumentException($"{name} {v}: expected a number in [0, 1)");
     }
 
     /// <summary>
@@ -131,7 +136,11 @@ internal static class OutOfCore
             $"GC heap hard limit: {(limit is null ? "none" : $"{Convert.ToInt64(limit, 16) / (1 << 20)} MiB (DOTNET_GCHeapHardLimit={limit})")}" +
             $"{(Environment.GetEnvironmentVariable("DOTNET_GCConserveMemory") is { } c ? $", DOTNET_GCConserveMemory={c}" : "")}");
         using var peak = new HeapSampler();
-        var options = new TrainerOptions { Model = ModelKind.Fm, K = 8, Epochs = epochs, BatchSize = 1024, LearningRate = 0.05f, Patience = 0, Seed = 1 };
+        var options = new TrainerOptions
+        {
+            Model = ModelKind.Fm, K = 8, Epochs = epochs, BatchSize = 1024, LearningRate = 0.05f, Patience = 0, Seed = (int)a.Number("--seed", 1),
+            ValidationFraction = (float)a.Real("--validation-fraction", 0.1),
+        };
         using var acc = new CpuAccelerator(threads);
         RowSource train;
         CacheFile? cache = null;
