@@ -145,6 +145,12 @@ public static partial class LibFmReader
         /// <summary>An <c>id:value</c> token without hashing.</summary>
         private (int Id, float Value) NumericFeature(ReadOnlySpan<byte> token)
         {
+            // The common case in one pass: digits, the only colon, a plain decimal; anything else takes the general path.
+            int i = 0;
+            long id64 = 0;
+            for (uint d; i < token.Length && (d = (uint)(token[i] - '0')) <= 9 && id64 <= MaxFeatureId; i++) id64 = id64 * 10 + d;
+            if (i > 0 && id64 <= MaxFeatureId && i < token.Length - 1 && token[i] == ':' && TryParsePlainDecimal(token[(i + 1)..], out float plain))
+                return CheckedFeature(token, (int)id64, plain);
             int colon = token.LastIndexOf((byte)':');
             if (colon <= 0 || colon == token.Length - 1)
                 throw colon < 0 && !FeatureHash.IsDigits(token) && !token.StartsWith("-"u8) ? NamedWithoutHashing(token) : Malformed(token, "id:value");
@@ -156,6 +162,11 @@ public static partial class LibFmReader
                 throw negative ? Error($"negative feature id in '{Show(token)}'")
                     : digits ? Error($"feature id in '{Show(token)}' is too large (the limit is {MaxFeatureId})")
                     : NamedWithoutHashing(token);
+            return CheckedFeature(token, id, value);
+        }
+
+        private (int Id, float Value) CheckedFeature(ReadOnlySpan<byte> token, int id, float value)
+        {
             CheckValue(token, value);
             if (_o.FeatureCount > 0 && id >= _o.FeatureCount)
                 throw Error($"feature id {id} is not below the model's feature count {_o.FeatureCount}");
@@ -255,16 +266,12 @@ public static partial class LibFmReader
     /// <summary>Returns the next space/tab-separated token of <paramref name="rest"/> (empty at the end) and advances past it.</summary>
     private static ReadOnlySpan<byte> NextToken(ref ReadOnlySpan<byte> rest)
     {
-        int start = rest.IndexOfAnyExcept((byte)' ', (byte)'\t');
-        if (start < 0)
-        {
-            rest = [];
-            return [];
-        }
-        rest = rest[start..];
-        int end = rest.IndexOfAny((byte)' ', (byte)'\t');
-        if (end < 0) end = rest.Length;
-        var token = rest[..end];
+        // A plain loop: tokens are a few bytes, too short for a vectorised search to pay for its setup.
+        int start = 0;
+        while (start < rest.Length && (rest[start] == ' ' || rest[start] == '\t')) start++;
+        int end = start;
+        while (end < rest.Length && rest[end] != ' ' && rest[end] != '\t') end++;
+        var token = rest[start..end];
         rest = rest[end..];
         return token;
     }
