@@ -40,6 +40,23 @@ public sealed class HashedModelTests : IDisposable
     }
 
     [Fact]
+    public void TheLibraryRecordsTheInputOfItsOptionsInTheTrainedModel()
+    {
+        string text = Path.Combine(_dir, "named.libfm");
+        File.WriteAllLines(text, Enumerable.Range(0, 80).Select(r => $"{r % 2} user={r % 7} item:{r % 5}x age:{r % 3 + 1}"));
+        var read = new LibFmReadOptions { HashBits = 6 };
+        var data = LibFmReader.Read(text, read);
+        var options = new TrainerOptions { Model = ModelKind.Fm, K = 4, Epochs = 2, BatchSize = 16, Loss = LossKind.Logistic, Input = read.Encoding };
+        var trained = AfmEngine.Train(data, options, accelerator: "cpu");
+        Assert.Equal(new InputEncoding(DataFormat.LibFm, 6), trained.Model.Input);
+        string path = Path.Combine(_dir, "named.afm");
+        trained.Save(path);
+        var loaded = AfmEngine.LoadModel(path);
+        Assert.Equal(6, loaded.Input.HashBits);
+        Assert.Equal(6, LibFmReadOptions.For(loaded, labelsMatter: false).HashBits);
+    }
+
+    [Fact]
     public void ModelFileKeepsTheInputAsVersion2AndWritesOthersAsVersion1()
     {
         string path = Path.Combine(_dir, "h.afm");

@@ -44,6 +44,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         var options = BuildOptions();
         bool demo = o.TrainFile is null;
         var input = InputEncodingOf(demo);
+        options.Input = input;
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
         if (Root) Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         if (o.SaveReplicas && _cluster is not null)

@@ -57,7 +57,7 @@ public sealed partial class Trainer
     /// <summary>A freshly initialised model as in the paper's code: V ~ N(0, std), w = w0 = 0, W and b ~ N(0, sqrt(2/(t+k))), h ~ N(0, 1), p = 1.</summary>
     public static AfmModel Initialize(TrainerOptions o, int featureCount)
     {
-        var model = new AfmModel(o.Model, featureCount, o.K, o.T, o.Loss);
+        var model = new AfmModel(o.Model, featureCount, o.K, o.T, o.Loss) { Input = o.Input };
         var rng = new Random(o.Seed);
         Fill(model.V, o.InitStd, rng);
         if (o.Model == ModelKind.Afm)
@@ -153,6 +153,7 @@ public sealed partial class Trainer
             if (validation is not null) CheckBinaryLabels(validation);
         }
         var model = initial?.Clone() ?? Initialize(o, featureCount);
+        if (!o.Input.IsDefault) model.Input = o.Input;
         if (model.Kind != o.Model || model.K != o.K || (o.Model == ModelKind.Afm && model.T != o.T))
             throw new ArgumentException("the initial model's kind or shape differs from the options");
         if (o.Loss == LossKind.Squared)

@@ -83,6 +83,13 @@ public sealed class TrainerOptions
     /// </summary>
     public float[]? LambdaCandidates { get; set; }
 
+    /// <summary>
+    /// How the training data was read: its format and feature hashing (<see cref="Data.LibFmReadOptions.Encoding"/>).
+    /// The trained model records it (<see cref="AfmModel.Input"/>), so that data for the model is read the same way.
+    /// Default: libFM text with ids as written.
+    /// </summary>
+    public Data.InputEncoding Input { get; set; } = Data.InputEncoding.Default;
+
     /// <summary>The λ values the command line tries by default: none, moderate, strong (README, "Defaults").</summary>
     public static IReadOnlyList<float> DefaultLambdaCandidates { get; } = [0f, 0.3f, 3f];
 
