@@ -28,7 +28,18 @@ public sealed record Metrics(double Rmse, double Mae, double LogLoss, double Auc
         int n = labels.Length;
         if (n == 0) return new Metrics(double.NaN, double.NaN, double.NaN, double.NaN, 0);
         double se = 0, ae = 0, ll = 0;
-        for (int i = 0; i < n; i++)
+        AddErrors(predictions, labels, loss, ref se, ref ae, ref ll);
+        double auc = loss == LossKind.Logistic ? RocAuc(predictions, labels) : double.NaN;
+        return new Metrics(Math.Sqrt(se / n), ae / n, loss == LossKind.Logistic ? ll / n : double.NaN, auc, n);
+    }
+
+    /// <summary>
+    /// Adds the rows' squared and absolute errors and (for logistic loss) log losses to the sums; a logistic label is
+    /// 1 when positive, else 0, and a probability is clamped to [1e-7, 1 − 1e-7] for the log.
+    /// </summary>
+    internal static void AddErrors(ReadOnlySpan<float> predictions, ReadOnlySpan<float> labels, LossKind loss, ref double se, ref double ae, ref double ll)
+    {
+        for (int i = 0; i < labels.Length; i++)
         {
             double y = loss == LossKind.Logistic ? (labels[i] > 0 ? 1 : 0) : labels[i];
             double d = predictions[i] - y;
@@ -40,8 +51,6 @@ public sealed record Metrics(double Rmse, double Mae, double LogLoss, double Auc
                 ll -= y * Math.Log(p) + (1 - y) * Math.Log(1 - p);
             }
         }
-        double auc = loss == LossKind.Logistic ? RocAuc(predictions, labels) : double.NaN;
-        return new Metrics(Math.Sqrt(se / n), ae / n, loss == LossKind.Logistic ? ll / n : double.NaN, auc, n);
     }
 
     /// <summary>ROC AUC with ties counted half (rank-sum form); NaN when one class is missing.</summary>
@@ -90,21 +99,14 @@ public sealed class MetricsAccumulator(LossKind loss)
     public void Add(ReadOnlySpan<float> predictions, ReadOnlySpan<float> labels)
     {
         if (predictions.Length != labels.Length) throw new ArgumentException("predictions and labels differ in length");
-        for (int i = 0; i < labels.Length; i++)
-        {
-            double y = loss == LossKind.Logistic ? (labels[i] > 0 ? 1 : 0) : labels[i];
-            double d = predictions[i] - y;
-            _se += d * d;
-            _ae += Math.Abs(d);
-            if (loss == LossKind.Logistic)
+        Metrics.AddErrors(predictions, labels, loss, ref _se, ref _ae, ref _ll);
+        if (loss == LossKind.Logistic)
+            for (int i = 0; i < labels.Length; i++)
             {
-                double p = Math.Clamp(predictions[i], 1e-7, 1 - 1e-7);
-                _ll -= y * Math.Log(p) + (1 - y) * Math.Log(1 - p);
                 int bin = (int)Math.Clamp(predictions[i] * (double)AucBins, 0, AucBins - 1);
-                if (y > 0) _positives![bin]++;
+                if (labels[i] > 0) _positives![bin]++;
                 else _negatives![bin]++;
             }
-        }
         _rows += labels.Length;
     }
 
