@@ -174,6 +174,20 @@ public sealed class DistributedTests : IDisposable
         Assert.DoesNotContain("   at ", text);
     }
 
+    [Fact]
+    public void CommandsOtherThanTrainRefuseToRunUnderMpirun()
+    {
+        if (MpiRun() is not { } mpirun) return;
+        string data = Data(200), model = Path.Combine(_dir, "fm.afm");
+        var (trained, _) = Run(null, null, "train", "--train", data, "--model", "fm", "-k", "4", "--epochs", "1", "-a", "cpu", "--no-progress", "-o", model);
+        Assert.Equal(0, trained);
+        string predictions = Path.Combine(_dir, "p.txt");
+        var (code, text) = Run(mpirun, 2, "predict", "-m", model, "-d", data, "-a", "cpu", "-o", predictions);
+        Assert.NotEqual(0, code);
+        Assert.Contains("afm-gpu: error: 'predict' does not run under mpirun (only train is data-parallel); run it as one process", text);
+        Assert.False(File.Exists(predictions));
+    }
+
     /// <summary>
     /// The sums of the gradients are taken in another order (per rank, then across ranks), so two runs agree to float
     /// rounding, amplified a little by the steps: every element within 2e-5 of its tensor's largest magnitude.

@@ -37,6 +37,10 @@ public static class Cli
         var parsed = parser.ParseArguments(args, verbs);
         try
         {
+            // Only training runs data-parallel; N copies of another command would print and write N times.
+            if (Afm.Gpu.Distributed.MpiCluster.IsLaunched && parsed.Value is not (null or TrainOptions)
+                && Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") != "1")
+                throw new ArgumentException($"'{args[0]}' does not run under mpirun (only train is data-parallel); run it as one process");
             return parsed.MapResult(
                 (TrainOptions o) => new TrainCommand(o, stdout, stderr).Run(),
                 (EvaluateOptions o) => Evaluate(o, stdout, stderr),
