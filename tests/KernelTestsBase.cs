@@ -146,6 +146,33 @@ public abstract class KernelTestsBase
         else Assert.All(after.Proj, p => Assert.Equal(1f, p));
     }
 
+    [Fact]
+    public void AttentionWeightsShrunkToNothingBecomeZero()
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int features = 15, k = 8, t = 4;
+        var model = Fixtures.RandomModel(ModelKind.Afm, features, k, t, LossKind.Squared, seed: 31);
+        model.AttnW[0] = 1e-30f;
+        model.AttnW[5] = -9e-25f;
+        model.AttnW[7] = 2e-24f;
+        model.AttnB[1] = 1e-30f; // not an attention weight: kept
+        var data = Fixtures.RaggedData(features, Lengths, LossKind.Squared, seed: 32);
+        using var s = Prepare(acc, model, data, OptimizerKind.Sgd);
+        s.Work.DenseGrad.Clear();
+        // A zero gradient and λ = 0: the step changes nothing but the tiny attention weights (TinyWeights.Threshold).
+        s.Kernels.UpdateDense(s.Device, s.Work, new OptimizerParams(OptimizerKind.Sgd, 0.1f, 0f, 1));
+        var after = new AfmModel(ModelKind.Afm, features, k, t, LossKind.Squared);
+        s.Device.Download(after);
+        var expected = (float[])model.AttnW.Clone();
+        expected[0] = 0;
+        expected[5] = 0;
+        Assert.Equal(expected, after.AttnW);
+        Assert.Equal(model.AttnB, after.AttnB);
+        Assert.Equal(model.AttnH, after.AttnH);
+        Assert.Equal(model.Proj, after.Proj);
+    }
+
     [Theory]
     [InlineData(OptimizerKind.Adagrad)]
     [InlineData(OptimizerKind.Adam)]

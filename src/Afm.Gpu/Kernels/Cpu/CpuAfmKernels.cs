@@ -255,6 +255,7 @@ internal sealed class CpuAfmKernels : AfmKernels
             int w0 = sh.OffsetW0;
             Optimizer.Apply(_path, opt, dense.AsSpan(w0, 1), g.Slice(w0, 1), s1 is null ? default : s1.AsSpan(w0, 1), s2 is null ? default : s2.AsSpan(w0, 1));
         }
+        Simd.ZeroBelow(dense.AsSpan(0, wLen), TinyWeights.Threshold);
     }
 
     protected override void Dispose(bool disposing)

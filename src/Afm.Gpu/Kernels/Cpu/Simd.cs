@@ -27,6 +27,23 @@ internal static class Simd
         return s;
     }
 
+    /// <summary>Sets the elements of <paramref name="x"/> smaller than <paramref name="threshold"/> in magnitude to 0.</summary>
+    public static void ZeroBelow(Span<float> x, float threshold)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var min = new Vector<float>(threshold);
+            for (; i <= x.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                var v = new Vector<float>(x.Slice(i));
+                Vector.ConditionalSelect(Vector.LessThan(Vector.Abs(v), min), Vector<float>.Zero, v).CopyTo(x.Slice(i));
+            }
+        }
+        for (; i < x.Length; i++)
+            if (MathF.Abs(x[i]) < threshold) x[i] = 0;
+    }
+
     /// <summary>y += a x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Axpy(float a, ReadOnlySpan<float> x, Span<float> y)

@@ -110,6 +110,8 @@ internal static partial class GpuKernels
         if (e >= v.Size || (e >= v.FixedFrom && e < v.FixedTo)) return;
         float g = v.Gradient[e];
         if (e < v.OffsetB) g += 2f * o.Lambda * v.Dense[e];
-        v.Dense[e] = Step(o, v.Dense[e], g, v.State1, v.State2, e);
+        float x = Step(o, v.Dense[e], g, v.State1, v.State2, e);
+        // An attention weight that λ has shrunk to nothing becomes 0, as on the CPU (see TinyWeights).
+        v.Dense[e] = e < v.OffsetB && x < TinyWeights.Threshold && x > -TinyWeights.Threshold ? 0f : x;
     }
 }
