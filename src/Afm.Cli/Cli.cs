@@ -209,10 +209,9 @@ public static class Cli
         var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
         using var files = new DataFiles(o, stdout);
         RowSource data;
-        if (map is null && o.TopPairs > 0 && model.Input.HashBits > 0 && !CacheFile.IsCache(o.Data))
+        if (o.TopPairs > 0 && DataFiles.NamesFromText(o.Data, model, map))
         {
-            // the pairs are named by the names hashed to each row, which only the text has
-            (var named, map) = ReadNamed(o.Data, model, map, wantNames: true);
+            (var named, map) = files.ReadAllNamed(o.Data, model, map);
             data = RowSource.Of(named);
         }
         else data = files.Open(o.Data, ReadOptionsFor(model, labelsMatter: false));
@@ -261,15 +260,6 @@ public static class Cli
             $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s, {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of text; written to {o.Output}");
         return 0;
     }
-
-    /// <summary>
-    /// Reads data for <paramref name="model"/> to explain; without a feature <paramref name="map"/>, a hashed model's
-    /// features are named by the names hashed to each row (when <paramref name="wantNames"/>).
-    /// </summary>
-    internal static (SparseDataset Data, FeatureMap? Map) ReadNamed(string path, AfmModel model, FeatureMap? map, bool wantNames) =>
-        map is null && wantNames && model.Input.HashBits > 0
-            ? LibFmReader.ReadWithNames(path, ReadOptionsFor(model, labelsMatter: false))
-            : (LibFmReader.Read(path, ReadOptionsFor(model, labelsMatter: false)), map);
 
     /// <summary>Reads data for <paramref name="model"/> in its format and hashing, checking what it needs as it is read so that a problem names its line.</summary>
     internal static LibFmReadOptions ReadOptionsFor(AfmModel model, bool labelsMatter) => LibFmReadOptions.For(model, labelsMatter);

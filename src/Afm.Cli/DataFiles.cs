@@ -43,6 +43,23 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
         return cache.ReadAll();
     }
 
+    /// <summary>
+    /// Whether the features of <paramref name="path"/> are named by the names hashed to each row: for a hashed model
+    /// without a feature <paramref name="map"/>, from text (a cache keeps only the hashed ids).
+    /// </summary>
+    public static bool NamesFromText(string path, AfmModel model, FeatureMap? map) =>
+        map is null && model.Input.HashBits > 0 && !CacheFile.IsCache(path);
+
+    /// <summary>
+    /// All rows of <paramref name="path"/> for <paramref name="model"/> in memory, and the map to name their features
+    /// by: the names hashed to each row where <see cref="NamesFromText"/>, otherwise <paramref name="map"/>.
+    /// </summary>
+    public (SparseDataset Data, FeatureMap? Map) ReadAllNamed(string path, AfmModel model, FeatureMap? map)
+    {
+        var read = LibFmReadOptions.For(model, labelsMatter: false);
+        return NamesFromText(path, model, map) ? LibFmReader.ReadWithNames(path, read) : (ReadAll(path, read), map);
+    }
+
     /// <summary>The cache to read <paramref name="path"/> from, or null to read it as text.</summary>
     private CacheFile? OpenCache(string path, LibFmReadOptions read)
     {

@@ -32,12 +32,8 @@ internal static class ExplainCommand
             : o.Fields is not null ? FeatureMap.FromRanges(o.Fields, model.FeatureCount)
             : null;
         SparseDataset data;
-        if (CacheFile.IsCache(o.Data))
-        {
-            using var files = new DataFiles(o, stdout);
-            data = files.ReadAll(o.Data, Cli.ReadOptionsFor(model, labelsMatter: false));
-        }
-        else (data, map) = Cli.ReadNamed(o.Data, model, map, wantNames: true);
+        using (var files = new DataFiles(o, stdout))
+            (data, map) = files.ReadAllNamed(o.Data, model, map);
         if (model.Input.HashBits > 0 && o.FeatureMap is null && o.Fields is null)
             stdout.WriteLine("(hashed model: features are named by the names hashed to each row, fields by the part before '=' or ':')");
         using var acc = Cli.OpenAccelerator(o, stderr);

@@ -145,19 +145,16 @@ public sealed class CacheFile : IDisposable
     /// check the rows (limits, labels) or tune the reading (threads) do not change it.
     /// </summary>
     public static ulong Fingerprint(LibFmReadOptions? options) =>
-        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(
-            Inv($"format={(int)EncodingOf(options).Format};hash_bits={EncodingOf(options).HashBits};max_rows={options?.MaxRows ?? 0}")));
+        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(Inv($"format={FormatIdOf(options)};hash_bits={HashBitsOf(options)};max_rows={options?.MaxRows ?? 0}")));
 
     /// <summary>The reading options a cache of text read with <paramref name="options"/> is built with: what changes the rows read, nothing that only checks them.</summary>
     public static LibFmReadOptions BuildOptions(LibFmReadOptions? options) => new()
     {
-        Format = EncodingOf(options).Format,
-        HashBits = EncodingOf(options).HashBits,
+        Format = options?.Format ?? DataFormat.LibFm,
+        HashBits = options?.HashBits ?? 0,
         MaxRows = options?.MaxRows ?? 0,
         Threads = options?.Threads ?? 0,
     };
-
-    private static InputEncoding EncodingOf(LibFmReadOptions? options) => options?.Encoding ?? InputEncoding.Default;
 
     private static string Inv(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
@@ -208,10 +205,10 @@ public sealed class CacheFile : IDisposable
     }
 
     /// <summary>The format id of text read with <paramref name="options"/>: the <see cref="DataFormat"/> (0, libFM / libsvm text; 1, Criteo TSV).</summary>
-    internal static int FormatIdOf(LibFmReadOptions? options) => (int)EncodingOf(options).Format;
+    internal static int FormatIdOf(LibFmReadOptions? options) => (int)(options?.Format ?? DataFormat.LibFm);
 
     /// <summary>The hash bits of text read with <paramref name="options"/> (0: ids used as written).</summary>
-    internal static int HashBitsOf(LibFmReadOptions? options) => EncodingOf(options).HashBits;
+    internal static int HashBitsOf(LibFmReadOptions? options) => options?.HashBits ?? 0;
 
     /// <summary>Opens a cache, checking its magic, version, header checksum and chunk table.</summary>
     /// <exception cref="DataFormatException">The file is missing, not a cache, of another version, truncated or corrupt.</exception>
@@ -540,22 +537,11 @@ public sealed class CacheFile : IDisposable
                 _mean += delta * n / total;
                 _m2 += m2 + delta * delta * _rows * n / total;
             }
-            _maxAbsValue = Math.Max(_maxAbsValue, MaxMagnitude(block.Values));
+            _maxAbsValue = Math.Max(_maxAbsValue, Kernels.Cpu.Simd.MaxMagnitude(block.Values));
             _rows += block.Rows;
             _nnz += block.NonZeros;
         }
 
-        private static float MaxMagnitude(ReadOnlySpan<float> values)
-        {
-            var max = System.Numerics.Vector<float>.Zero;
-            int w = System.Numerics.Vector<float>.Count, i = 0;
-            for (; i + w <= values.Length; i += w)
-                max = System.Numerics.Vector.Max(max, System.Numerics.Vector.Abs(new System.Numerics.Vector<float>(values.Slice(i, w))));
-            float m = 0;
-            for (int l = 0; l < w; l++) m = MathF.Max(m, max[l]);
-            for (; i < values.Length; i++) m = MathF.Max(m, MathF.Abs(values[i]));
-            return m;
-        }
 
         public CacheHeader Finish(CacheHeader given)
         {

@@ -40,8 +40,7 @@ public static class DataCache
     /// <summary>Whether <paramref name="header"/> is a cache of <paramref name="source"/> as it is now, read with <paramref name="options"/>.</summary>
     public static bool IsCurrent(CacheHeader header, FileInfo source, LibFmReadOptions? options) =>
         header.SourceLength == source.Length && header.SourceWriteTicks == source.LastWriteTimeUtc.Ticks
-        && header.OptionsFingerprint == CacheFile.Fingerprint(options)
-        && header.FormatId == CacheFile.FormatIdOf(options) && header.HashBits == CacheFile.HashBitsOf(options);
+        && header.OptionsFingerprint == CacheFile.Fingerprint(options); // the format and hashing among them
 
     /// <summary>
     /// Opens the cache of <paramref name="source"/> in <paramref name="directory"/>, converting the file first when

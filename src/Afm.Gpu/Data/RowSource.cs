@@ -117,10 +117,7 @@ public sealed class DatasetRows : RowSource
     /// <inheritdoc/>
     public override (float Values, float Labels) Magnitudes()
     {
-        float values = 0, labels = 0;
-        foreach (float x in _data.Values) values = MathF.Max(values, MathF.Abs(x));
-        foreach (float y in _data.Labels) labels = MathF.Max(labels, MathF.Abs(y));
-        return (values, labels);
+        return (Kernels.Cpu.Simd.MaxMagnitude(_data.Values), Kernels.Cpu.Simd.MaxMagnitude(_data.Labels));
     }
 
     /// <inheritdoc/>

@@ -27,6 +27,22 @@ internal static class Simd
         return s;
     }
 
+    /// <summary>The largest |x| of <paramref name="x"/> (0 when empty).</summary>
+    public static float MaxMagnitude(ReadOnlySpan<float> x)
+    {
+        int i = 0;
+        float m = 0;
+        if (Vector.IsHardwareAccelerated && x.Length >= Vector<float>.Count)
+        {
+            var max = Vector<float>.Zero;
+            for (; i <= x.Length - Vector<float>.Count; i += Vector<float>.Count)
+                max = Vector.Max(max, Vector.Abs(new Vector<float>(x.Slice(i))));
+            for (int l = 0; l < Vector<float>.Count; l++) m = MathF.Max(m, max[l]);
+        }
+        for (; i < x.Length; i++) m = MathF.Max(m, MathF.Abs(x[i]));
+        return m;
+    }
+
     /// <summary>Sets the elements of <paramref name="x"/> smaller than <paramref name="threshold"/> in magnitude to 0.</summary>
     public static void ZeroBelow(Span<float> x, float threshold)
     {
