@@ -108,6 +108,8 @@ public sealed class DistributedTests : IDisposable
         Assert.Contains("exchanged per step and rank", text);
         // Rank 0 alone prints: one line per epoch, as one process does.
         Assert.Equal(EpochLines(text1), EpochLines(text));
+        // A rank's output is a pseudo-terminal: nothing but text may come out of it (no terminal escape codes).
+        Assert.DoesNotContain('\u001b', text);
 
         var a = ModelFile.Load(one);
         var b = ModelFile.Load(two);
