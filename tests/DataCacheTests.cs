@@ -353,17 +353,32 @@ public sealed class DataCacheTests : IDisposable
         string path = grown.Path;
         grown.Dispose();
 
+        // Other reading options have a cache of their own, and the first stays in use beside it.
         var (other, rebuilt3) = Open(new LibFmReadOptions { MaxRows = 10 });
         Assert.True(rebuilt3);
         Assert.Equal(10, other.Header.Rows);
+        string otherPath = other.Path;
+        Assert.NotEqual(path, otherPath);
         other.Dispose();
-
-        Patch(path, 60, b => (byte)~b);
-        var (repaired, rebuilt4) = Open(new LibFmReadOptions { MaxRows = 10 });
+        var (hashed, rebuilt4) = Open(new LibFmReadOptions { HashBits = 8 });
         Assert.True(rebuilt4);
+        hashed.Dispose();
+        var (plain, again2) = Open();
+        Assert.False(again2);
+        Assert.Equal(path, plain.Path);
+        Assert.Equal(61, plain.Header.Rows);
+        plain.Dispose();
+        var (limited, again3) = Open(new LibFmReadOptions { MaxRows = 10 });
+        Assert.False(again3);
+        limited.Dispose();
+
+        Patch(otherPath, 60, b => (byte)~b);
+        var (repaired, rebuilt5) = Open(new LibFmReadOptions { MaxRows = 10 });
+        Assert.True(rebuilt5);
         Assert.Contains("header is corrupt", log[^1]);
+        Assert.Equal(otherPath, repaired.Path);
         repaired.Dispose();
-        Assert.Single(Directory.GetFiles(dir));
+        Assert.Equal(3, Directory.GetFiles(dir).Length);
     }
 
     [Fact]

@@ -5,9 +5,9 @@ namespace Afm.Gpu.Data;
 
 /// <summary>
 /// Implicit caches of text data files: a text file is converted once into a <see cref="CacheFile"/> in a cache
-/// directory (by default <c>$XDG_CACHE_HOME/afm-gpu</c>, else <c>~/.cache/afm-gpu</c>), named after its full path,
-/// and reused while the file keeps its size and modification time and is read with the same options; otherwise it
-/// is rebuilt.
+/// directory (by default <c>$XDG_CACHE_HOME/afm-gpu</c>, else <c>~/.cache/afm-gpu</c>), named after its full path
+/// and what the reading options make of it (<see cref="CacheFile.Fingerprint"/>), so that one file read two ways
+/// has two caches, and reused while the file keeps its size and modification time; otherwise it is rebuilt.
 /// </summary>
 public static class DataCache
 {
@@ -27,11 +27,14 @@ public static class DataCache
         }
     }
 
-    /// <summary>Where the cache of <paramref name="source"/> lives in <paramref name="directory"/>: a hash of its full path.</summary>
-    public static string PathFor(string source, string directory)
+    /// <summary>
+    /// Where the cache of <paramref name="source"/> read with <paramref name="options"/> lives in <paramref name="directory"/>:
+    /// a hash of its full path and of the options' <see cref="CacheFile.Fingerprint"/>.
+    /// </summary>
+    public static string PathFor(string source, string directory, LibFmReadOptions? options = null)
     {
         string full = Path.GetFullPath(source);
-        string hash = XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(full)).ToString("x16");
+        string hash = XxHash64.HashToUInt64(Encoding.UTF8.GetBytes($"{full}\0{CacheFile.Fingerprint(options):x16}")).ToString("x16");
         string name = Path.GetFileNameWithoutExtension(full);
         if (name.Length > 40) name = name[..40];
         return Path.Combine(directory, $"{name}-{hash}{CacheFile.Extension}");
@@ -44,7 +47,8 @@ public static class DataCache
 
     /// <summary>
     /// Opens the cache of <paramref name="source"/> in <paramref name="directory"/>, converting the file first when
-    /// there is none, it is stale (the file's size or time changed, or other options), or it cannot be read.
+    /// there is none, it is stale (the file's size or time changed), or it cannot be read. Other reading options
+    /// (another <c>--format</c>, <c>--hash-bits</c> or row limit) have a cache of their own.
     /// </summary>
     /// <param name="source">The text data file.</param>
     /// <param name="directory">The cache directory (created when missing).</param>
@@ -56,7 +60,7 @@ public static class DataCache
     {
         var info = new FileInfo(source);
         if (!info.Exists) throw new DataFormatException(source, 0, Directory.Exists(source) ? "is a directory, not a data file" : "file not found");
-        string path = PathFor(source, directory);
+        string path = PathFor(source, directory, options);
         string? why = "no cache yet";
         if (File.Exists(path))
         {
@@ -69,7 +73,7 @@ public static class DataCache
                     return (cache, false);
                 }
                 cache.Dispose();
-                why = "the file or the reading options changed";
+                why = "the file changed";
             }
             catch (DataFormatException e)
             {
