@@ -382,6 +382,33 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void ProcessesThatNeedOneImplicitCacheAtOnceConvertTheFileOnce()
+    {
+        // Two users of one cache starting together (as the ranks of an MPI job on one machine do): one converts, the
+        // other waits on the cache's lock and then uses what the first wrote. Without the lock both would convert.
+        string text = WriteText("shared.libfm", Ragged(200_000, 3));
+        string dir = PathOf("cache-dir");
+        var logs = new[] { new List<string>(), new List<string>() };
+        using var start = new Barrier(2);
+        var results = new (int Rows, string Path, bool Built)[2];
+        var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
+        {
+            start.SignalAndWait();
+            var (file, built) = DataCache.OpenOrBuild(text, dir, null, line => { lock (logs[i]) logs[i].Add(line); });
+            using (file) results[i] = ((int)file.Header.Rows, file.Path, built);
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        Assert.Equal(1, results.Count(r => r.Built));
+        Assert.All(results, r => Assert.Equal(200_000, r.Rows));
+        Assert.Equal(results[0].Path, results[1].Path);
+        Assert.Equal(1, logs.Sum(l => l.Count(line => line.StartsWith("converting", StringComparison.Ordinal))));
+        Assert.Equal(1, logs.Sum(l => l.Count(line => line.StartsWith("using the cache", StringComparison.Ordinal))));
+        Assert.Equal(results[0].Path, Assert.Single(Directory.GetFiles(dir))); // the lock file goes with the lock
+    }
+
+    [Fact]
     public void StreamedMetricsEqualTheExactOnesAndTheBinnedAucIsClose()
     {
         var rng = new Random(5);

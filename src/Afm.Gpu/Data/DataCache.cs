@@ -61,6 +61,10 @@ public static class DataCache
         var info = new FileInfo(source);
         if (!info.Exists) throw new DataFormatException(source, 0, Directory.Exists(source) ? "is a directory, not a data file" : "file not found");
         string path = PathFor(source, directory, options);
+        Directory.CreateDirectory(directory);
+        // One conversion at a time per cache: processes that need it at once (the ranks of an MPI job on one
+        // machine, or two jobs) wait for the first, then use what it wrote.
+        using var guard = new CacheLock(path, source, log);
         string? why = "no cache yet";
         if (File.Exists(path))
         {
@@ -80,9 +84,52 @@ public static class DataCache
                 why = e.Problem;
             }
         }
-        Directory.CreateDirectory(directory);
         log?.Invoke($"converting {source} ({info.Length / 1e6:F0} MB) into the cache {path} ({why}); it is reused while the file is unchanged");
         CacheFile.Write(source, path, options);
         return (CacheFile.Open(path), true);
+    }
+
+    // The IOException.HResult of a file another process holds locked: EWOULDBLOCK from flock on Linux, ERROR_SHARING_VIOLATION on Windows.
+    private const int LockHeld = 11, SharingViolation = unchecked((int)0x80070020);
+
+    /// <summary>
+    /// Holds the cache's path + <c>.lock</c> (an advisory lock, FileShare.None), waiting while another process
+    /// holds it; the lock goes when the process ends, however it ends. The lock file is removed on release. A
+    /// process that opened the old file just before that may then lock it while a third locks a new one: both convert,
+    /// and the cache, written atomically, is still whole.
+    /// </summary>
+    private sealed class CacheLock : IDisposable
+    {
+        private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(100);
+        private readonly string _path;
+        private readonly FileStream _stream;
+
+        public CacheLock(string cache, string source, Action<string>? log)
+        {
+            _path = cache + ".lock";
+            bool said = false;
+            while (true)
+            {
+                try
+                {
+                    _stream = new FileStream(_path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1);
+                    return;
+                }
+                catch (IOException e) when (e.HResult is LockHeld or SharingViolation)
+                {
+                    if (!said) log?.Invoke($"waiting for another process converting {source} into the cache {cache}");
+                    said = true;
+                    Thread.Sleep(Poll);
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            try { File.Delete(_path); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            _stream.Dispose();
+        }
     }
 }

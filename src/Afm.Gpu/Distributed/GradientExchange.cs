@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Afm.Gpu.Accelerators;
 using Afm.Gpu.Kernels;
+using Afm.Gpu.Kernels.Cpu;
 
 namespace Afm.Gpu.Distributed;
 
@@ -103,7 +104,7 @@ internal sealed class GradientExchange : IDisposable
         for (int r = 1; r < _cluster.Size; r++)
         {
             var part = _denseAll.AsSpan(r * stride, _dense);
-            for (int i = 0; i < part.Length; i++) _denseSum[i] += part[i];
+            Simd.Axpy(1f, part, _denseSum); // 1·x + y rounds once, as x + y does
             loss += _denseAll[r * stride + _dense];
         }
         return loss;
@@ -163,8 +164,7 @@ internal sealed class GradientExchange : IDisposable
                     }
                     else
                     {
-                        var sum = _mergedGradsHost.AsSpan(p * row, row);
-                        for (int d = 0; d < row; d++) sum[d] += g[d];
+                        Simd.Axpy(1f, g, _mergedGradsHost.AsSpan(p * row, row));
                     }
                 }
             }
