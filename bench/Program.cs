@@ -7,6 +7,7 @@ using Afm.Gpu.Data;
 
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 if (args.Length > 0 && args[0] == "out-of-core") return OutOfCore.Run(args[1..]);
+if (args.Length > 0 && args[0] == "merge") return MergeBench.Run(args[1..]);
 BenchOptions o;
 try
 {

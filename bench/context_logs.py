@@ -20,7 +20,7 @@ FIELDS = dict(user=957, item=4082, daytime=7, weekday=7, isweekend=2, homework=3
 LOGS, TRAIN_ROWS, RANK = 28861, 57722, 8
 
 
-def generate(out_dir, seed=11):
+def generate(out_dir, seed=11, signal=1.5, habit=0.0):
     rng = np.random.default_rng(seed)
     names = list(FIELDS)
     offset = dict(zip(names, np.cumsum([0] + [FIELDS[n] for n in names])[:-1]))
@@ -42,9 +42,12 @@ def generate(out_dir, seed=11):
     for _ in range(LOGS):
         u = rng.choice(users, p=activity)
         daytime, weekday, homework, weather = rng.integers(7), rng.integers(7), rng.integers(3), rng.integers(9)
-        logits = item_f[apps[u]] @ (daytime_f[daytime] + 0.6 * weather_f[weather] + 0.8 * user_f[u]) / np.sqrt(RANK) * 1.5
-        p = np.exp(logits - logits.max())
-        item = apps[u][rng.choice(len(apps[u]), p=p / p.sum())]
+        if habit > 0 and rng.random() < habit:
+            item = rng.choice(items, p=popularity)
+        else:
+            logits = item_f[apps[u]] @ (daytime_f[daytime] + 0.6 * weather_f[weather] + 0.8 * user_f[u]) / np.sqrt(RANK) * signal
+            p = np.exp(logits - logits.max())
+            item = apps[u][rng.choice(len(apps[u]), p=p / p.sum())]
         context = dict(user=u, daytime=daytime, weekday=weekday, isweekend=int(weekday >= 5), homework=homework,
                        weather=weather, country=user_country[u], city=user_city[u])
         rows.append((1, dict(context, item=item, cost=item_cost[item])))
@@ -64,5 +67,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--signal", type=float, default=1.5, help="scale of the context's pull on a log's item")
+    ap.add_argument("--habit", type=float, default=0.0, help="share of logs whose item is any popular app, not one of the user's")
     a = ap.parse_args()
-    generate(a.out_dir, a.seed)
+    generate(a.out_dir, a.seed, a.signal, a.habit)

@@ -33,6 +33,7 @@ internal sealed class GradientExchange : IDisposable
     private readonly float[] _mergedGradsHost;
     // id -> 1 + its place in the merged list; 0 for ids not in it (all 0 between steps)
     private readonly int[] _place;
+    private int[] _slots = [];
 
     /// <summary>Allocates the buffers for batches of <paramref name="kernels"/>' shape.</summary>
     /// <exception cref="NotSupportedException">The accelerator's kernels cannot split the sparse update.</exception>
@@ -135,46 +136,8 @@ internal sealed class GradientExchange : IDisposable
         _shardGrads.CopyTo(MemoryMarshal.Cast<byte, float>(_sparseSend.AsSpan(unique * sizeof(int), unique * _row * sizeof(float))));
     }
 
-    /// <summary>
-    /// Merges the gathered lists by id, in rank order: an id's first list copies its gradient in, later ones add theirs.
-    /// The merged ids come in order of first appearance. Returns how many there are.
-    /// </summary>
-    private int Merge()
-    {
-        int row = _row, merged = 0;
-        try
-        {
-            for (int r = 0; r < _cluster.Size; r++)
-            {
-                int n = _counts[r] / (sizeof(int) + row * sizeof(float));
-                var part = _sparseAll.AsSpan(_offsets[r], _counts[r]);
-                var ids = MemoryMarshal.Cast<byte, int>(part[..(n * sizeof(int))]);
-                var grads = MemoryMarshal.Cast<byte, float>(part[(n * sizeof(int))..]);
-                for (int j = 0; j < n; j++)
-                {
-                    int id = ids[j];
-                    var g = grads.Slice(j * row, row);
-                    int p = _place[id] - 1;
-                    if (p < 0)
-                    {
-                        p = merged++;
-                        _place[id] = merged;
-                        _mergedIdsHost[p] = id;
-                        g.CopyTo(_mergedGradsHost.AsSpan(p * row, row));
-                    }
-                    else
-                    {
-                        Simd.Axpy(1f, g, _mergedGradsHost.AsSpan(p * row, row));
-                    }
-                }
-            }
-            return merged;
-        }
-        finally
-        {
-            for (int i = 0; i < merged; i++) _place[_mergedIdsHost[i]] = 0;
-        }
-    }
+    /// <summary>Merges the gathered lists by id, summing in rank order (<see cref="SparseMerge"/>); returns the merged count.</summary>
+    private int Merge() => SparseMerge.Run(_sparseAll, _counts, _offsets, _row, _place, ref _slots, _mergedIdsHost, _mergedGradsHost, _cluster.MergeThreads);
 
     /// <inheritdoc />
     public void Dispose()

@@ -11,11 +11,12 @@ public sealed class MpiCluster : IDisposable
 {
     private bool _disposed;
 
-    private MpiCluster(int rank, int size, int localRank)
+    private MpiCluster(int rank, int size, int localRank, int localSize)
     {
         Rank = rank;
         Size = size;
         LocalRank = localRank;
+        LocalSize = Math.Max(1, localSize);
     }
 
     /// <summary>This process's rank, 0 .. <see cref="Size"/> - 1.</summary>
@@ -26,6 +27,16 @@ public sealed class MpiCluster : IDisposable
 
     /// <summary>This process's rank among the ranks on its machine (Open MPI's OMPI_COMM_WORLD_LOCAL_RANK).</summary>
     public int LocalRank { get; }
+
+    /// <summary>How many ranks run on this process's machine (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE).</summary>
+    public int LocalSize { get; }
+
+    /// <summary>
+    /// Threads that merge the gathered gradient lists: this machine's cores shared among its ranks, 1 to 8 (memory
+    /// bandwidth, not cores, bounds a merge beyond that).
+    /// The merge runs while the rank's accelerator waits for it, so the cores are otherwise idle.
+    /// </summary>
+    public int MergeThreads => Math.Clamp(Environment.ProcessorCount / LocalSize, 1, 8);
 
     /// <summary>Whether this is rank 0, which alone prints, evaluates and writes files.</summary>
     public bool IsRoot => Rank == 0;
@@ -59,7 +70,8 @@ public sealed class MpiCluster : IDisposable
             throw new NotSupportedException("data-parallel training under mpirun needs Linux and Open MPI");
         var (rank, size) = Mpi.Init();
         int local = int.TryParse(Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_RANK"), out int l) ? l : 0;
-        return new MpiCluster(rank, size, local);
+        int localSize = int.TryParse(Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_LOCAL_SIZE"), out int ls) ? ls : size;
+        return new MpiCluster(rank, size, local, localSize);
     }
 
     /// <summary>
