@@ -232,10 +232,21 @@ public sealed class HashedModelTests : IDisposable
             + "\t" + string.Join('\t', Enumerable.Range(0, 26).Select(j => rng.Next(4) == 0 ? "" : rng.Next(8).ToString("x8", CultureInfo.InvariantCulture))));
         string train = Path.Combine(_dir, "day.tsv"), model = Path.Combine(_dir, "c.afm");
         File.WriteAllLines(train, lines);
-        var t = Run("train", "--train", train, "--format", "criteo", "--loss", "logistic", "--model", "fm", "-k", "2", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
+        var t = Run("train", "--train", train, "--format", "criteo", "--model", "fm", "-k", "2", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(t.Code == 0, t.Err + t.Out);
         Assert.Contains($"criteo: hashing features into 2^{CriteoFormat.DefaultHashBits} embedding rows (the default", t.Out);
-        Assert.Equal(new InputEncoding(DataFormat.Criteo, CriteoFormat.DefaultHashBits), ModelFile.Load(model).Input);
+        Assert.Contains("criteo: logistic loss on the click labels (the default; --loss squared to change)", t.Out);
+        var trained = ModelFile.Load(model);
+        Assert.Equal(new InputEncoding(DataFormat.Criteo, CriteoFormat.DefaultHashBits), trained.Input);
+        Assert.Equal(LossKind.Logistic, trained.Loss);
+        Assert.Contains("logloss", t.Out);
+
+        // --loss still decides when given, and then nothing is said about it.
+        string squared = Path.Combine(_dir, "s.afm");
+        var s = Run("train", "--train", train, "--format", "criteo", "--loss", "squared", "--model", "fm", "-k", "2", "--epochs", "1", "--accelerator", "cpu", "-o", squared, "--no-progress");
+        Assert.True(s.Code == 0, s.Err + s.Out);
+        Assert.DoesNotContain("logistic loss", s.Out);
+        Assert.Equal(LossKind.Squared, ModelFile.Load(squared).Loss);
         var ev = Run("evaluate", "-m", model, "-d", train, "--accelerator", "cpu");
         Assert.True(ev.Code == 0, ev.Err);
         Assert.Contains("60 rows", ev.Out);

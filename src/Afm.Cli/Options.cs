@@ -65,8 +65,8 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("keep1", Default = 0.8f, HelpText = "Keep probability of dropout on the pooled vector (1 = off).")]
     public float Keep1 { get; set; }
 
-    [Option("loss", Default = "squared", HelpText = "Loss: squared (regression) or logistic (binary labels 0/1 or -1/1).")]
-    public string Loss { get; set; } = "squared";
+    [Option("loss", HelpText = "Loss: squared (regression; the default) or logistic (binary labels 0/1 or -1/1; the default with --format criteo).")]
+    public string? Loss { get; set; }
 
     [Option("seed", Default = 1, HelpText = "Seed of initialisation, shuffling, validation split and dropout.")]
     public int Seed { get; set; }

@@ -226,11 +226,16 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
     }
 
+    private bool IsCriteo => o.Format.Equals("criteo", StringComparison.OrdinalIgnoreCase);
+
     private InputEncoding InputEncodingOf(bool demo)
     {
         if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase)))
             throw new ArgumentException("--format and --hash-bits apply to data given with --train, not to the demo");
-        return EncodingOf(o.Format, o.HashBits, stdout);
+        var encoding = EncodingOf(o.Format, o.HashBits, stdout);
+        if (encoding.Format == DataFormat.Criteo && o.Loss is null)
+            stdout.WriteLine("criteo: logistic loss on the click labels (the default; --loss squared to change)");
+        return encoding;
     }
 
     /// <summary>The data format and hashing from --format and --hash-bits, saying when Criteo's default hash bits are taken.</summary>
@@ -282,7 +287,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             LambdaCandidates = lambdas.Length > 1 ? lambdas : null,
             Keep0 = o.Keep0,
             Keep1 = o.Keep1,
-            Loss = o.Loss.ToLowerInvariant() switch
+            // Criteo's labels are clicks: log loss, as CTR models are trained; other data is regression, as in the paper.
+            Loss = (o.Loss ?? (IsCriteo ? "logistic" : "squared")).ToLowerInvariant() switch
             {
                 "squared" or "square" or "mse" => LossKind.Squared,
                 "logistic" or "log" or "logloss" => LossKind.Logistic,
