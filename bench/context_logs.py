@@ -9,7 +9,11 @@ item against the daytime, the weather and the user. Country, city and cost are a
 item, and isweekend follows from weekday. Only pairs with the item tell a log from its negatives; the others are
 noise, which an AFM can learn to ignore and an FM cannot.
 
-    /usr/bin/python3 bench/context_logs.py OUT_DIR [--seed N]     # writes OUT_DIR/train.libfm and test.libfm
+    /usr/bin/python3 bench/context_logs.py OUT_DIR [--seed N] [--signal 1.5] [--habit 0]   # writes OUT_DIR/train.libfm and test.libfm
+
+--signal scales how strongly the context and the user pull a log towards one of the user's apps; --habit is the share
+of logs whose item is any app drawn by popularity alone, which only the linear terms can tell from a negative. The
+defaults are the quality benchmark's data.
 """
 import argparse
 import os
