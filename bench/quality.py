@@ -5,7 +5,8 @@ the PyTorch reference (bench/reference/afm_torch.py) on the same files.
 Datasets: ml-100k-libfm (train.libfm / test.libfm, found by walking up to shared/data; skipped with a
 message when absent), the demo's planted data, written by `afm-gpu demo-data` (regression, and a
 binary variant trained with --loss logistic), and context-logs: app-usage logs shaped like the paper's
-Frappe data, labels 1 / -1 with squared loss as in the paper (bench/context_logs.py; needs numpy).
+Frappe data, labels 1 / -1 with squared loss as in the paper (bench/context_logs.py; needs numpy), and ctr-logs:
+click logs in Criteo's TSV layout, trained with --format criteo (logistic loss; bench/ctr_logs.py).
 Build first: dotnet build -c Release.
 
     /usr/bin/python3 bench/quality.py                 # everything (a few minutes on 2 cores)
@@ -16,7 +17,8 @@ afm-gpu runs `afm-gpu train --train A --test B --model fm|afm --accelerator cpu`
 (plus --loss logistic on the binary data and --seed). The PyTorch reference gets the same
 hyper-parameters as those defaults (k = t = 16, batch 512, Adagrad lr 0.05, keep1 0.8, 20 epochs,
 the AFM pre-trained from a 20-epoch FM, λ as afm-gpu chose it on its validation rows) but trains on every training row for all 20 epochs (no
-validation split or early stopping: it reports its last epoch) and its FM has no dropout.
+validation split or early stopping: it reports its last epoch) and its FM has no dropout. On ctr-logs, which overfit
+after an epoch or two, it trains for the epoch counts afm-gpu's early stopping chose instead of 20.
 """
 import argparse
 import os
@@ -46,11 +48,14 @@ def run(cmd):
     return p.stdout
 
 
-def engine(cli, data, model, logistic, seed, extra):
+def engine(cli, data, model, logistic, seed, extra, criteo=False):
     out_model = os.path.join(tempfile.gettempdir(), f"afm-quality-{os.getpid()}.afm")
-    cmd = cli + ["train", "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
+    ext = "tsv" if criteo else "libfm"
+    cmd = cli + ["train", "--train", os.path.join(data, f"train.{ext}"), "--test", os.path.join(data, f"test.{ext}"),
                  "--model", model, "--accelerator", "cpu", "--no-progress", "--seed", str(seed), "-o", out_model] + extra
-    if logistic:
+    if criteo:
+        cmd += ["--format", "criteo"]  # logistic loss by default
+    elif logistic:
         cmd += ["--loss", "logistic"]
     out = run(cmd)
     os.remove(out_model)
@@ -62,18 +67,21 @@ def engine(cli, data, model, logistic, seed, extra):
     pre = re.search(r"^FM pre-training: best epoch (\d+)", out, re.M)
     lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
     metrics = {k: float(v) for k, v in metrics.items()}
+    metrics["best_epoch"] = int(best)
+    if pre:
+        metrics["pretrain_epoch"] = int(pre.group(1))
     if lam:
         metrics["lambda"] = float(lam.group(1))
     return metrics, f"best epoch {best}" + (f", FM pre-training {pre.group(1)}" if pre else "") + (f", λ = {lam.group(1)}" if lam else "")
 
 
-def torch_ref(python, data, model, logistic, seed, lam):
+def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epochs=20):
     cmd = [python, os.path.join(HERE, "reference", "afm_torch.py"), "train",
            "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
            "--model", model, "--k", "16", "--t", "16", "--batch", "512", "--lr", "0.05", "--optimizer", "adagrad",
-           "--keep1", "0.8", "--epochs", "20", "--seed", str(seed)]
+           "--keep1", "0.8", "--epochs", str(epochs), "--seed", str(seed)]
     if model == "afm":
-        cmd += ["--pretrain-fm", "--pretrain-epochs", "20", "--lambda", str(lam)]
+        cmd += ["--pretrain-fm", "--pretrain-epochs", str(pretrain_epochs), "--lambda", str(lam)]
     if logistic:
         cmd += ["--loss", "logistic"]
     out = run(cmd)
@@ -82,7 +90,8 @@ def torch_ref(python, data, model, logistic, seed, lam):
         m = re.search(rf"^{model} final test {name} ([0-9.]+)", out, re.M)
         if m:
             metrics[key] = float(m.group(1))
-    return metrics, "last of 20 epochs" + (f", λ = {lam:g}" if model == "afm" else "")
+    note = f"last of {epochs} epochs" + (f" (FM pre-training {pretrain_epochs})" if model == "afm" and pretrain_epochs != 20 else "")
+    return metrics, note + (f", λ = {lam:g}" if model == "afm" else "")
 
 
 def main():
@@ -90,7 +99,7 @@ def main():
     ap.add_argument("--cli", default=None, help="afm-gpu command (default: dotnet src/Afm.Cli/bin/Release/net10.0/afm-gpu.dll)")
     ap.add_argument("--python", default="/usr/bin/python3", help="Python with torch for the reference")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    ap.add_argument("--datasets", default="ml100k,planted,planted-binary,context-logs")
+    ap.add_argument("--datasets", default="ml100k,planted,planted-binary,context-logs,ctr-logs")
     ap.add_argument("--seeds", default="1", help="comma-separated seeds; each system runs once per seed")
     ap.add_argument("--movielens", default=None, help="folder with ml-100k-libfm train.libfm and test.libfm")
     ap.add_argument("--engine-args", default="", help="extra afm-gpu train arguments (to measure non-defaults); write --engine-args=--no-refit")
@@ -118,6 +127,11 @@ def main():
             d = os.path.join(work, name)
             context_logs.generate(d)
             sets.append((name, d, False))
+        elif name == "ctr-logs":
+            import ctr_logs
+            d = os.path.join(work, name)
+            ctr_logs.generate(d)
+            sets.append((name, d, True))
         else:
             sys.exit(f"quality: unknown dataset {name}")
 
@@ -129,11 +143,18 @@ def main():
                     continue
                 for model in ("fm", "afm"):
                     if system == "afm-gpu":
-                        metrics, note = engine(cli, d, model, logistic, seed, extra)
+                        metrics, note = engine(cli, d, model, logistic, seed, extra, criteo=label == "ctr-logs")
                     else:
                         # the reference AFM gets the λ that afm-gpu chose on its validation rows (0 if none)
-                        chosen = [r[4].get("lambda", 0.0) for r in rows if r[0] == label and r[1] == seed and r[2] == "afm-gpu" and r[3] == "afm"]
-                        metrics, note = torch_ref(args.python, d, model, logistic, seed, chosen[0] if chosen else 0.0)
+                        mine = {r[3]: r[4] for r in rows if r[0] == label and r[1] == seed and r[2] == "afm-gpu"}
+                        lam = mine.get("afm", {}).get("lambda", 0.0)
+                        if label == "ctr-logs":
+                            # Click logs overfit after an epoch or two; 20 epochs without early stopping would measure
+                            # that, so the reference trains for the epoch counts afm-gpu's early stopping chose.
+                            epochs = mine[model]["best_epoch"]
+                            metrics, note = torch_ref(args.python, d, model, logistic, seed, lam, epochs, mine["afm"].get("pretrain_epoch", epochs))
+                        else:
+                            metrics, note = torch_ref(args.python, d, model, logistic, seed, lam)
                     rows.append((label, seed, system, model, metrics, note))
                     print(f"  {label} seed {seed} {system} {model}: {metrics} ({note})", file=sys.stderr, flush=True)
 
