@@ -382,6 +382,18 @@ public sealed class DataCacheTests : IDisposable
     }
 
     [Fact]
+    public void ACacheDirectoryThatCannotBeMadeIsOneLineNamingIt()
+    {
+        string text = WriteText("d.libfm", Ragged(20, 2));
+        string blocker = WriteText("not-a-dir", Ragged(2, 1));
+        var e = Assert.Throws<IOException>(() => DataCache.OpenOrBuild(text, blocker, null));
+        Assert.Equal($"cannot create the cache directory '{blocker}' for {text}: a file of that name exists (--cache-dir DIR for another directory, --cache off to read the text)", e.Message);
+        var e2 = Assert.Throws<IOException>(() => DataCache.OpenOrBuild(text, Path.Combine(blocker, "sub"), null));
+        Assert.StartsWith($"cannot create the cache directory '{Path.Combine(blocker, "sub")}' for {text}: ", e2.Message);
+        Assert.DoesNotContain('\n', e2.Message);
+    }
+
+    [Fact]
     public void ProcessesThatNeedOneImplicitCacheAtOnceConvertTheFileOnce()
     {
         // Two users of one cache starting together (as the ranks of an MPI job on one machine do): one converts, the

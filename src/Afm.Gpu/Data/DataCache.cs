@@ -61,7 +61,15 @@ public static class DataCache
         var info = new FileInfo(source);
         if (!info.Exists) throw new DataFormatException(source, 0, Directory.Exists(source) ? "is a directory, not a data file" : "file not found");
         string path = PathFor(source, directory, options);
-        Directory.CreateDirectory(directory);
+        try
+        {
+            Directory.CreateDirectory(directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string problem = e is UnauthorizedAccessException ? "permission denied" : File.Exists(directory) ? "a file of that name exists" : e.Message;
+            throw new IOException($"cannot create the cache directory '{directory}' for {source}: {problem} (--cache-dir DIR for another directory, --cache off to read the text)", e);
+        }
         // One conversion at a time per cache: processes that need it at once (the ranks of an MPI job on one
         // machine, or two jobs) wait for the first, then use what it wrote.
         using var guard = new CacheLock(path, source, log);
@@ -120,6 +128,11 @@ public static class DataCache
                     if (!said) log?.Invoke($"waiting for another process converting {source} into the cache {cache}");
                     said = true;
                     Thread.Sleep(Poll);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    string why = e is UnauthorizedAccessException ? $"permission denied in '{Path.GetDirectoryName(cache)}'" : e.Message;
+                    throw new IOException($"cannot write the cache '{cache}' of {source}: {why} (--cache-dir DIR for another directory, --cache off to read the text)", e);
                 }
             }
         }
