@@ -389,8 +389,7 @@ public sealed class DataCacheTests : IDisposable
         var e = Assert.Throws<IOException>(() => DataCache.OpenOrBuild(text, blocker, null));
         Assert.Equal($"cannot create the cache directory '{blocker}' for {text}: a file of that name exists (--cache-dir DIR for another directory, --cache off to read the text)", e.Message);
         var e2 = Assert.Throws<IOException>(() => DataCache.OpenOrBuild(text, Path.Combine(blocker, "sub"), null));
-        Assert.StartsWith($"cannot create the cache directory '{Path.Combine(blocker, "sub")}' for {text}: ", e2.Message);
-        Assert.DoesNotContain('\n', e2.Message);
+        Assert.Equal($"cannot create the cache directory '{Path.Combine(blocker, "sub")}' for {text}: '{blocker}' is a file (--cache-dir DIR for another directory, --cache off to read the text)", e2.Message);
     }
 
     [Fact]

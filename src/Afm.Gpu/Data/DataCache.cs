@@ -67,7 +67,10 @@ public static class DataCache
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            string problem = e is UnauthorizedAccessException ? "permission denied" : File.Exists(directory) ? "a file of that name exists" : e.Message;
+            string? file = FileOnPath(directory);
+            string problem = e is UnauthorizedAccessException ? "permission denied"
+                : file == Path.GetFullPath(directory) ? "a file of that name exists"
+                : file is not null ? $"'{file}' is a file" : e.Message;
             throw new IOException($"cannot create the cache directory '{directory}' for {source}: {problem} (--cache-dir DIR for another directory, --cache off to read the text)", e);
         }
         // One conversion at a time per cache: processes that need it at once (the ranks of an MPI job on one
@@ -95,6 +98,14 @@ public static class DataCache
         log?.Invoke($"converting {source} ({info.Length / 1e6:F0} MB) into the cache {path} ({why}); it is reused while the file is unchanged");
         CacheFile.Write(source, path, options);
         return (CacheFile.Open(path), true);
+    }
+
+    /// <summary>The path of <paramref name="directory"/> or of one of its parents that is a file, or null.</summary>
+    private static string? FileOnPath(string directory)
+    {
+        for (string? d = Path.GetFullPath(directory); d is not null; d = Path.GetDirectoryName(d))
+            if (File.Exists(d)) return d;
+        return null;
     }
 
     // The IOException.HResult of a file another process holds locked: EWOULDBLOCK from flock on Linux, ERROR_SHARING_VIOLATION on Windows.
