@@ -257,6 +257,78 @@ public sealed class ReaderTests(ITestOutputHelper output)
         Assert.All(d.Values, v => Assert.True(v == 1f || v == 0.25f));
     }
 
+    /// <summary>Ragged rows over several 1 MiB parse chunks, some with values, as text.</summary>
+    private static string RaggedText(int rows, int seed)
+    {
+        var rng = new Random(seed);
+        var sb = new System.Text.StringBuilder();
+        for (int r = 0; r < rows; r++)
+        {
+            sb.Append(rng.Next(1, 6));
+            for (int k = rng.Next(0, 12); k > 0; k--) sb.Append(' ').Append(rng.Next(0, 5000)).Append(':').Append(k % 3 == 0 ? "0.5" : "1");
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    private static byte[] Gzip(string text)
+    {
+        var packed = new MemoryStream();
+        using (var gz = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            gz.Write(System.Text.Encoding.UTF8.GetBytes(text));
+        return packed.ToArray();
+    }
+
+    [Fact]
+    public void AGzipFileReadsAsItsTextWhateverItsName()
+    {
+        string text = RaggedText(200_000, 3);
+        using var plain = new TempFile(text);
+        using var packed = new TempFile(""); // a .libfm name: gzip is known by its first bytes
+        File.WriteAllBytes(packed.Path, Gzip(text));
+        Assert.True(new FileInfo(packed.Path).Length < text.Length);
+        var a = LibFmReader.Read(plain.Path);
+        var b = LibFmReader.Read(packed.Path);
+        Assert.Equal(packed.Path, b.Name);
+        Assert.Equal(a.Offsets, b.Offsets);
+        Assert.Equal(a.FeatureIds, b.FeatureIds);
+        Assert.Equal(a.Values, b.Values);
+        Assert.Equal(a.Labels, b.Labels);
+        Assert.Equal(LibFmReader.ReadBlocks(plain.Path, blockRows: 7000).Select(x => x.Rows), LibFmReader.ReadBlocks(packed.Path, blockRows: 7000).Select(x => x.Rows));
+
+        // A malformed line is named by its line in the text.
+        using var bad = new TempFile("");
+        File.WriteAllBytes(bad.Path, Gzip(text + "1 2:x\n"));
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(bad.Path));
+        Assert.Equal(200_001, e.Line);
+    }
+
+    [Fact]
+    public void AGzipFileThatIsTruncatedDamagedOrJoinedIsAnErrorNotFewerRows()
+    {
+        string text = RaggedText(100_000, 4);
+        byte[] packed = Gzip(text);
+        void Fails(byte[] bytes, string problem)
+        {
+            using var file = new TempFile("");
+            File.WriteAllBytes(file.Path, bytes);
+            var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(file.Path));
+            Assert.Equal(0, e.Line);
+            Assert.StartsWith($"{file.Path}: the gzip data ", e.Message);
+            Assert.Contains(problem, e.Problem);
+            Assert.DoesNotContain('\n', e.Message);
+        }
+        Fails(packed[..(packed.Length * 3 / 4)], "damaged");                              // cut in the middle
+        Fails(packed[..^4], "damaged");                                                   // the trailer cut
+        var flipped = (byte[])packed.Clone();
+        flipped[packed.Length / 2] ^= 0x40;                                               // one bit in the middle
+        Assert.Throws<DataFormatException>(() => { using var f = new TempFile(""); File.WriteAllBytes(f.Path, flipped); LibFmReader.Read(f.Path); });
+        var crc = (byte[])packed.Clone();
+        crc[^8] ^= 1;                                                                    // the trailer's CRC-32
+        Fails(crc, "damaged");
+        Fails([.. packed, .. packed], "several gzip files joined");
+    }
+
     [Fact]
     public void ReadsMovieLensTrainWhenPresent()
     {

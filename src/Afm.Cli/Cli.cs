@@ -257,7 +257,7 @@ public static class Cli
         var h = CacheFile.Write(o.Input, o.Output, new LibFmReadOptions { Format = encoding.Format, HashBits = encoding.HashBits }, o.ChunkRows);
         double seconds = sw.Elapsed.TotalSeconds;
         stdout.WriteLine($"cached {o.Input}: {h.Rows} rows, {h.NonZeros} non-zeros, {h.FeatureCount} features, up to {h.MaxNnz} per row, " +
-            $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s, {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of text; written to {o.Output}");
+            $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s, {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of {(LibFmReader.IsGzip(o.Input) ? "gzip" : "text")}; written to {o.Output}");
         return 0;
     }
 

@@ -24,7 +24,18 @@ public static partial class LibFmReader
             {
                 if (!_end)
                 {
-                    int n = stream.ReadAtLeast(buffer.AsSpan(length), buffer.Length - length, throwOnEndOfStream: false);
+                    int n;
+                    try
+                    {
+                        n = stream.ReadAtLeast(buffer.AsSpan(length), buffer.Length - length, throwOnEndOfStream: false);
+                    }
+                    catch (InvalidDataException e)
+                    {
+                        // from a decompressing stream: the compressed data is damaged
+                        // (the runtime's own message for a bad block or checksum names an unsupported compression method)
+                        throw new DataFormatException(name, 0, e.Message.StartsWith("the gzip data", StringComparison.Ordinal) ? e.Message
+                            : "the gzip data is damaged: a block or its checksum is wrong, so the file cannot be read as written", e);
+                    }
                     length += n;
                     _end = length < buffer.Length;
                 }

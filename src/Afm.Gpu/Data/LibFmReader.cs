@@ -136,13 +136,40 @@ public static partial class LibFmReader
             yield return block;
     }
 
-    /// <summary>Opens <paramref name="path"/> for sequential reading, failing with a <see cref="DataFormatException"/>.</summary>
-    private static FileStream Open(string path)
+    /// <summary>Whether the file at <paramref name="path"/> is gzip data (its first two bytes are gzip's magic); false when it cannot be read.</summary>
+    public static bool IsGzip(string path)
+    {
+        try
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            return IsGzip(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private static bool IsGzip(FileStream file)
+    {
+        Span<byte> magic = stackalloc byte[2];
+        int n = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false);
+        file.Position = 0;
+        return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> for sequential reading, failing with a <see cref="DataFormatException"/>; a gzip
+    /// file (known by its first two bytes, whatever its name) is decompressed as it is read (<see cref="GzipInput"/>).
+    /// </summary>
+    private static Stream Open(string path)
     {
         try
         {
             // bufferSize 1: the chunks are the only buffer
-            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            if (!IsGzip(file)) return file;
+            return new GzipInput(file);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
