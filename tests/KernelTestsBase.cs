@@ -146,6 +146,49 @@ public abstract class KernelTestsBase
         else Assert.All(after.Proj, p => Assert.Equal(1f, p));
     }
 
+    /// <summary>
+    /// Lazy L2 on the embeddings and linear weights: a plain SGD step (lr = 1) takes the float64 reference's gradient
+    /// plus 2 λ v (2 λ w) from every row the batch uses, and leaves every other row as it was.
+    /// </summary>
+    [Theory]
+    [InlineData(ModelKind.Afm)]
+    [InlineData(ModelKind.Fm)]
+    public void L2ShrinksTheRowsABatchUsesAndNoOthers(ModelKind kind)
+    {
+        if (!TryAccelerator(out var acc)) return;
+        using var accOwner = acc;
+        const int features = 40, k = 6; // ids beyond the batch's stay untouched
+        const float l2v = 0.03f, l2w = 0.07f;
+        int t = kind == ModelKind.Afm ? 4 : 0;
+        var model = Fixtures.RandomModel(kind, features, k, t, LossKind.Squared, seed: 41);
+        var data = Fixtures.RaggedData(23, Lengths, LossKind.Squared, seed: 42);
+        using var s = Prepare(acc, model, data, OptimizerKind.Sgd);
+        s.Kernels.ForwardBackward(s.Device, s.Batch, s.Work, new StepParams(LossKind.Squared, 1f, 1f, 1, 1f / data.Rows));
+        s.Kernels.ReduceDense(s.Work);
+        s.Kernels.UpdateSparse(s.Device, s.Batch, s.Work, new OptimizerParams(OptimizerKind.Sgd, 1f, 0f, 1, L2Embedding: l2v, L2Linear: l2w));
+        var rows = Fixtures.Rows(data);
+        var grad = AfmReference.Gradient(kind, LossKind.Squared, RefParams.From(model), k, t, rows, 0, out _);
+        var used = new HashSet<int>(rows.SelectMany(r => r.Ids));
+        Assert.True(used.Count is > 5 and < features);
+        var expectV = new double[model.V.Length];
+        var expectW = new double[model.Linear.Length];
+        for (int id = 0; id < features; id++)
+        {
+            bool u = used.Contains(id);
+            for (int d = 0; d < k; d++)
+            {
+                int i = id * k + d;
+                expectV[i] = u ? model.V[i] - (grad.V[i] + 2 * l2v * model.V[i]) : model.V[i];
+            }
+            expectW[id] = u ? model.Linear[id] - (grad.W[id] + 2 * l2w * model.Linear[id]) : model.Linear[id];
+        }
+        Fixtures.AssertClose(s.Device.V.ToArray(), expectV, RelTol, 1e-6 + AbsTol, "V after an SGD step with L2");
+        Fixtures.AssertClose(s.Device.Linear.ToArray(), expectW, RelTol, 1e-6 + AbsTol, "w after an SGD step with L2");
+        for (int id = 0; id < features; id++)
+            if (!used.Contains(id))
+                Assert.True(s.Device.V.ToArray().AsSpan(id * k, k).SequenceEqual(model.V.AsSpan(id * k, k)), $"row {id}, which no row uses, changed");
+    }
+
     [Fact]
     public void AttentionWeightsShrunkToNothingBecomeZero()
     {
@@ -257,7 +300,7 @@ public abstract class KernelTestsBase
         var step = new StepParams(LossKind.Squared, 1f, 1f, 5, 1f / data.Rows);
         for (int stepNo = 1; stepNo <= 2; stepNo++)
         {
-            var op = new OptimizerParams(opt, 0.05f, 0, stepNo);
+            var op = new OptimizerParams(opt, 0.05f, 0, stepNo, L2Embedding: 0.01f, L2Linear: 0.02f);
             fused.Kernels.ForwardBackward(fused.Device, fused.Batch, fused.Work, step);
             fused.Kernels.UpdateSparse(fused.Device, fused.Batch, fused.Work, op);
             split.Kernels.ForwardBackward(split.Device, split.Batch, split.Work, step);

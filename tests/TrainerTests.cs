@@ -76,6 +76,30 @@ public class TrainerTests
     }
 
     [Fact]
+    public void L2OnTheEmbeddingsAndLinearWeightsShrinksThem()
+    {
+        // 60 features, 700 rows: an FM overfits it; λ_V and λ_w pull the trained rows towards 0, and λ = 0 is the plain run bit for bit.
+        var data = Fixtures.RaggedData(60, Enumerable.Range(0, 700).Select(i => 2 + i % 9).ToArray(), LossKind.Squared, seed: 6);
+        AfmModel Run(float l2v, float l2w)
+        {
+            using var acc = new CpuAccelerator(1);
+            var o = new TrainerOptions { Model = ModelKind.Fm, K = 8, Epochs = 5, BatchSize = 50, InitStd = 0.3f, L2Embedding = l2v, L2Linear = l2w, ValidationFraction = 0 };
+            return new Trainer(acc, o).Train(data).Model;
+        }
+        static double Norm(float[] x) => Math.Sqrt(x.Sum(v => (double)v * v));
+        var plain = Run(0, 0);
+        var shrunk = Run(0.3f, 0.3f);
+        Assert.True(Norm(shrunk.V) < 0.8 * Norm(plain.V), $"|V| {Norm(shrunk.V):F3} with L2, {Norm(plain.V):F3} without");
+        Assert.True(Norm(shrunk.Linear) < 0.9 * Norm(plain.Linear), $"|w| {Norm(shrunk.Linear):F3} with L2, {Norm(plain.Linear):F3} without");
+        var linearOnly = Run(0, 0.3f);
+        Assert.True(Norm(linearOnly.Linear) < 0.9 * Norm(plain.Linear));
+        Assert.True(Bits(Run(0, 0).V).SequenceEqual(Bits(plain.V)));
+        var e = Assert.Throws<InvalidOptionException>(() => new TrainerOptions { L2Embedding = -1 }.Validate());
+        Assert.Equal("option L2Embedding = -1: must be >= 0", e.Message);
+        Assert.Throws<InvalidOptionException>(() => new TrainerOptions { L2Linear = float.NaN }.Validate());
+    }
+
+    [Fact]
     public void OptionsAreValidatedByName()
     {
         var e = Assert.Throws<InvalidOptionException>(() => new TrainerOptions { Keep1 = 1.5f }.Validate());

@@ -59,6 +59,12 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("lambda", Default = "auto", HelpText = "L2 penalty λ on the attention weights W, or a comma-separated list to choose from on the validation rows (auto = 0,0.3,3).")]
     public string Lambda { get; set; } = "auto";
 
+    [Option("l2-embedding", Default = 0f, HelpText = "L2 penalty on the embedding rows each batch uses (lazy L2: the gradient of a used row gains 2 λ v).")]
+    public float L2Embedding { get; set; }
+
+    [Option("l2-linear", Default = 0f, HelpText = "L2 penalty on the linear weights each batch uses (lazy L2, as --l2-embedding).")]
+    public float L2Linear { get; set; }
+
     [Option("keep0", Default = 1f, HelpText = "Keep probability of dropout on the attention weights (1 = off).")]
     public float Keep0 { get; set; }
 

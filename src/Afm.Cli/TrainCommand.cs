@@ -285,6 +285,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             },
             Lambda = lambdas.Length == 1 ? lambdas[0] : 0f,
             LambdaCandidates = lambdas.Length > 1 ? lambdas : null,
+            L2Embedding = o.L2Embedding,
+            L2Linear = o.L2Linear,
             Keep0 = o.Keep0,
             Keep1 = o.Keep1,
             // Criteo's labels are clicks: log loss, as CTR models are trained; other data is regression, as in the paper.
@@ -333,10 +335,12 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         nameof(TrainerOptions.ValidationFraction) => "--validation-fraction",
         nameof(TrainerOptions.PretrainEpochs) => "--pretrain-epochs",
         nameof(TrainerOptions.LambdaCandidates) => "--lambda",
+        nameof(TrainerOptions.L2Embedding) => "--l2-embedding",
+        nameof(TrainerOptions.L2Linear) => "--l2-linear",
         null => "an option",
         _ => "--" + name.ToLowerInvariant(),
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

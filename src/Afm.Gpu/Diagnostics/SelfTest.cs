@@ -200,7 +200,7 @@ public static class SelfTest
             using var model = kernels.CreateModel(opt);
             model.Upload(input.Model);
             SetState(model, input, opt);
-            var op = new OptimizerParams(opt, 0.05f, 0.01f, 3, Epsilon: opt == OptimizerKind.Adam ? 1e-8f : 1e-10f);
+            var op = new OptimizerParams(opt, 0.05f, 0.01f, 3, Epsilon: opt == OptimizerKind.Adam ? 1e-8f : 1e-10f, L2Embedding: 0.02f, L2Linear: 0.03f);
             kernels.UpdateSparse(model, batch, work, op);
             kernels.UpdateDense(model, work, op);
             string name = opt.ToString();
@@ -221,7 +221,7 @@ public static class SelfTest
         using var model = kernels.CreateModel(OptimizerKind.Adam);
         model.Upload(input.Model);
         SetState(model, input, OptimizerKind.Adam);
-        kernels.ApplySparse(model, batch.UniqueIds, grads, batch.UniqueCount, new OptimizerParams(OptimizerKind.Adam, 0.05f, 0.01f, 3, Epsilon: 1e-8f));
+        kernels.ApplySparse(model, batch.UniqueIds, grads, batch.UniqueCount, new OptimizerParams(OptimizerKind.Adam, 0.05f, 0.01f, 3, Epsilon: 1e-8f, L2Embedding: 0.02f, L2Linear: 0.03f));
         outputs.Add(("sparse apply Adam V", model.V.ToArray()));
         outputs.Add(("sparse apply Adam w", model.Linear.ToArray()));
     }

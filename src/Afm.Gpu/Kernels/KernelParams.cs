@@ -47,9 +47,14 @@ public readonly record struct StepParams(LossKind Loss, float Keep0, float Keep1
 /// <param name="Beta1">Adam's first-moment decay.</param>
 /// <param name="Beta2">Adam's second-moment decay.</param>
 /// <param name="Epsilon">Denominator guard (Adagrad and Adam).</param>
+/// <param name="L2Embedding">
+/// L2 penalty λ_V on the embedding rows a step updates: each row the batch uses gains 2 λ_V v in its gradient (lazy
+/// L2: a row no batch uses is not shrunk).
+/// </param>
+/// <param name="L2Linear">L2 penalty λ_w on the linear weights a step updates, as <paramref name="L2Embedding"/>: 2 λ_w w.</param>
 public readonly record struct OptimizerParams(
     OptimizerKind Kind, float LearningRate, float Lambda, int Step,
-    float Beta1 = 0.9f, float Beta2 = 0.999f, float Epsilon = 1e-10f)
+    float Beta1 = 0.9f, float Beta2 = 0.999f, float Epsilon = 1e-10f, float L2Embedding = 0f, float L2Linear = 0f)
 {
     /// <summary>Adam's lr / (1 - β1^t): w -= C1 m / (sqrt(v) C2 + ε).</summary>
     public float AdamC1 => (float)(LearningRate / (1 - Math.Pow(Beta1, Math.Max(Step, 1))));

@@ -61,7 +61,9 @@ internal static class CheckpointFile
     public static ulong Fingerprint(TrainerOptions o, RowSource train, RowSource? validation)
     {
         string text = $"{o.Model}|{o.K}|{o.T}|{o.BatchSize}|{BitConverter.SingleToInt32Bits(o.LearningRate)}|{o.Optimizer}|{BitConverter.SingleToInt32Bits(o.Lambda)}|" +
-            $"{BitConverter.SingleToInt32Bits(o.Keep0)}|{BitConverter.SingleToInt32Bits(o.Keep1)}|{o.Loss}|{o.Seed}|{BitConverter.SingleToInt32Bits(o.ValidationFraction)}|{BitConverter.SingleToInt32Bits(o.InitStd)}";
+            $"{BitConverter.SingleToInt32Bits(o.Keep0)}|{BitConverter.SingleToInt32Bits(o.Keep1)}|{o.Loss}|{o.Seed}|{BitConverter.SingleToInt32Bits(o.ValidationFraction)}|{BitConverter.SingleToInt32Bits(o.InitStd)}" +
+            // (L2 only when set, so that checkpoints written before it existed still match)
+            (o.L2Embedding != 0 || o.L2Linear != 0 ? $"|l2={BitConverter.SingleToInt32Bits(o.L2Embedding)},{BitConverter.SingleToInt32Bits(o.L2Linear)}" : "");
         uint a = Crc32.Compute(Encoding.UTF8.GetBytes(text)), b = 0;
         foreach (var d in validation is null ? [train] : new[] { train, validation })
             b = d.AppendFingerprint(b);

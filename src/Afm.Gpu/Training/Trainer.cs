@@ -209,7 +209,8 @@ public sealed partial class Trainer
                 feed.FillNext();
                 step++;
                 var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)o.Seed, step), 1f / count, feed.Offset);
-                var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps);
+                var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps,
+                    L2Embedding: o.L2Embedding, L2Linear: o.L2Linear);
                 kernels.ForwardBackward(device, batch, work, sp);
                 if (exchange is null)
                 {

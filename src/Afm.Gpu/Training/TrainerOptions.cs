@@ -43,6 +43,14 @@ public sealed class TrainerOptions
     public OptimizerKind Optimizer { get; set; } = OptimizerKind.Adagrad;
     /// <summary>L2 penalty λ on the attention weights W: the loss gains λ ‖W‖² (default 0).</summary>
     public float Lambda { get; set; }
+    /// <summary>
+    /// L2 penalty λ_V on the embeddings (default 0): each step, every embedding row its batch uses gains 2 λ_V v in
+    /// its gradient, as if the batch's mean loss had λ_V ‖v‖² added per distinct feature (lazy L2, as sparse CTR
+    /// trainers apply it: a row no batch uses is not shrunk).
+    /// </summary>
+    public float L2Embedding { get; set; }
+    /// <summary>L2 penalty λ_w on the linear weights, applied as <see cref="L2Embedding"/> (default 0).</summary>
+    public float L2Linear { get; set; }
     /// <summary>Keep probability of dropout on the attention weights (default 1: off).</summary>
     public float Keep0 { get; set; } = 1f;
     /// <summary>Keep probability of dropout on the pooled vector (default 1: off).</summary>
@@ -114,6 +122,8 @@ public sealed class TrainerOptions
         Check(BatchSize is > 0 and <= 1 << 20, nameof(BatchSize), BatchSize, "must be in 1..1048576");
         Check(float.IsFinite(LearningRate) && LearningRate > 0, nameof(LearningRate), LearningRate, "must be a positive number");
         Check(float.IsFinite(Lambda) && Lambda >= 0, nameof(Lambda), Lambda, "must be >= 0");
+        Check(float.IsFinite(L2Embedding) && L2Embedding >= 0, nameof(L2Embedding), L2Embedding, "must be >= 0");
+        Check(float.IsFinite(L2Linear) && L2Linear >= 0, nameof(L2Linear), L2Linear, "must be >= 0");
         Check(Keep0 is > 0 and <= 1, nameof(Keep0), Keep0, "must be in (0, 1]");
         Check(Keep1 is > 0 and <= 1, nameof(Keep1), Keep1, "must be in (0, 1]");
         Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");

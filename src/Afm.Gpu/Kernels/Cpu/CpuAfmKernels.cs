@@ -229,10 +229,22 @@ internal sealed class CpuAfmKernels : AfmKernels
         private readonly float[]? _v1 = model.VState1 is null ? null : D(model.VState1), _v2 = model.VState2 is null ? null : D(model.VState2);
         private readonly float[]? _l1 = model.LinearState1 is null ? null : D(model.LinearState1), _l2 = model.LinearState2 is null ? null : D(model.LinearState2);
 
+        /// <summary>The optimizer on row <paramref name="id"/>'s embedding and linear weight; with L2, their gradients gain 2 λ_V v and 2 λ_w w first.</summary>
         public void Apply(CpuSimdPath path, in OptimizerParams o, int id, ReadOnlySpan<float> dv, float dw)
         {
             int k = _k;
-            Optimizer.Apply(path, o, _v.AsSpan(id * k, k), dv, _v1 is null ? default : _v1.AsSpan(id * k, k), _v2 is null ? default : _v2.AsSpan(id * k, k));
+            var v = _v.AsSpan(id * k, k);
+            var s1 = _v1 is null ? default : _v1.AsSpan(id * k, k);
+            var s2 = _v2 is null ? default : _v2.AsSpan(id * k, k);
+            if (o.L2Embedding != 0)
+            {
+                Span<float> g = stackalloc float[k];
+                dv.CopyTo(g);
+                Simd.Axpy(2f * o.L2Embedding, v, g);
+                Optimizer.Apply(path, o, v, g, s1, s2);
+            }
+            else Optimizer.Apply(path, o, v, dv, s1, s2);
+            if (o.L2Linear != 0) dw += 2f * o.L2Linear * _lin[id];
             Optimizer.Apply(path, o, _lin.AsSpan(id, 1), new ReadOnlySpan<float>(ref dw), _l1 is null ? default : _l1.AsSpan(id, 1), _l2 is null ? default : _l2.AsSpan(id, 1));
         }
     }

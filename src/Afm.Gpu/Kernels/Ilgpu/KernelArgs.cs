@@ -60,11 +60,13 @@ internal struct OptimizerArgs
     public float C1;
     public float C2;
     public float Lambda;
+    public float L2Embedding;
+    public float L2Linear;
 
     public static OptimizerArgs From(in OptimizerParams o) => new()
     {
         Kind = (int)o.Kind, LearningRate = o.LearningRate, Epsilon = o.Epsilon, Beta1 = o.Beta1, Beta2 = o.Beta2,
-        C1 = o.AdamC1, C2 = o.AdamC2, Lambda = o.Lambda,
+        C1 = o.AdamC1, C2 = o.AdamC2, Lambda = o.Lambda, L2Embedding = o.L2Embedding, L2Linear = o.L2Linear,
     };
 }
 

@@ -95,14 +95,20 @@ internal static partial class GpuKernels
         return dw;
     }
 
+    /// <summary>The optimizer on V[id, d] with gradient g, which gains 2 λ_V v (lazy L2).</summary>
     private static void ApplyEmbedding(SparseViews s, in OptimizerArgs o, int id, int d, float g)
     {
         long vi = (long)id * s.K + d;
-        s.V[vi] = Step(o, s.V[vi], g, s.VState1, s.VState2, vi);
+        float v = s.V[vi];
+        s.V[vi] = Step(o, v, g + 2f * o.L2Embedding * v, s.VState1, s.VState2, vi);
     }
 
-    private static void ApplyLinear(SparseViews s, in OptimizerArgs o, int id, float g) =>
-        s.Linear[id] = Step(o, s.Linear[id], g, s.LinearState1, s.LinearState2, id);
+    /// <summary>The optimizer on w[id] with gradient g, which gains 2 λ_w w (lazy L2).</summary>
+    private static void ApplyLinear(SparseViews s, in OptimizerArgs o, int id, float g)
+    {
+        float w = s.Linear[id];
+        s.Linear[id] = Step(o, w, g + 2f * o.L2Linear * w, s.LinearState1, s.LinearState2, id);
+    }
 
     /// <summary>Element-wise over the dense vector; W's gradient gains 2 λ W; FM keeps p fixed.</summary>
     public static void UpdateDense(Index1D e, DenseViews v, OptimizerArgs o)
