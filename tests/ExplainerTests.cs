@@ -141,4 +141,33 @@ public sealed class ExplainerTests(ITestOutputHelper output)
         var x = new Explainer(predictor).Explain(planted.Test.Subset([0]))[0];
         AssertAddsUp(x);
     }
+    [Fact]
+    public void FieldPairsSeenInAFewRowsComeAfterTheOthersWhateverTheirAttention()
+    {
+        // A planted model, and a map that puts feature 0 alone in field "rare": its pairs occur only in the rows
+        // that hold feature 0, and the three test rows that hold it are all the summary sees of them.
+        var planted = PlantedData.Generate(trainRows: 4_000, testRows: 3_000, seed: 9);
+        using var acc = new CpuAccelerator();
+        var model = new Trainer(acc, new TrainerOptions { K = 4, T = 4, Epochs = 1, BatchSize = 256, ValidationFraction = 0 }).Train(planted.Train).Model;
+        var keep = Enumerable.Range(0, planted.Test.Rows).Where(r => !planted.Test.RowIds(r).Contains(0)).ToList();
+        keep.AddRange(Enumerable.Range(0, planted.Test.Rows).Where(r => planted.Test.RowIds(r).Contains(0)).Take(3));
+        var data = planted.Test.Subset([.. keep]);
+        int fields = planted.FieldOf.Max() + 1;
+        var fieldOf = planted.FieldOf.ToArray();
+        fieldOf[0] = fields;
+        var map = FeatureMap.FromFields(fieldOf, [.. Enumerable.Range(0, fields).Select(f => $"f{f}"), "rare"]);
+        using var predictor = new Predictor(acc, model, data.MaxNnz);
+        var summary = new Explainer(predictor).Summarize(data, map);
+
+        long support = FieldPairSummary.MinimumSupport(data.Rows);
+        Assert.Equal(Math.Max(10, (data.Rows + 999) / 1000), support);
+        var rare = summary.Pairs.Where(p => p.Count < support).ToList();
+        Assert.NotEmpty(rare);
+        Assert.All(rare, p => Assert.True(p.FieldA == fields || p.FieldB == fields, $"f{p.FieldA} x f{p.FieldB} is rare"));
+        int firstRare = summary.Pairs.ToList().FindIndex(p => p.Count < support);
+        Assert.Equal(summary.Pairs.Count - rare.Count, firstRare); // the rare ones are the tail
+        foreach (var part in new[] { summary.Pairs.Take(firstRare).ToList(), rare })
+            Assert.Equal(part.Select(p => p.MeanAttention).OrderByDescending(a => a), part.Select(p => p.MeanAttention));
+        Assert.Contains($"({rare.Count} field pairs seen fewer than {support} times come last, whatever their attention)", summary.ToTable(5));
+    }
 }

@@ -156,8 +156,18 @@ public sealed class FieldPairSummary
     /// <summary>Field names, indexed by the field indices of <see cref="Pairs"/>.</summary>
     public IReadOnlyList<string> FieldNames { get; }
 
-    /// <summary>Field pairs that occur, by mean attention descending (then mean |contribution|).</summary>
+    /// <summary>
+    /// Field pairs that occur, by mean attention descending (then mean |contribution|): first those that occur at
+    /// least <see cref="MinimumSupport"/> times, then the rarer ones, whose means rest on a few rows (with hashing,
+    /// such as pairs of two features of one column that collided with another column's names).
+    /// </summary>
     public IReadOnlyList<FieldPairStat> Pairs { get; }
+
+    /// <summary>
+    /// How often a field pair must occur to be ranked among the others: 10, or one in a thousand of the rows
+    /// summarised when that is more.
+    /// </summary>
+    public static long MinimumSupport(long rows) => Math.Max(10, (rows + 999) / 1000);
 
     /// <summary>Rows summarised.</summary>
     public int Rows { get; }
@@ -174,6 +184,9 @@ public sealed class FieldPairSummary
             sb.AppendLine(RowExplanation.Inv($"{names[i].PadRight(width)}  {top[i].MeanAttention,10:F4}  {top[i].MeanRelativeAttention,8:F3}  {top[i].MeanAbsContribution,10:F4}  {top[i].Count,10}"));
         sb.AppendLine("(a x P: mean attention times the row's pair count; 1 = a uniform share)");
         if (Pairs.Count > max) sb.AppendLine(RowExplanation.Inv($"... {Pairs.Count - max} more field pairs"));
+        long support = MinimumSupport(Rows);
+        int rare = Pairs.Count(p => p.Count < support);
+        if (rare > 0) sb.AppendLine(RowExplanation.Inv($"({rare} field pair{(rare == 1 ? "" : "s")} seen fewer than {support} times {(rare == 1 ? "comes" : "come")} last, whatever {(rare == 1 ? "its" : "their")} attention)"));
         return sb.ToString();
     }
 
@@ -356,10 +369,11 @@ public sealed class Explainer(Predictor predictor)
                 sums[key] = (acc.Attention + a, acc.Relative + a * toRelative, acc.AbsContribution + Math.Abs(c), acc.Count + 1);
             });
         });
+        long support = FieldPairSummary.MinimumSupport(data.Rows);
         var stats = sums.Select(kv => new FieldPairStat(kv.Key.Item1, kv.Key.Item2,
                 kv.Value.Attention / kv.Value.Count, kv.Value.AbsContribution / kv.Value.Count, kv.Value.Count)
             { MeanRelativeAttention = kv.Value.Relative / kv.Value.Count })
-            .OrderByDescending(s => s.MeanAttention).ThenByDescending(s => s.MeanAbsContribution)
+            .OrderBy(s => s.Count < support).ThenByDescending(s => s.MeanAttention).ThenByDescending(s => s.MeanAbsContribution)
             .ThenBy(s => s.FieldA).ThenBy(s => s.FieldB).ToList();
         return new FieldPairSummary(map.FieldNames, stats, data.Rows);
     }
