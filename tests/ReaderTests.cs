@@ -303,6 +303,45 @@ public sealed class ReaderTests(ITestOutputHelper output)
         Assert.Equal(200_001, e.Line);
     }
 
+    /// <summary>
+    /// A pipe (as <c>--train &lt;(zcat day.gz)</c> gives: /dev/fd/N) reads as the file does, text or gzip: looking
+    /// for a cache's or gzip's magic must not take its first bytes.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void APipeReadsAsTheFileDoes(bool gzip)
+    {
+        if (!OperatingSystem.IsLinux()) return; // /dev/fd
+        string text = RaggedText(30_000, 5);
+        byte[] bytes = gzip ? Gzip(text) : System.Text.Encoding.UTF8.GetBytes(text);
+        using var plain = new TempFile(text);
+        var expected = LibFmReader.Read(plain.Path);
+        SparseDataset ThroughAPipe(Func<string, SparseDataset> read)
+        {
+            using var pipe = new System.IO.Pipes.AnonymousPipeServerStream(System.IO.Pipes.PipeDirection.Out, HandleInheritability.None);
+            string path = $"/dev/fd/{pipe.ClientSafePipeHandle.DangerousGetHandle()}";
+            var writer = Task.Run(() =>
+            {
+                pipe.Write(bytes);
+                pipe.Dispose(); // the end of the data
+            });
+            var data = read(path);
+            writer.Wait();
+            return data;
+        }
+        var got = ThroughAPipe(path =>
+        {
+            Assert.False(Afm.Gpu.Data.CacheFile.IsCache(path));
+            Assert.False(LibFmReader.IsGzip(path));
+            return LibFmReader.Read(path);
+        });
+        Assert.Equal(expected.Offsets, got.Offsets);
+        Assert.Equal(expected.FeatureIds, got.FeatureIds);
+        Assert.Equal(expected.Values, got.Values);
+        Assert.Equal(expected.Labels, got.Labels);
+    }
+
     [Fact]
     public void AGzipFileThatIsTruncatedDamagedOrJoinedIsAnErrorNotFewerRows()
     {

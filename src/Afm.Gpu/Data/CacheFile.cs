@@ -124,12 +124,16 @@ public sealed class CacheFile : IDisposable
     /// <summary>Where chunk <paramref name="chunk"/> lies in the file.</summary>
     internal (long Offset, long Length) ChunkByteRange(int chunk) => (_chunkOffsets[chunk], ChunkBytes(_chunkRowCounts[chunk], _chunkNonZeros[chunk], _chunkOnes[chunk]));
 
-    /// <summary>Whether the file at <paramref name="path"/> starts with the cache magic (false when it cannot be read).</summary>
+    /// <summary>
+    /// Whether the file at <paramref name="path"/> starts with the cache magic (false when it cannot be read). A pipe
+    /// is not read (it is no cache), so that its first bytes stay for the reader.
+    /// </summary>
     public static bool IsCache(string path)
     {
         try
         {
             using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+            if (!f.CanSeek) return false;
             Span<byte> head = stackalloc byte[8];
             return f.ReadAtLeast(head, 8, throwOnEndOfStream: false) == 8 && head.SequenceEqual(Magic);
         }

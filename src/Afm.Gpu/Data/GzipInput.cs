@@ -5,35 +5,26 @@ using System.IO.Hashing;
 namespace Afm.Gpu.Data;
 
 /// <summary>
-/// A gzip file's text, decompressed as it is read, and checked at its end against the file's last 8 bytes (the
-/// gzip trailer: CRC-32 and length of the text), so that a truncated or damaged file is an error rather than fewer
-/// rows. <see cref="GZipStream"/> alone ends quietly where a truncated file ends. Only a file of one gzip member
-/// passes the check, as <c>gzip</c> and <c>pigz</c> write them; files joined with <c>cat a.gz b.gz</c> (or BGZF)
+/// A gzip file's text, decompressed as it is read, and checked at its end against the last 8 bytes of the compressed
+/// data (the gzip trailer: CRC-32 and length of the text), so that a truncated or damaged file is an error rather than
+/// fewer rows: <see cref="GZipStream"/> alone ends quietly where a truncated file ends. Nothing is read twice and
+/// nothing is seeked, so a pipe (<c>--train &lt;(curl ...)</c>) works as a file does. Only data of one gzip member
+/// passes the check, as <c>gzip</c> and <c>pigz</c> write it; members joined with <c>cat a.gz b.gz</c> (or BGZF)
 /// are refused at their end, with a message that says to decompress them.
 /// </summary>
 internal sealed class GzipInput : Stream
 {
+    private readonly TailStream _compressed;
     private readonly GZipStream _gzip;
     private readonly Crc32 _crc = new();
-    private readonly uint _expectedCrc, _expectedLength;
-    private readonly bool _hasTrailer;
     private long _length;
     private bool _checked;
 
-    /// <summary>Reads the trailer of <paramref name="file"/> (positioned at its start), then decompresses it from the start.</summary>
-    public GzipInput(FileStream file)
+    /// <param name="compressed">The gzip data, read from its start to its end.</param>
+    public GzipInput(Stream compressed)
     {
-        if (file.Length >= 18) // the smallest gzip member: a 10-byte header, an empty deflate block and the trailer
-        {
-            Span<byte> trailer = stackalloc byte[8];
-            file.Position = file.Length - 8;
-            file.ReadExactly(trailer);
-            _expectedCrc = BinaryPrimitives.ReadUInt32LittleEndian(trailer);
-            _expectedLength = BinaryPrimitives.ReadUInt32LittleEndian(trailer[4..]);
-            _hasTrailer = true;
-        }
-        file.Position = 0;
-        _gzip = new GZipStream(new BufferedStream(file, 1 << 16), CompressionMode.Decompress);
+        _compressed = new TailStream(compressed);
+        _gzip = new GZipStream(new BufferedStream(_compressed, 1 << 16), CompressionMode.Decompress);
     }
 
     public override int Read(Span<byte> buffer)
@@ -47,7 +38,10 @@ internal sealed class GzipInput : Stream
         else if (buffer.Length > 0 && !_checked)
         {
             _checked = true;
-            if (!_hasTrailer || _crc.GetCurrentHashAsUInt32() != _expectedCrc || (uint)_length != _expectedLength)
+            _compressed.Drain();
+            var tail = _compressed.Tail;
+            if (tail.Length < 8 || BinaryPrimitives.ReadUInt32LittleEndian(tail) != _crc.GetCurrentHashAsUInt32()
+                || BinaryPrimitives.ReadUInt32LittleEndian(tail[4..]) != (uint)_length)
                 throw new InvalidDataException(
                     $"the gzip data does not end as it should: its trailer does not match the {_length} bytes it gave, so the file is " +
                     "truncated or damaged, or several gzip files joined (which are not read: decompress it, e.g. with zcat)");
@@ -70,6 +64,90 @@ internal sealed class GzipInput : Stream
     protected override void Dispose(bool disposing)
     {
         if (disposing) _gzip.Dispose();
+        base.Dispose(disposing);
+    }
+
+    /// <summary>Passes a stream through, keeping the last 8 bytes read from it.</summary>
+    private sealed class TailStream(Stream inner) : Stream
+    {
+        private readonly byte[] _tail = new byte[8];
+        private int _kept;
+
+        /// <summary>The last (up to) 8 bytes read.</summary>
+        public ReadOnlySpan<byte> Tail => _tail.AsSpan(0, _kept);
+
+        public override int Read(Span<byte> buffer)
+        {
+            int n = inner.Read(buffer);
+            if (n >= 8)
+            {
+                buffer.Slice(n - 8, 8).CopyTo(_tail);
+                _kept = 8;
+            }
+            else if (n > 0)
+            {
+                int keep = Math.Min(8 - n, _kept);
+                _tail.AsSpan(_kept - keep, keep).CopyTo(_tail); // the newest of the old bytes, then the new ones
+                buffer[..n].CopyTo(_tail.AsSpan(keep));
+                _kept = keep + n;
+            }
+            return n;
+        }
+
+        /// <summary>Reads what the decompressor left, to the end, so that <see cref="Tail"/> is the data's last bytes.</summary>
+        public void Drain()
+        {
+            Span<byte> scratch = stackalloc byte[4096];
+            while (Read(scratch) > 0) { }
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+}
+
+/// <summary>Bytes already read from a stream's start, then the rest of the stream.</summary>
+internal sealed class PrefixedStream(ReadOnlyMemory<byte> prefix, Stream rest) : Stream
+{
+    private ReadOnlyMemory<byte> _prefix = prefix;
+
+    public override int Read(Span<byte> buffer)
+    {
+        if (_prefix.IsEmpty) return rest.Read(buffer);
+        int n = Math.Min(buffer.Length, _prefix.Length);
+        _prefix.Span[..n].CopyTo(buffer);
+        _prefix = _prefix[n..];
+        return n;
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) rest.Dispose();
         base.Dispose(disposing);
     }
 }

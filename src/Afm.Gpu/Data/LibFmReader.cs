@@ -136,13 +136,15 @@ public static partial class LibFmReader
             yield return block;
     }
 
-    /// <summary>Whether the file at <paramref name="path"/> is gzip data (its first two bytes are gzip's magic); false when it cannot be read.</summary>
+    /// <summary>Whether the file at <paramref name="path"/> is gzip data (its first two bytes are gzip's magic); false when it cannot be read or is a pipe.</summary>
     public static bool IsGzip(string path)
     {
         try
         {
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
-            return IsGzip(file);
+            if (!file.CanSeek) return false; // a pipe: looking would take its bytes
+            Span<byte> magic = stackalloc byte[2];
+            return file.ReadAtLeast(magic, 2, throwOnEndOfStream: false) == 2 && IsGzipMagic(magic);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -150,13 +152,7 @@ public static partial class LibFmReader
         }
     }
 
-    private static bool IsGzip(FileStream file)
-    {
-        Span<byte> magic = stackalloc byte[2];
-        int n = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false);
-        file.Position = 0;
-        return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-    }
+    private static bool IsGzipMagic(ReadOnlySpan<byte> head) => head.Length >= 2 && head[0] == 0x1f && head[1] == 0x8b;
 
     /// <summary>
     /// Opens <paramref name="path"/> for sequential reading, failing with a <see cref="DataFormatException"/>; a gzip
@@ -168,8 +164,20 @@ public static partial class LibFmReader
         {
             // bufferSize 1: the chunks are the only buffer
             var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-            if (!IsGzip(file)) return file;
-            return new GzipInput(file);
+            // The first two bytes tell gzip from text; they are read once and handed on, so a pipe works too.
+            var head = new byte[2];
+            int n;
+            try
+            {
+                n = file.ReadAtLeast(head, 2, throwOnEndOfStream: false);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+            var whole = new PrefixedStream(head.AsMemory(0, n), file);
+            return IsGzipMagic(head.AsSpan(0, n)) ? new GzipInput(whole) : whole;
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
