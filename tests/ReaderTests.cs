@@ -333,6 +333,7 @@ public sealed class ReaderTests(ITestOutputHelper output)
         var got = ThroughAPipe(path =>
         {
             Assert.False(Afm.Gpu.Data.CacheFile.IsCache(path));
+            Assert.False(Afm.Gpu.Data.DataCache.IsSeekable(path)); // so no implicit cache is made of it
             Assert.False(LibFmReader.IsGzip(path));
             return LibFmReader.Read(path);
         });

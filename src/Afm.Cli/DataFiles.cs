@@ -78,7 +78,7 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     {
         string mode = o.Cache.ToLowerInvariant();
         if (mode is not ("auto" or "always" or "off")) throw new ArgumentException($"--cache {o.Cache}: use auto, always or off");
-        if (mode == "off" || !File.Exists(path)) return false;
+        if (mode == "off" || !File.Exists(path) || !DataCache.IsSeekable(path)) return false; // a pipe is read as it comes
         return mode == "always" || new FileInfo(path).Length >= DataCache.DefaultThreshold;
     }
 

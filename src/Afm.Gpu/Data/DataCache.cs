@@ -46,6 +46,23 @@ public static class DataCache
         && header.OptionsFingerprint == CacheFile.Fingerprint(options); // the format and hashing among them
 
     /// <summary>
+    /// Whether <paramref name="path"/> can be cached: a seekable file, not a pipe, whose content no size and time
+    /// identify. Nothing is read from it.
+    /// </summary>
+    public static bool IsSeekable(string path)
+    {
+        try
+        {
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+            return f.CanSeek;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
     /// Opens the cache of <paramref name="source"/> in <paramref name="directory"/>, converting the file first when
     /// there is none, it is stale (the file's size or time changed), or it cannot be read. Other reading options
     /// (another <c>--format</c>, <c>--hash-bits</c> or row limit) have a cache of their own.
