@@ -334,7 +334,7 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
     private static readonly Dictionary<string, string[]> Accepts = new()
     {
         ["train"] = ["-k", "--dim", "-t", "--epochs", "--batch", "--lr", "--optimizer", "--loss", "--model", "--lambda", "--keep0", "--keep1", "--seed", "--patience",
-            "--l2-embedding", "--l2-linear", "--validation-fraction", "--threads", "-a", "--train", "--validation", "--test", "--pretrain-fm", "-o", "--no-progress"],
+            "--l2-embedding", "--l2-linear", "--pretrain-keep1", "--validation-fraction", "--threads", "-a", "--train", "--validation", "--test", "--pretrain-fm", "-o", "--no-progress"],
         ["evaluate"] = ["-m", "-d", "-a", "--threads"],
         ["predict"] = ["-m", "-d", "-o", "--top-pairs", "--feature-map", "-a", "--threads"],
         ["explain"] = ["-m", "-d", "--rows", "--top", "--feature-map", "--fields", "--csv", "--json", "--svg", "--heat", "-a", "--threads"],
@@ -425,7 +425,7 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
             ("-k", ["0", "-3", "1", "4", "5000", "x", "1e3", ""]), ("--dim", ["4", "2147483647"]), ("-t", ["0", "2", "4097", "-1"]),
             ("--epochs", ["-1", "0", "1", "2", "x"]), ("--batch", ["0", "-5", "1", "7", "2000000", "x"]), ("--lr", ["0", "-1", "nan", "inf", "1e-3", "0.1", "1e30", "x"]),
             ("--optimizer", ["adam", "sgd", "adagrad", "rmsprop", ""]), ("--loss", ["squared", "logistic", "hinge"]), ("--model", ["afm", "fm", "ffm"]),
-            ("--lambda", ["-1", "0", "0.1", "nan"]), ("--l2-embedding", ["-1", "0", "1e-4", "inf"]), ("--l2-linear", ["-0.5", "0.01"]), ("--keep0", ["0", "0.5", "1", "2"]), ("--keep1", ["-0.5", "1"]), ("--seed", ["-1", "7", "x"]),
+            ("--lambda", ["-1", "0", "0.1", "nan"]), ("--l2-embedding", ["-1", "0", "1e-4", "inf"]), ("--l2-linear", ["-0.5", "0.01"]), ("--pretrain-keep1", ["0", "1", "1.5"]), ("--keep0", ["0", "0.5", "1", "2"]), ("--keep1", ["-0.5", "1"]), ("--seed", ["-1", "7", "x"]),
             ("--patience", ["-1", "0", "2"]), ("--validation-fraction", ["-0.1", "0", "0.01", "0.5", "1", "nan"]), ("--threads", ["-1", "0", "1", "1000", "x"]),
             ("-a", ["cpu", "tpu", "opencl:x", "cuda:99", "cpu:1"]), ("--train", ["good", "missing", "model"]), ("--validation", ["good", "missing"]),
             ("--test", ["good", "model"]), ("--pretrain-fm", ["model", "good", "missing"]), ("-o", ["out", "good", "model", "dir", "missing-dir"]),

@@ -169,6 +169,29 @@ public class RecipeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ThePretrainingTakesItsOwnDropoutWhenGivenOne()
+    {
+        var o = Small();
+        o.Keep1 = 0.8f;
+        Assert.Equal(0.8f, Recipe.PretrainOptions(o).Keep1);
+        o.PretrainKeep1 = 1f;
+        var f = Recipe.PretrainOptions(o);
+        Assert.Equal(1f, f.Keep1);
+        Assert.Equal(ModelKind.Fm, f.Model);
+        Assert.Equal(0.8f, o.Keep1); // the AFM keeps its own
+
+        // The recipe's FM is an FM trained with that dropout.
+        var data = Data();
+        o.ValidationFraction = 0;
+        using var acc = new CpuAccelerator();
+        var result = new Recipe(acc, o).Run(data);
+        var expected = new Trainer(acc, Recipe.PretrainOptions(o)).Train(data).Model;
+        var handed = Trainer.InitializeFromFm(o, expected, data);
+        AssertSameModel(new Trainer(acc, o).Train(data, null, handed).Model, result.Model);
+        Assert.Throws<InvalidOptionException>(() => new TrainerOptions { PretrainKeep1 = 0 }.Validate());
+    }
+
+    [Fact]
     public void ConcatKeepsEveryRowInOrder()
     {
         var a = Data(30);

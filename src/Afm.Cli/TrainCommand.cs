@@ -301,6 +301,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             ValidationFraction = o.ValidationFraction,
             Pretrain = o.NoPretrain ? PretrainKind.None : PretrainKind.Fm,
             PretrainEpochs = o.PretrainEpochs ?? 0,
+            PretrainKeep1 = o.PretrainKeep1,
             HandOff = o.HandOff.ToLowerInvariant() switch
             {
                 "paper" => FmHandOff.Paper,
@@ -334,6 +335,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         nameof(TrainerOptions.LearningRate) => "--lr",
         nameof(TrainerOptions.ValidationFraction) => "--validation-fraction",
         nameof(TrainerOptions.PretrainEpochs) => "--pretrain-epochs",
+        nameof(TrainerOptions.PretrainKeep1) => "--pretrain-keep1",
         nameof(TrainerOptions.LambdaCandidates) => "--lambda",
         nameof(TrainerOptions.L2Embedding) => "--l2-embedding",
         nameof(TrainerOptions.L2Linear) => "--l2-linear",
@@ -342,5 +344,5 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={t.Keep1} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={t.Keep1}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

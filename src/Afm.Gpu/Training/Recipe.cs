@@ -70,6 +70,7 @@ public sealed class Recipe
         var f = o.Clone();
         f.Model = ModelKind.Fm;
         f.Epochs = o.PretrainEpochs > 0 ? o.PretrainEpochs : o.Epochs;
+        f.Keep1 = o.PretrainKeep1 ?? o.Keep1;
         return f;
     }
 
