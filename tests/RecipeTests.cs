@@ -74,6 +74,12 @@ public class RecipeTests(ITestOutputHelper output)
             stages.Select(s => s.Stage));
         Assert.All(stages, s => Assert.Equal(data.Rows - held, s.Rows));
         Assert.False(result.Refitted);
+        // The AFM's best validation score next to the FM's it started from.
+        double fmScore = result.Pretraining.History[result.Pretraining.BestEpoch - 1].Validation!.Rmse;
+        double afmScore = result.Training.History[result.Training.BestEpoch - 1].Validation!.Rmse;
+        string compared = Assert.Single(lines, l => l.StartsWith("AFM against the FM it started from, on the validation rows: ", StringComparison.Ordinal));
+        Assert.Contains(FormattableString.Invariant($"{afmScore:F4} against {fmScore:F4}"), compared);
+        Assert.Equal(afmScore < fmScore, !compared.Contains("the AFM is no better here", StringComparison.Ordinal));
 
         // The same as the steps by hand: the FM of Trainer, the hand-off, the AFM of Trainer.
         var (train, valid) = Trainer.Split(data, o.ValidationFraction, o.Seed);

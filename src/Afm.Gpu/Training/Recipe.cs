@@ -135,6 +135,9 @@ public sealed class Recipe
             Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
         }
         else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
+        if (pretraining is not null && BestScore(pretraining, o.Loss) is { } fmScore && BestScore(result, o.Loss) is { } afmScore)
+            Say(Inv($"AFM against the FM it started from, on the validation rows: {afmScore:F4} against {fmScore:F4}")
+                + (afmScore < fmScore ? Inv($" ({(afmScore / fmScore - 1) * 100:+0.00;-0.00}%)") : "; the AFM is no better here (--model fm may serve these data as well)"));
         if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda);
 
         var full = heldOut > 0 ? all : Concat(all, validation);
@@ -155,6 +158,10 @@ public sealed class Recipe
         var refit = Run(TrainStage.Refit, ro, full, null, fm is null ? null : Trainer.InitializeFromFm(ro, fm, full), cancel);
         return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda);
     }
+
+    /// <summary>The validation score of a run's best epoch, or null when it had no validation rows.</summary>
+    private static double? BestScore(TrainResult r, LossKind loss) =>
+        r.BestEpoch > 0 && r.History[r.BestEpoch - 1].Validation is { } v ? v.Objective(loss) : null;
 
     private TrainResult Run(TrainStage stage, TrainerOptions options, RowSource train, RowSource? validation, AfmModel? initial, CancellationToken cancel)
     {
