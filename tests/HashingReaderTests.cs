@@ -321,7 +321,7 @@ public sealed class HashingReaderTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>An endless libFM text made on demand (row r: label r % 5, features r:1 and r+1:0.5), counting the bytes read.</summary>
-    private sealed class EndlessRows : Stream
+    private sealed class EndlessRows : Afm.Gpu.IO.ReadOnlyStream
     {
         private byte[] _line = [];
         private int _at;
@@ -329,9 +329,9 @@ public sealed class HashingReaderTests(ITestOutputHelper output) : IDisposable
 
         public long BytesRead { get; private set; }
 
-        public override int Read(byte[] buffer, int offset, int count)
+        public override int Read(Span<byte> buffer)
         {
-            int n = 0;
+            int n = 0, count = buffer.Length;
             while (n < count)
             {
                 if (_at == _line.Length)
@@ -341,23 +341,13 @@ public sealed class HashingReaderTests(ITestOutputHelper output) : IDisposable
                     _row++;
                 }
                 int take = Math.Min(count - n, _line.Length - _at);
-                Array.Copy(_line, _at, buffer, offset + n, take);
+                _line.AsSpan(_at, take).CopyTo(buffer[n..]);
                 _at += take;
                 n += take;
             }
             BytesRead += n;
             return n;
         }
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     [Fact]

@@ -88,7 +88,7 @@ public static class DataCache
             string problem = e is UnauthorizedAccessException ? "permission denied"
                 : file == Path.GetFullPath(directory) ? "a file of that name exists"
                 : file is not null ? $"'{file}' is a file" : e.Message;
-            throw new IOException($"cannot create the cache directory '{directory}' for {source}: {problem} (--cache-dir DIR for another directory, --cache off to read the text)", e);
+            throw new IOException($"cannot create the cache directory '{directory}' for {source}: {problem} {WayOut}", e);
         }
         // One conversion at a time per cache: processes that need it at once (the ranks of an MPI job on one
         // machine, or two jobs) wait for the first, then use what it wrote.
@@ -125,6 +125,9 @@ public static class DataCache
         return null;
     }
 
+    /// <summary>What a user can do about a cache that cannot be written, ending its messages.</summary>
+    private const string WayOut = "(--cache-dir DIR for another directory, --cache off to read the text)";
+
     // The IOException.HResult of a file another process holds locked: EWOULDBLOCK from flock on Linux, ERROR_SHARING_VIOLATION on Windows.
     private const int LockHeld = 11, SharingViolation = unchecked((int)0x80070020);
 
@@ -160,7 +163,7 @@ public static class DataCache
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     string why = e is UnauthorizedAccessException ? $"permission denied in '{Path.GetDirectoryName(cache)}'" : e.Message;
-                    throw new IOException($"cannot write the cache '{cache}' of {source}: {why} (--cache-dir DIR for another directory, --cache off to read the text)", e);
+                    throw new IOException($"cannot write the cache '{cache}' of {source}: {why} {WayOut}", e);
                 }
             }
         }

@@ -129,7 +129,7 @@ public sealed class Recipe
                 lo.Lambda = l;
                 Say(Inv($"AFM with λ = {l} (L2 on the attention weights; of {string.Join(", ", candidates)} the best validation score is kept)"));
                 var r = Run(TrainStage.Training, lo, train, validation, initial, cancel);
-                double score = r.BestEpoch > 0 ? r.History[r.BestEpoch - 1].Validation!.Objective(o.Loss) : double.PositiveInfinity;
+                double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
                 if (result is null || score < bestScore) (result, bestScore, lambda) = (r, score, l);
             }
             Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
