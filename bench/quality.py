@@ -64,7 +64,8 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False):
         sys.exit(f"quality: no test line in the output of {' '.join(cmd)}")
     metrics = dict(re.findall(r"(rmse|logloss|auc|mae) ([0-9.]+)", m.group(1)))
     best = re.search(r"^best epoch (\d+)", out, re.M).group(1)
-    pre = re.search(r"^FM pre-training: best epoch (\d+)", out, re.M)
+    pre = re.search(r"^pre-training kept: keep1 [0-9.]+, FM best epoch (\d+)", out, re.M) or re.search(r"^FM pre-training: best epoch (\d+)", out, re.M)
+    keep = re.search(r"^pre-training kept: keep1 ([0-9.]+)", out, re.M)
     lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
     metrics = {k: float(v) for k, v in metrics.items()}
     metrics["best_epoch"] = int(best)
@@ -72,7 +73,10 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False):
         metrics["pretrain_epoch"] = int(pre.group(1))
     if lam:
         metrics["lambda"] = float(lam.group(1))
-    return metrics, f"best epoch {best}" + (f", FM pre-training {pre.group(1)}" if pre else "") + (f", λ = {lam.group(1)}" if lam else "")
+    if keep:
+        metrics["pretrain_keep1"] = float(keep.group(1))
+    return metrics, (f"best epoch {best}" + (f", FM pre-training {pre.group(1)}" if pre else "")
+                     + (f" (keep1 {keep.group(1)})" if keep else "") + (f", λ = {lam.group(1)}" if lam else ""))
 
 
 def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epochs=20):

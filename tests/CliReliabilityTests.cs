@@ -99,7 +99,7 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         string model = PathOf("m.afm");
         string Err(params string[] args) => ErrorLine(Run([.. args, "-a", "cpu", "--no-progress", "-o", model]));
 
-        Assert.StartsWith("afm-gpu: error: training diverged in epoch 1 at step 1: ", Err("train", "--train", small, "--lr", "1e30", "--epochs", "1", "--validation-fraction", "0"));
+        Assert.StartsWith("afm-gpu: error: training diverged in epoch 1 by step 1: ", Err("train", "--train", small, "--lr", "1e30", "--epochs", "1", "--validation-fraction", "0"));
         Assert.StartsWith("afm-gpu: error: training diverged in epoch ", Err("train", "--train", small, "--optimizer", "sgd", "--lr", "100"));
         Assert.Equal($"afm-gpu: error: {tiny}: a validation fraction of 0.01 of 20 rows holds out no row; raise it (to at least 0.025) or set it to 0 for no validation",
             Err("train", "--train", tiny, "--validation-fraction", "0.01"));

@@ -93,10 +93,17 @@ public sealed class CliTests : IDisposable
         var r = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "2", "--lambda", "0,1", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("validation: 50 of 500 training rows held out", r.Out);
-        Assert.Contains("pre-training an FM (k = 8) on the same rows", r.Out);
+        // with the AFM's dropout and without, keeping the FM whose AFM validates better
+        Assert.Contains("pre-training an FM (k = 8, dropout keep1 0.8) on the same rows", r.Out);
+        Assert.Contains("pre-training an FM (k = 8, no dropout) on the same rows", r.Out);
         Assert.Contains("FM epoch   2", r.Out);
         Assert.Contains("AFM with λ = 1", r.Out);
         Assert.Matches(@"λ = [01] chosen", r.Out);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(r.Out, @"pre-training kept: keep1 (0\.8|1), FM best epoch \d+, AFM best epoch \d+ \(AFM validation scores: keep1 0\.8: [0-9.]+, keep1 1: [0-9.]+\)"), r.Out);
+        var given = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--pretrain-keep1", "1", "--no-refit", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(given.Code == 0, given.Err);
+        Assert.Contains("pre-training an FM (k = 8) on the same rows", given.Out);
+        Assert.DoesNotContain("pre-training kept", given.Out);
         Assert.Contains("refit: the AFM on all 500 rows", r.Out);
 
         var scratch = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--no-pretrain", "--no-refit", "--accelerator", "cpu", "-o", model, "--no-progress");

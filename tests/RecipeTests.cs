@@ -174,6 +174,56 @@ public class RecipeTests(ITestOutputHelper output)
         AssertSameModel(new Trainer(acc, ro).Train(data, null, Trainer.InitializeFromFm(ro, fm, data)).Model, result.Model);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void WithSeveralPretrainingDropoutsTheRecipeKeepsTheOneWhoseAfmValidatesBest(bool refit)
+    {
+        var data = Data();
+        using var acc = new CpuAccelerator();
+        TrainerOptions Options(float? keep, float[]? keeps)
+        {
+            var o = Small();
+            o.Keep1 = 0.8f;
+            o.Lambda = 0.3f;
+            o.ValidationFraction = 0.2f;
+            o.Refit = refit;
+            o.PretrainKeep1 = keep;
+            o.PretrainKeep1Candidates = keeps;
+            return o;
+        }
+        var said = new List<string>();
+        var recipe = new Recipe(acc, Options(null, [0.8f, 1f, 0.8f]));
+        recipe.Message += said.Add;
+        var both = recipe.Run(data);
+        var withDropout = new Recipe(acc, Options(0.8f, null)).Run(data);
+        var without = new Recipe(acc, Options(1f, null)).Run(data);
+        static double Score(RecipeResult r) => r.Training.History[r.Training.BestEpoch - 1].Validation!.Rmse;
+        var expected = Score(without) < Score(withDropout) ? without : withDropout;
+
+        Assert.Equal(expected == without ? 1f : 0.8f, both.PretrainKeep1);
+        Assert.Equal(0.8f, withDropout.PretrainKeep1);
+        Assert.Equal(Score(expected), Score(both));
+        Assert.Equal(expected.Pretraining!.BestEpoch, both.Pretraining!.BestEpoch);
+        AssertSameModel(expected.Model, both.Model); // the refit, when on, pre-trains with the dropout kept
+        // two pre-trainings (the repeated 0.8 is tried once), each said with its dropout, and the choice with both scores
+        Assert.Equal(2, said.Count(l => l.StartsWith("pre-training an FM", StringComparison.Ordinal)));
+        Assert.Contains(said, l => l.StartsWith("pre-training an FM (k = 8, dropout keep1 0.8) on the same rows", StringComparison.Ordinal));
+        Assert.Contains(said, l => l.StartsWith("pre-training an FM (k = 8, no dropout) on the same rows", StringComparison.Ordinal));
+        Assert.Contains(said, l => l.StartsWith($"pre-training kept: keep1 {both.PretrainKeep1}, ", StringComparison.Ordinal)
+            && l.Contains($"keep1 0.8: {Score(withDropout):F4}, keep1 1: {Score(without):F4}", StringComparison.Ordinal));
+
+        // Without validation rows there is nothing to choose on: one pre-training, with the AFM's dropout.
+        var none = Options(null, [0.8f, 1f]);
+        none.ValidationFraction = 0;
+        var plain = Options(null, null);
+        plain.ValidationFraction = 0;
+        var one = new Recipe(acc, none).Run(data);
+        Assert.Equal(0.8f, one.PretrainKeep1);
+        AssertSameModel(new Recipe(acc, plain).Run(data).Model, one.Model);
+        Assert.Throws<InvalidOptionException>(() => new TrainerOptions { PretrainKeep1Candidates = [0.8f, 0f] }.Validate());
+    }
+
     [Fact]
     public void ThePretrainingTakesItsOwnDropoutWhenGivenOne()
     {

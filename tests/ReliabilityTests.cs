@@ -181,7 +181,7 @@ public sealed class ReliabilityTests : IDisposable
             new Trainer(acc, new TrainerOptions { K = 8, T = 4, Epochs = 3, BatchSize = 32, LearningRate = 1e6f }).Train(Data(200, 1f)));
         Assert.InRange(e.Epoch, 1, 3);
         Assert.InRange(e.Step, 1, 3 * 6);
-        Assert.Contains($"training diverged in epoch {e.Epoch} at step {e.Step}: ", e.Message);
+        Assert.Contains($"training diverged in epoch {e.Epoch} by step {e.Step}: ", e.Message);
         Assert.EndsWith("lower the learning rate (now 1000000)", e.Message);
     }
 

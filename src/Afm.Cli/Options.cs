@@ -89,7 +89,7 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("pretrain-epochs", HelpText = "Maximum epochs of the FM pre-training (default: --epochs); it stops early like any run.")]
     public int? PretrainEpochs { get; set; }
 
-    [Option("pretrain-keep1", HelpText = "Keep probability of dropout on the pooled vector in the FM pre-training (default: --keep1).")]
+    [Option("pretrain-keep1", HelpText = "Keep probability of dropout on the pooled vector in the FM pre-training (default: pre-train with --keep1 and with 1, and keep the FM whose AFM validates better).")]
     public float? PretrainKeep1 { get; set; }
 
     [Option("hand-off", Default = "paper", HelpText = "How the AFM starts from the FM: paper (p = 1, h ~ N(0,1), as in the paper's code) or fm-scale (p = mean pair count, h = 0).")]

@@ -122,6 +122,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["best_epoch"] = result.Training.BestEpoch.ToString();
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = result.Pretraining.BestEpoch.ToString();
+        if (result.PretrainKeep1 is { } keep) meta.Properties["pretrain_keep1"] = keep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Refitted) meta.Properties["refit"] = "all rows";
         if (_cluster is not null)
         {
@@ -302,6 +303,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             Pretrain = o.NoPretrain ? PretrainKind.None : PretrainKind.Fm,
             PretrainEpochs = o.PretrainEpochs ?? 0,
             PretrainKeep1 = o.PretrainKeep1,
+            // by default the recipe pre-trains with the AFM's dropout and without, and keeps the better AFM
+            PretrainKeep1Candidates = o.PretrainKeep1 is null ? [o.Keep1, 1f] : null,
             HandOff = o.HandOff.ToLowerInvariant() switch
             {
                 "paper" => FmHandOff.Paper,
@@ -344,5 +347,5 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={t.Keep1}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={t.Keep1}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : t.PretrainKeep1Candidates is { Length: > 0 } pks ? $" pretrain_keep1={string.Join(",", pks)}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

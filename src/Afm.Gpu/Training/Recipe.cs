@@ -24,7 +24,9 @@ public enum TrainStage
 /// <param name="HeldOut">Training rows held out for validation (0 when a validation set was given or none was used).</param>
 /// <param name="Refitted">Whether <see cref="Model"/> comes from a refit on all rows.</param>
 /// <param name="Lambda">The λ of <see cref="Training"/> (chosen on the validation set when <see cref="TrainerOptions.LambdaCandidates"/> is set).</param>
-public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda);
+/// <param name="PretrainKeep1">The dropout keep probability of the FM pre-training kept (chosen on the validation set when
+/// <see cref="TrainerOptions.PretrainKeep1Candidates"/> is set); null when no FM was pre-trained.</param>
+public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda, float? PretrainKeep1 = null);
 
 /// <summary>
 /// The whole training recipe around <see cref="Trainer"/>: hold out a validation set (saying how
@@ -64,14 +66,38 @@ public sealed class Recipe
     /// <summary>Called now and then during an epoch.</summary>
     public event Action<TrainStage, TrainProgress>? Progress;
 
-    /// <summary>The options of the FM pre-training: the same as an FM run with these options.</summary>
-    public static TrainerOptions PretrainOptions(TrainerOptions o)
+    /// <summary>
+    /// The options of the FM pre-training: the same as an FM run with these options, with the pre-training's dropout
+    /// (<paramref name="keep1"/>, else <see cref="TrainerOptions.PretrainKeep1"/>, else <see cref="TrainerOptions.Keep1"/>).
+    /// </summary>
+    public static TrainerOptions PretrainOptions(TrainerOptions o, float? keep1 = null)
     {
         var f = o.Clone();
         f.Model = ModelKind.Fm;
         f.Epochs = o.PretrainEpochs > 0 ? o.PretrainEpochs : o.Epochs;
-        f.Keep1 = o.PretrainKeep1 ?? o.Keep1;
+        f.Keep1 = keep1 ?? o.PretrainKeep1 ?? o.Keep1;
+        f.PretrainKeep1Candidates = null;
+        f.LambdaCandidates = null;
         return f;
+    }
+
+    /// <summary>
+    /// The pre-training dropouts the recipe tries, the first being the one λ is chosen with: <see cref="TrainerOptions.PretrainKeep1Candidates"/>
+    /// without repeats when there are validation rows to choose on, else the one of <see cref="PretrainOptions"/>.
+    /// </summary>
+    internal static float[] PretrainKeeps(TrainerOptions o, bool validation) =>
+        validation && o.PretrainKeep1Candidates is { Length: > 0 } c ? [.. c.Distinct()] : [PretrainOptions(o).Keep1];
+
+    private TrainResult Pretrain(TrainerOptions o, float keep1, bool sayDropout, bool first, RowSource train, RowSource? validation, CancellationToken cancel)
+    {
+        var fo = PretrainOptions(o, keep1);
+        string dropout = !sayDropout ? "" : keep1 < 1 ? Inv($", dropout keep1 {keep1}") : ", no dropout";
+        Say(Inv($"pre-training an FM (k = {o.K}{dropout}) on the same rows: up to {fo.Epochs} epochs")
+            + (validation is not null && o.Patience > 0 ? Inv($", stopping after {o.Patience} without a better validation score") : ""));
+        // the first keeps the stage's folder name of a single pre-training, so that its checkpoints resume either way
+        var r = Run(TrainStage.Pretraining, fo, train, validation, null, cancel, first ? null : Inv($"keep1-{keep1:R}"));
+        Say(Inv($"FM pre-training: best epoch {r.BestEpoch}; the AFM starts from its embeddings, linear terms and bias"));
+        return r;
     }
 
     /// <summary>
@@ -107,14 +133,13 @@ public sealed class Recipe
 
         TrainResult? pretraining = null;
         var fm = pretrainedFm;
+        float? pretrainKeep1 = null;
+        float[] keeps = PretrainKeeps(o, validation is not null);
         if (o.Model == ModelKind.Afm && fm is null && o.Pretrain == PretrainKind.Fm)
         {
-            var fo = PretrainOptions(o);
-            Say(Inv($"pre-training an FM (k = {o.K}) on the same rows: up to {fo.Epochs} epochs")
-                + (validation is not null && o.Patience > 0 ? Inv($", stopping after {o.Patience} without a better validation score") : ""));
-            pretraining = Run(TrainStage.Pretraining, fo, train, validation, null, cancel);
+            pretrainKeep1 = keeps[0];
+            pretraining = Pretrain(o, keeps[0], keeps.Length > 1, first: true, train, validation, cancel);
             fm = pretraining.Model;
-            Say(Inv($"FM pre-training: best epoch {pretraining.BestEpoch}; the AFM starts from its embeddings, linear terms and bias"));
         }
         var initial = fm is null ? null : Trainer.InitializeFromFm(o, fm, train);
         TrainResult result;
@@ -135,15 +160,35 @@ public sealed class Recipe
             Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
         }
         else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
+
+        if (pretraining is not null && keeps.Length > 1)
+        {
+            // The other pre-training dropouts, each with the AFM at the λ chosen above; the better AFM is kept.
+            var lo = o.Clone();
+            lo.Lambda = lambda;
+            lo.LambdaCandidates = null;
+            double bestScore = BestScore(result, o.Loss) ?? double.PositiveInfinity;
+            var scores = new List<string> { Inv($"keep1 {keeps[0]}: {bestScore:F4}") };
+            foreach (float keep in keeps.AsSpan(1))
+            {
+                var p = Pretrain(o, keep, true, first: false, train, validation, cancel);
+                Say(Inv($"AFM with λ = {lambda} from the FM pre-trained with keep1 {keep}"));
+                var r = Run(TrainStage.Training, lo, train, validation, Trainer.InitializeFromFm(lo, p.Model, train), cancel, Inv($"pretrain-keep1-{keep:R}"));
+                double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
+                scores.Add(Inv($"keep1 {keep}: {score:F4}"));
+                if (score < bestScore) (result, bestScore, pretraining, pretrainKeep1) = (r, score, p, keep);
+            }
+            Say(Inv($"pre-training kept: keep1 {pretrainKeep1}, FM best epoch {pretraining.BestEpoch}, AFM best epoch {result.BestEpoch} (AFM validation scores: {string.Join(", ", scores)})"));
+        }
         if (pretraining is not null && BestScore(pretraining, o.Loss) is { } fmScore && BestScore(result, o.Loss) is { } afmScore)
             Say(Inv($"AFM against the FM it started from, on the validation rows: {afmScore:F4} against {fmScore:F4}")
                 + (afmScore < fmScore ? Inv($" ({(afmScore / fmScore - 1) * 100:+0.00;-0.00}%)") : "; the AFM is no better here (--model fm may serve these data as well)"));
-        if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda);
+        if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda, pretrainKeep1);
 
         var full = heldOut > 0 ? all : Concat(all, validation);
         if (pretraining is not null)
         {
-            var fo = PretrainOptions(o);
+            var fo = PretrainOptions(o, pretrainKeep1);
             fo.Epochs = pretraining.BestEpoch;
             fo.ValidationFraction = 0;
             Say(Inv($"refit: the FM on all {full.Rows} rows for {fo.Epochs} epochs (its best epoch count)"));
@@ -156,14 +201,14 @@ public sealed class Recipe
         ro.ValidationFraction = 0;
         Say(Inv($"refit: the {o.Model.ToString().ToUpperInvariant()} on all {full.Rows} rows for {ro.Epochs} epochs (its best epoch count)"));
         var refit = Run(TrainStage.Refit, ro, full, null, fm is null ? null : Trainer.InitializeFromFm(ro, fm, full), cancel);
-        return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda);
+        return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda, pretrainKeep1);
     }
 
-    /// <summary>The validation score of a run's best epoch, or null when it had no validation rows.</summary>
+    /// <summary>The validation score of a run's model (its best epoch's, or its start's), or null when it had no validation rows.</summary>
     private static double? BestScore(TrainResult r, LossKind loss) =>
-        r.BestEpoch > 0 && r.History[r.BestEpoch - 1].Validation is { } v ? v.Objective(loss) : null;
+        r.BestScore ?? (r.BestEpoch > 0 && r.History[r.BestEpoch - 1].Validation is { } v ? v.Objective(loss) : null);
 
-    private TrainResult Run(TrainStage stage, TrainerOptions options, RowSource train, RowSource? validation, AfmModel? initial, CancellationToken cancel)
+    private TrainResult Run(TrainStage stage, TrainerOptions options, RowSource train, RowSource? validation, AfmModel? initial, CancellationToken cancel, string? tag = null)
     {
         CheckpointOptions? checkpoint = null;
         if (Checkpoint is not null)
@@ -176,6 +221,7 @@ public sealed class Recipe
                 TrainStage.Refit => "refit-" + model,
                 _ => options.LambdaCandidates is { Length: > 0 } || options.Lambda != _options.Lambda ? Inv($"{model}-lambda-{options.Lambda:R}") : model,
             };
+            if (tag is not null) name += "-" + tag;
             checkpoint = new CheckpointOptions { Directory = Path.Combine(Checkpoint.Directory, name), Resume = Checkpoint.Resume };
             Directory.CreateDirectory(checkpoint.Directory);
         }

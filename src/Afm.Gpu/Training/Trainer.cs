@@ -25,7 +25,9 @@ public readonly record struct TrainProgress(int Epoch, long RowsDone, long RowsT
 /// <param name="Model">The best epoch's model (the last one without validation).</param>
 /// <param name="BestEpoch">The epoch it comes from (0: the initial model was never beaten).</param>
 /// <param name="History">Every epoch.</param>
-public sealed record TrainResult(AfmModel Model, int BestEpoch, IReadOnlyList<EpochReport> History);
+/// <param name="BestScore">The validation objective of <paramref name="Model"/> (of the initial model when
+/// <paramref name="BestEpoch"/> is 0); null without validation rows.</param>
+public sealed record TrainResult(AfmModel Model, int BestEpoch, IReadOnlyList<EpochReport> History, double? BestScore = null);
 
 /// <summary>
 /// Mini-batch training on an accelerator: shuffling, dropout, Adagrad/Adam/SGD, validation after
@@ -219,8 +221,13 @@ public sealed partial class Trainer
                     kernels.UpdateDense(device, work, op);
                 }
                 else exchange.Step(device, batch, work, op);
-                work.LossSum.CopyTo(lossSum);
-                if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
+                // Reading the loss waits for the device: a GPU checks it every few steps only, so that the host
+                // queues the next steps while it runs. A sum that is no longer finite stays so until the epoch's end.
+                if (step % LossCheckSteps == 0)
+                {
+                    work.LossSum.CopyTo(lossSum);
+                    if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
+                }
                 Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
             }
             _accelerator.Synchronize();
@@ -253,7 +260,7 @@ public sealed partial class Trainer
             if (o.Patience > 0 && sinceBest >= o.Patience) break;
         }
         CheckReplicas(best, device);
-        return new TrainResult(best, bestEpoch, history);
+        return new TrainResult(best, bestEpoch, history, validation is null ? null : bestScore);
     }
 
     /// <summary>

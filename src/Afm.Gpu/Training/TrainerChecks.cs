@@ -14,7 +14,7 @@ public sealed partial class Trainer
             : $"lower the learning rate (now {_options.LearningRate:G})";
         return new TrainingDivergedException(epoch, step, epoch == 0
             ? $"training cannot start: {what}; {advice}"
-            : $"training diverged in epoch {epoch} at step {step}: {what}; {advice}");
+            : $"training diverged in epoch {epoch} by step {step}: {what}; {advice}");
     }
 
     /// <summary>
@@ -23,6 +23,9 @@ public sealed partial class Trainer
     /// works stays within a few times that loss from its first step.
     /// </summary>
     internal const double DivergenceFactor = 1e4;
+
+    /// <summary>Steps between the reads of the running loss that stop a diverging run within the epoch.</summary>
+    internal const int LossCheckSteps = 16;
 
     /// <summary>Inputs at least this large in magnitude, not the learning rate, are named as the likely cause of a divergence.</summary>
     private const float HugeInput = 1e4f;

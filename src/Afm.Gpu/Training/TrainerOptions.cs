@@ -80,6 +80,14 @@ public sealed class TrainerOptions
     /// ml-100k (README, "Pre-training and defaults").
     /// </summary>
     public float? PretrainKeep1 { get; set; }
+    /// <summary>
+    /// For an AFM pre-trained here with a validation set: pre-train one FM per keep probability in this list (the FM
+    /// pre-training's dropout), train the AFM from each and keep the one whose AFM has the better validation score. λ
+    /// is chosen (from <see cref="LambdaCandidates"/>) from the first; the others train with that λ. Null or empty
+    /// (default): one pre-training, with <see cref="PretrainKeep1"/>. Applied by <see cref="Recipe"/>; the command
+    /// line's default is <see cref="Keep1"/> and 1 (no dropout), unless <c>--pretrain-keep1</c> names one.
+    /// </summary>
+    public float[]? PretrainKeep1Candidates { get; set; }
     /// <summary>How the AFM's attention and projection start from a pre-trained FM (default: as in the paper).</summary>
     public FmHandOff HandOff { get; set; } = FmHandOff.Paper;
     /// <summary>
@@ -112,6 +120,7 @@ public sealed class TrainerOptions
     {
         var c = (TrainerOptions)MemberwiseClone();
         c.LambdaCandidates = LambdaCandidates?.ToArray();
+        c.PretrainKeep1Candidates = PretrainKeep1Candidates?.ToArray();
         return c;
     }
 
@@ -138,6 +147,8 @@ public sealed class TrainerOptions
             LambdaCandidates is null ? "" : string.Join(",", LambdaCandidates), "every λ must be >= 0");
         Check(PretrainEpochs >= 0, nameof(PretrainEpochs), PretrainEpochs, "must not be negative");
         Check(PretrainKeep1 is null or (> 0 and <= 1), nameof(PretrainKeep1), PretrainKeep1 ?? 0, "must be in (0, 1]");
+        Check(PretrainKeep1Candidates is null || PretrainKeep1Candidates.All(k => k is > 0 and <= 1), nameof(PretrainKeep1Candidates),
+            PretrainKeep1Candidates is null ? "" : string.Join(",", PretrainKeep1Candidates), "every keep probability must be in (0, 1]");
         Check(float.IsFinite(InitStd) && InitStd > 0, nameof(InitStd), InitStd, "must be a positive number");
     }
 }
