@@ -8,6 +8,23 @@ namespace Afm.Gpu.Tests;
 
 public class TrainerTests
 {
+    [Fact]
+    public void ASeedStandsForIndependentStreamsPerPurposeAndModelKind()
+    {
+        // The initial draws, the row order and dropout of an FM and of an AFM with the same seed are six different
+        // streams, for every seed; none is the seed itself (a plain new Random(seed) would replay another's numbers).
+        var seen = new HashSet<int>();
+        for (int seed = -50; seed <= 1000; seed++)
+            foreach (var kind in new[] { ModelKind.Fm, ModelKind.Afm })
+                foreach (uint stream in new[] { RandomStreams.Initialisation, RandomStreams.Order, RandomStreams.Dropout })
+                {
+                    int s = RandomStreams.Seed(seed, kind, stream);
+                    Assert.True(s >= 0);
+                    Assert.True(seen.Add(s), $"seed {seed} {kind} stream {stream} repeats another's {s}");
+                    Assert.Equal(s, RandomStreams.Seed(seed, kind, stream));
+                }
+    }
+
     private static int[] Bits(float[] a) => Array.ConvertAll(a, BitConverter.SingleToInt32Bits);
 
     [Theory]
