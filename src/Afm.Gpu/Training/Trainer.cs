@@ -221,8 +221,8 @@ public sealed partial class Trainer
                     kernels.UpdateDense(device, work, op);
                 }
                 else exchange.Step(device, batch, work, op);
-                // Reading the loss waits for the device: a GPU checks it every few steps only, so that the host
-                // queues the next steps while it runs. A sum that is no longer finite stays so until the epoch's end.
+                // Reading the loss waits for the device, so it is read every few steps only: on a GPU the host then
+                // queues the next steps while the device runs. A sum that is no longer finite stays so until the epoch's end.
                 if (step % LossCheckSteps == 0)
                 {
                     work.LossSum.CopyTo(lossSum);
