@@ -178,6 +178,7 @@ public sealed partial class Trainer
         // Without validation, the predictions of a few training rows show whether a model is usable before it is kept.
         var probe = validation ?? RowSource.Of(train.Head(shape.BatchCapacity));
         var rng = new Random(RandomStreams.Seed(o.Seed, o.Model, RandomStreams.Order));
+        uint dropoutSeed = (uint)RandomStreams.Seed(o.Seed, o.Model, RandomStreams.Dropout);
         var order = train.CreateOrder();
         var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
         long step = 0;
@@ -210,7 +211,7 @@ public sealed partial class Trainer
                 batch.Upload(host);
                 feed.FillNext();
                 step++;
-                var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed((uint)RandomStreams.Seed(o.Seed, o.Model, RandomStreams.Dropout), step), 1f / count, feed.Offset);
+                var sp = new StepParams(o.Loss, o.Keep0, o.Keep1, DropoutRng.StepSeed(dropoutSeed, step), 1f / count, feed.Offset);
                 var op = new OptimizerParams(o.Optimizer, o.LearningRate, o.Lambda, (int)Math.Min(step, int.MaxValue), Epsilon: eps,
                     L2Embedding: o.L2Embedding, L2Linear: o.L2Linear);
                 kernels.ForwardBackward(device, batch, work, sp);
