@@ -115,6 +115,14 @@ public sealed class CliTests : IDisposable
         var kept = Run("train", "--train", train, "--validation", valid, "--model", "fm", "-k", "4", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(kept.Code == 0, kept.Err);
         Assert.DoesNotContain("refit", kept.Out);
+        // an FM is trained with the default dropout and without, and the one that validates better is kept
+        Assert.Contains("FM with dropout keep1 0.8 (of keep1 0.8, 1 the best validation score is kept)", kept.Out);
+        var fmKept = System.Text.RegularExpressions.Regex.Match(kept.Out, @"FM dropout kept: keep1 (0\.8|1), best epoch \d+ \(validation scores: keep1 0\.8: [0-9.]+, keep1 1: [0-9.]+\)");
+        Assert.True(fmKept.Success, kept.Out);
+        Assert.Equal(fmKept.Groups[1].Value, ModelFile.LoadWithMetadata(model).Metadata.Properties["keep1"]);
+        var fixedKeep = Run("train", "--train", train, "--validation", valid, "--model", "fm", "--keep1", "0.8", "-k", "4", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(fixedKeep.Code == 0, fixedKeep.Err);
+        Assert.DoesNotContain("FM dropout kept", fixedKeep.Out);
         var refit = Run("train", "--train", train, "--validation", valid, "--refit", "--model", "fm", "-k", "4", "--epochs", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(refit.Code == 0, refit.Err);
         Assert.Contains("refit: the FM on all 560 rows", refit.Out);

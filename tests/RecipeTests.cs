@@ -224,6 +224,61 @@ public class RecipeTests(ITestOutputHelper output)
         Assert.Throws<InvalidOptionException>(() => new TrainerOptions { PretrainKeep1Candidates = [0.8f, 0f] }.Validate());
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnFmKeepsTheDropoutThatValidatesBetter(bool refit)
+    {
+        var data = Data();
+        using var acc = new CpuAccelerator();
+        TrainerOptions Options(float keep, float[]? keeps)
+        {
+            var o = Small();
+            o.Model = ModelKind.Fm;
+            o.Keep1 = keep;
+            o.Keep1Candidates = keeps;
+            o.ValidationFraction = 0.2f;
+            o.Refit = refit;
+            return o;
+        }
+        var said = new List<string>();
+        var recipe = new Recipe(acc, Options(0.8f, [0.8f, 1f, 0.8f]));
+        recipe.Message += said.Add;
+        var both = recipe.Run(data);
+        var withDropout = new Recipe(acc, Options(0.8f, null)).Run(data);
+        var without = new Recipe(acc, Options(1f, null)).Run(data);
+        static double Score(RecipeResult r) => r.Training.History[r.Training.BestEpoch - 1].Validation!.Rmse;
+        Assert.NotEqual(Score(withDropout), Score(without)); // the two runs differ, so the choice is a real one
+        var expected = Score(without) < Score(withDropout) ? without : withDropout;
+
+        Assert.Equal(expected == without ? 1f : 0.8f, both.Keep1);
+        Assert.Null(withDropout.Keep1);
+        Assert.Null(both.Pretraining);
+        Assert.Equal(Score(expected), Score(both));
+        Assert.Equal(expected.Training.BestEpoch, both.Training.BestEpoch);
+        Assert.Equal(refit, both.Refitted);
+        AssertSameModel(expected.Model, both.Model); // the refit, when on, trains with the dropout kept
+        // two runs (the repeated 0.8 is tried once), each said with its dropout, and the choice with both scores
+        Assert.Equal(["FM with dropout keep1 0.8 (of keep1 0.8, 1 the best validation score is kept)", "FM with no dropout (of keep1 0.8, 1 the best validation score is kept)"],
+            said.Where(l => l.StartsWith("FM with ", StringComparison.Ordinal)));
+        Assert.Contains($"FM dropout kept: keep1 {both.Keep1}, best epoch {both.Training.BestEpoch} (validation scores: keep1 0.8: {Score(withDropout):F4}, keep1 1: {Score(without):F4})", said);
+
+        // Without validation rows there is nothing to choose on: one run, with Keep1.
+        var none = Options(0.8f, [0.8f, 1f]);
+        none.ValidationFraction = 0;
+        var plain = Options(0.8f, null);
+        plain.ValidationFraction = 0;
+        var one = new Recipe(acc, none).Run(data);
+        Assert.Null(one.Keep1);
+        AssertSameModel(new Recipe(acc, plain).Run(data).Model, one.Model);
+        Assert.Throws<InvalidOptionException>(() => new TrainerOptions { Keep1Candidates = [0.8f, 1.5f] }.Validate());
+        // An AFM's own dropout is not chosen: the list is the FM's.
+        var afm = Options(0.8f, [0.8f, 1f]);
+        afm.Model = ModelKind.Afm;
+        afm.Pretrain = PretrainKind.None;
+        Assert.Null(new Recipe(acc, afm).Run(data).Keep1);
+    }
+
     [Fact]
     public void ThePretrainingTakesItsOwnDropoutWhenGivenOne()
     {

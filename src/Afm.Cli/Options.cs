@@ -68,8 +68,8 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("keep0", Default = 1f, HelpText = "Keep probability of dropout on the attention weights (1 = off).")]
     public float Keep0 { get; set; }
 
-    [Option("keep1", Default = 0.8f, HelpText = "Keep probability of dropout on the pooled vector (1 = off).")]
-    public float Keep1 { get; set; }
+    [Option("keep1", HelpText = "Keep probability of dropout on the pooled vector (1 = off; default 0.8, and an FM is also trained with 1 and the one that validates better kept).")]
+    public float? Keep1 { get; set; }
 
     [Option("loss", HelpText = "Loss: squared (regression; the default) or logistic (binary labels 0/1 or -1/1; the default with --format criteo).")]
     public string? Loss { get; set; }

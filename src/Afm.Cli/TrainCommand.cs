@@ -122,6 +122,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["best_epoch"] = result.Training.BestEpoch.ToString();
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = result.Pretraining.BestEpoch.ToString();
+        if (result.Keep1 is { } fmKeep) meta.Properties["keep1"] = fmKeep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.PretrainKeep1 is { } keep) meta.Properties["pretrain_keep1"] = keep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Refitted) meta.Properties["refit"] = "all rows";
         if (_cluster is not null)
@@ -289,7 +290,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             L2Embedding = o.L2Embedding,
             L2Linear = o.L2Linear,
             Keep0 = o.Keep0,
-            Keep1 = o.Keep1,
+            Keep1 = o.Keep1 ?? DefaultKeep1,
+            // by default an FM is trained with that dropout and without, and the one that validates better is kept
+            Keep1Candidates = o.Keep1 is null ? [DefaultKeep1, 1f] : null,
             // Criteo's labels are clicks: log loss, as CTR models are trained; other data is regression, as in the paper.
             Loss = (o.Loss ?? (IsCriteo ? "logistic" : "squared")).ToLowerInvariant() switch
             {
@@ -304,7 +307,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             PretrainEpochs = o.PretrainEpochs ?? 0,
             PretrainKeep1 = o.PretrainKeep1,
             // by default the recipe pre-trains with the AFM's dropout and without, and keeps the better AFM
-            PretrainKeep1Candidates = o.PretrainKeep1 is null ? [o.Keep1, 1f] : null,
+            PretrainKeep1Candidates = o.PretrainKeep1 is null ? [o.Keep1 ?? DefaultKeep1, 1f] : null,
             HandOff = o.HandOff.ToLowerInvariant() switch
             {
                 "paper" => FmHandOff.Paper,
@@ -325,6 +328,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
         return options;
     }
+
+    /// <summary>The pooled vector's dropout keep probability when <c>--keep1</c> names none (README, "Defaults").</summary>
+    private const float DefaultKeep1 = 0.8f;
 
     private static float ParseLambda(string s) =>
         float.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) && v >= 0
@@ -347,5 +353,5 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={t.Keep1}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : t.PretrainKeep1Candidates is { Length: > 0 } pks ? $" pretrain_keep1={string.Join(",", pks)}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={(t.Model == ModelKind.Fm && t.Keep1Candidates is { Length: > 1 } kc ? string.Join(",", kc) : t.Keep1)}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : t.PretrainKeep1Candidates is { Length: > 0 } pks ? $" pretrain_keep1={string.Join(",", pks)}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

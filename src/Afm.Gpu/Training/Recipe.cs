@@ -26,7 +26,9 @@ public enum TrainStage
 /// <param name="Lambda">The λ of <see cref="Training"/> (chosen on the validation set when <see cref="TrainerOptions.LambdaCandidates"/> is set).</param>
 /// <param name="PretrainKeep1">The dropout keep probability of the FM pre-training kept (chosen on the validation set when
 /// <see cref="TrainerOptions.PretrainKeep1Candidates"/> is set); null when no FM was pre-trained.</param>
-public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda, float? PretrainKeep1 = null);
+/// <param name="Keep1">The dropout keep probability of an FM's <see cref="Training"/> when it was chosen on the validation set
+/// (<see cref="TrainerOptions.Keep1Candidates"/>); null when none was chosen (it trained with <see cref="TrainerOptions.Keep1"/>).</param>
+public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda, float? PretrainKeep1 = null, float? Keep1 = null);
 
 /// <summary>
 /// The whole training recipe around <see cref="Trainer"/>: hold out a validation set (saying how
@@ -77,6 +79,7 @@ public sealed class Recipe
         f.Epochs = o.PretrainEpochs > 0 ? o.PretrainEpochs : o.Epochs;
         f.Keep1 = keep1 ?? o.PretrainKeep1 ?? o.Keep1;
         f.PretrainKeep1Candidates = null;
+        f.Keep1Candidates = null;
         f.LambdaCandidates = null;
         return f;
     }
@@ -144,6 +147,7 @@ public sealed class Recipe
         var initial = fm is null ? null : Trainer.InitializeFromFm(o, fm, train);
         TrainResult result;
         float lambda = o.Lambda;
+        float? keep1 = null;
         if (o.Model == ModelKind.Afm && o.LambdaCandidates is { Length: > 0 } candidates && validation is not null)
         {
             double bestScore = double.PositiveInfinity;
@@ -159,6 +163,8 @@ public sealed class Recipe
             }
             Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
         }
+        else if (o.Model == ModelKind.Fm && validation is not null && o.Keep1Candidates is { Length: > 0 } && o.Keep1Candidates.Distinct().ToArray() is { Length: > 1 } fmKeeps)
+            (result, keep1) = TrainFmDropouts(o, fmKeeps, train, validation, cancel);
         else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
 
         if (pretraining is not null && keeps.Length > 1)
@@ -183,7 +189,7 @@ public sealed class Recipe
         if (pretraining is not null && BestScore(pretraining, o.Loss) is { } fmScore && BestScore(result, o.Loss) is { } afmScore)
             Say(Inv($"AFM against the FM it started from, on the validation rows: {afmScore:F4} against {fmScore:F4}")
                 + (afmScore < fmScore ? Inv($" ({(afmScore / fmScore - 1) * 100:+0.00;-0.00}%)") : "; the AFM is no better here (--model fm may serve these data as well)"));
-        if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda, pretrainKeep1);
+        if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda, pretrainKeep1, keep1);
 
         var full = heldOut > 0 ? all : Concat(all, validation);
         if (pretraining is not null)
@@ -197,11 +203,36 @@ public sealed class Recipe
         var ro = o.Clone();
         ro.Lambda = lambda;
         ro.LambdaCandidates = null;
+        ro.Keep1 = keep1 ?? o.Keep1;
+        ro.Keep1Candidates = null;
         ro.Epochs = result.BestEpoch;
         ro.ValidationFraction = 0;
         Say(Inv($"refit: the {o.Model.ToString().ToUpperInvariant()} on all {full.Rows} rows for {ro.Epochs} epochs (its best epoch count)"));
         var refit = Run(TrainStage.Refit, ro, full, null, fm is null ? null : Trainer.InitializeFromFm(ro, fm, full), cancel);
-        return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda, pretrainKeep1);
+        return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda, pretrainKeep1, keep1);
+    }
+
+    /// <summary>An FM once per dropout of <paramref name="keeps"/>; the one with the better validation score is kept.</summary>
+    private (TrainResult Result, float Keep1) TrainFmDropouts(TrainerOptions o, float[] keeps, RowSource train, RowSource validation, CancellationToken cancel)
+    {
+        TrainResult? best = null;
+        double bestScore = double.PositiveInfinity;
+        float chosen = keeps[0];
+        var scores = new List<string>();
+        for (int i = 0; i < keeps.Length; i++)
+        {
+            var fo = o.Clone();
+            fo.Keep1 = keeps[i];
+            fo.Keep1Candidates = null;
+            Say(Inv($"FM with {(keeps[i] < 1 ? Inv($"dropout keep1 {keeps[i]}") : "no dropout")} (of keep1 {string.Join(", ", keeps)} the best validation score is kept)"));
+            // the first keeps the stage's folder name of a single run, so that its checkpoints resume either way
+            var r = Run(TrainStage.Training, fo, train, validation, null, cancel, i == 0 ? null : Inv($"keep1-{keeps[i]:R}"));
+            double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
+            scores.Add(Inv($"keep1 {keeps[i]}: {score:F4}"));
+            if (best is null || score < bestScore) (best, bestScore, chosen) = (r, score, keeps[i]);
+        }
+        Say(Inv($"FM dropout kept: keep1 {chosen}, best epoch {best!.BestEpoch} (validation scores: {string.Join(", ", scores)})"));
+        return (best, chosen);
     }
 
     /// <summary>The validation score of a run's model (its best epoch's, or its start's), or null when it had no validation rows.</summary>

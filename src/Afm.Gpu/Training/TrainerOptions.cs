@@ -55,6 +55,15 @@ public sealed class TrainerOptions
     public float Keep0 { get; set; } = 1f;
     /// <summary>Keep probability of dropout on the pooled vector (default 1: off).</summary>
     public float Keep1 { get; set; } = 1f;
+    /// <summary>
+    /// For an FM (<see cref="Model"/> = <see cref="ModelKind.Fm"/>) with a validation set: train one FM per keep
+    /// probability in this list (the pooled vector's dropout) and keep the one with the better validation score, so that
+    /// an FM is not held back by a dropout its data does not want. Null or empty (default): one run, with
+    /// <see cref="Keep1"/>. An AFM's own dropout is <see cref="Keep1"/>; its FM pre-training's are
+    /// <see cref="PretrainKeep1Candidates"/>. Applied by <see cref="Recipe"/>; the command line's default is 0.8 and 1
+    /// (no dropout), unless <c>--keep1</c> names one.
+    /// </summary>
+    public float[]? Keep1Candidates { get; set; }
     /// <summary>Loss: squared (regression, default) or logistic (binary labels).</summary>
     public LossKind Loss { get; set; } = LossKind.Squared;
     /// <summary>Seed of initialisation, shuffling, the validation split and dropout (default 1).</summary>
@@ -121,6 +130,7 @@ public sealed class TrainerOptions
         var c = (TrainerOptions)MemberwiseClone();
         c.LambdaCandidates = LambdaCandidates?.ToArray();
         c.PretrainKeep1Candidates = PretrainKeep1Candidates?.ToArray();
+        c.Keep1Candidates = Keep1Candidates?.ToArray();
         return c;
     }
 
@@ -141,6 +151,8 @@ public sealed class TrainerOptions
         Check(float.IsFinite(L2Linear) && L2Linear >= 0, nameof(L2Linear), L2Linear, "must be >= 0");
         Check(Keep0 is > 0 and <= 1, nameof(Keep0), Keep0, "must be in (0, 1]");
         Check(Keep1 is > 0 and <= 1, nameof(Keep1), Keep1, "must be in (0, 1]");
+        Check(Keep1Candidates is null || Keep1Candidates.All(k => k is > 0 and <= 1), nameof(Keep1Candidates),
+            Keep1Candidates is null ? "" : string.Join(",", Keep1Candidates), "every keep probability must be in (0, 1]");
         Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
         Check(Patience >= 0, nameof(Patience), Patience, "must not be negative");
         Check(LambdaCandidates is null || LambdaCandidates.All(l => float.IsFinite(l) && l >= 0), nameof(LambdaCandidates),
