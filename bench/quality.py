@@ -67,6 +67,7 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False):
     pre = re.search(r"^pre-training kept: keep1 [0-9.]+, FM best epoch (\d+)", out, re.M) or re.search(r"^FM pre-training: best epoch (\d+)", out, re.M)
     keep = re.search(r"^pre-training kept: keep1 ([0-9.]+)", out, re.M)
     lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
+    fm_keep = re.search(r"^FM dropout kept: keep1 ([0-9.]+)", out, re.M)
     metrics = {k: float(v) for k, v in metrics.items()}
     metrics["best_epoch"] = int(best)
     if pre:
@@ -75,7 +76,9 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False):
         metrics["lambda"] = float(lam.group(1))
     if keep:
         metrics["pretrain_keep1"] = float(keep.group(1))
-    return metrics, (f"best epoch {best}" + (f", FM pre-training {pre.group(1)}" if pre else "")
+    if fm_keep:
+        metrics["keep1"] = float(fm_keep.group(1))
+    return metrics, (f"best epoch {best}" + (f" (keep1 {fm_keep.group(1)})" if fm_keep else "") + (f", FM pre-training {pre.group(1)}" if pre else "")
                      + (f" (keep1 {keep.group(1)})" if keep else "") + (f", λ = {lam.group(1)}" if lam else ""))
 
 
@@ -163,8 +166,8 @@ def main():
                     print(f"  {label} seed {seed} {system} {model}: {metrics} ({note})", file=sys.stderr, flush=True)
 
     print()
-    print("| data | seed | system | FM | AFM | AFM vs FM | AFM notes |")
-    print("|------|-----:|--------|---:|----:|----------:|-----------|")
+    print("| data | seed | system | FM | AFM | AFM vs FM | FM notes | AFM notes |")
+    print("|------|-----:|--------|---:|----:|----------:|----------|-----------|")
     for label, d, logistic in sets:
         key = "logloss" if logistic else "rmse"
         for seed in seeds:
@@ -178,7 +181,7 @@ def main():
                     s = f"{key} {m[key]:.4f}"
                     return s + (f", auc {m['auc']:.4f}" if "auc" in m else "")
                 gain = (afm[key] / fm[key] - 1) * 100
-                print(f"| {label} | {seed} | {system} | {cell(fm)} | {cell(afm)} | {gain:+.2f}% | {got['afm'][5]} |")
+                print(f"| {label} | {seed} | {system} | {cell(fm)} | {cell(afm)} | {gain:+.2f}% | {got['fm'][5]} | {got['afm'][5]} |")
 
 
 if __name__ == "__main__":
