@@ -44,7 +44,7 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option('t', "attention-factor", Default = 16, HelpText = "Attention factor t (hidden size of the attention MLP).")]
     public int T { get; set; }
 
-    [Option("epochs", HelpText = "Maximum number of epochs (default 20; demo 30).")]
+    [Option("epochs", HelpText = "Maximum number of epochs; early stopping ends a run sooner (default 100; demo 30).")]
     public int? Epochs { get; set; }
 
     [Option("batch", HelpText = "Mini-batch size (default 512).")]

@@ -275,7 +275,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             },
             K = o.K,
             T = o.T,
-            Epochs = o.Epochs ?? (o.TrainFile is null ? 30 : 20),
+            // A maximum: early stopping (patience 5) ends most runs well before it (README, "Pre-training and defaults").
+            Epochs = o.Epochs ?? (o.TrainFile is null ? 30 : 100),
             BatchSize = o.Batch ?? 512,
             LearningRate = o.LearningRate ?? (o.TrainFile is null ? 0.1f : 0.05f),
             Optimizer = o.Optimizer.ToLowerInvariant() switch
