@@ -163,7 +163,7 @@ public sealed class Recipe
             }
             Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
         }
-        else if (o.Model == ModelKind.Fm && validation is not null && o.Keep1Candidates is { Length: > 0 } && o.Keep1Candidates.Distinct().ToArray() is { Length: > 1 } fmKeeps)
+        else if (o.Model == ModelKind.Fm && validation is not null && o.Keep1Candidates?.Distinct().ToArray() is { Length: > 1 } fmKeeps)
             (result, keep1) = TrainFmDropouts(o, fmKeeps, train, validation, cancel);
         else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
 
