@@ -263,6 +263,23 @@ public class RecipeTests(ITestOutputHelper output)
             said.Where(l => l.StartsWith("FM with ", StringComparison.Ordinal)));
         Assert.Contains($"FM dropout kept: keep1 {both.Keep1}, best epoch {both.Training.BestEpoch} (validation scores: keep1 0.8: {Score(withDropout):F4}, keep1 1: {Score(without):F4})", said);
 
+        // With checkpoints each dropout's run keeps its own stage folder (the first the single run's), and a second run
+        // of the recipe with Resume (its stages finished) ends with the same model.
+        string dir = Path.Combine(Path.GetTempPath(), "afm-recipe-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            RecipeResult Checkpointed() =>
+                new Recipe(acc, Options(0.8f, [0.8f, 1f])) { Checkpoint = new CheckpointOptions { Directory = dir, Resume = true } }.Run(data);
+            var first = Checkpointed();
+            AssertSameModel(both.Model, first.Model);
+            Assert.True(Directory.Exists(Path.Combine(dir, "fm")) && Directory.Exists(Path.Combine(dir, "fm-keep1-1")));
+            AssertSameModel(first.Model, Checkpointed().Model);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+
         // Without validation rows there is nothing to choose on: one run, with Keep1.
         var none = Options(0.8f, [0.8f, 1f]);
         none.ValidationFraction = 0;
