@@ -244,7 +244,18 @@ public class RecipeTests(ITestOutputHelper output)
         var said = new List<string>();
         var recipe = new Recipe(acc, Options(0.8f, [0.8f, 1f, 0.8f]));
         recipe.Message += said.Add;
-        var both = recipe.Run(data);
+        var culture = System.Globalization.CultureInfo.CurrentCulture;
+        RecipeResult both;
+        try
+        {
+            // the messages write numbers the same way in a culture with decimal commas
+            System.Globalization.CultureInfo.CurrentCulture = new System.Globalization.CultureInfo("de-DE");
+            both = recipe.Run(data);
+        }
+        finally
+        {
+            System.Globalization.CultureInfo.CurrentCulture = culture;
+        }
         var withDropout = new Recipe(acc, Options(0.8f, null)).Run(data);
         var without = new Recipe(acc, Options(1f, null)).Run(data);
         static double Score(RecipeResult r) => r.Training.History[r.Training.BestEpoch - 1].Validation!.Rmse;

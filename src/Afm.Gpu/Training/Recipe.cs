@@ -156,7 +156,7 @@ public sealed class Recipe
             {
                 var lo = o.Clone();
                 lo.Lambda = l;
-                Say(Inv($"AFM with λ = {l} (L2 on the attention weights; of {string.Join(", ", candidates)} the best validation score is kept)"));
+                Say(Inv($"AFM with λ = {l} (L2 on the attention weights; of {List(candidates)} the best validation score is kept)"));
                 var r = Run(TrainStage.Training, lo, train, validation, initial, cancel);
                 double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
                 if (result is null || score < bestScore) (result, bestScore, lambda) = (r, score, l);
@@ -224,7 +224,7 @@ public sealed class Recipe
             var fo = o.Clone();
             fo.Keep1 = keeps[i];
             fo.Keep1Candidates = null;
-            Say(Inv($"FM with {(keeps[i] < 1 ? Inv($"dropout keep1 {keeps[i]}") : "no dropout")} (of keep1 {string.Join(", ", keeps)} the best validation score is kept)"));
+            Say(Inv($"FM with {(keeps[i] < 1 ? Inv($"dropout keep1 {keeps[i]}") : "no dropout")} (of keep1 {List(keeps)} the best validation score is kept)"));
             // the first keeps the stage's folder name of a single run, so that its checkpoints resume either way
             var r = Run(TrainStage.Training, fo, train, validation, null, cancel, i == 0 ? null : Inv($"keep1-{keeps[i]:R}"));
             double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
@@ -263,6 +263,9 @@ public sealed class Recipe
     }
 
     private void Say(string line) => Message?.Invoke(line);
+
+    /// <summary>Numbers as a message lists them, whatever the current culture: "0, 0.3, 3".</summary>
+    private static string List(float[] values) => string.Join(", ", values.Select(v => v.ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
     private static string Inv(FormattableString s) => s.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
