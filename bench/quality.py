@@ -9,7 +9,7 @@ Frappe data, labels 1 / -1 with squared loss as in the paper (bench/context_logs
 click logs in Criteo's TSV layout, trained with --format criteo (logistic loss; bench/ctr_logs.py).
 Build first: dotnet build -c Release.
 
-    /usr/bin/python3 bench/quality.py                 # everything (a few minutes on 2 cores)
+    /usr/bin/python3 bench/quality.py                 # everything: on 2 cores about 5 minutes per seed for afm-gpu and 50 for the reference
     /usr/bin/python3 bench/quality.py --no-torch      # afm-gpu only
     /usr/bin/python3 bench/quality.py --datasets planted --seeds 1,2,3
 
