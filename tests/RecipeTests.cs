@@ -24,6 +24,9 @@ public class RecipeTests(ITestOutputHelper output)
     private static SparseDataset Data(int rows = 600) =>
         Fixtures.RaggedData(50, Enumerable.Range(0, rows).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 4);
 
+    /// <summary>The validation RMSE of a recipe's run at its best epoch.</summary>
+    private static double Score(RecipeResult r) => r.Training.History[r.Training.BestEpoch - 1].Validation!.Rmse;
+
     private static TrainerOptions Small() => new() { K = 8, T = 6, Epochs = 3, BatchSize = 64, Seed = 2, Patience = 0 };
 
     [Fact]
@@ -198,7 +201,6 @@ public class RecipeTests(ITestOutputHelper output)
         var both = recipe.Run(data);
         var withDropout = new Recipe(acc, Options(0.8f, null)).Run(data);
         var without = new Recipe(acc, Options(1f, null)).Run(data);
-        static double Score(RecipeResult r) => r.Training.History[r.Training.BestEpoch - 1].Validation!.Rmse;
         var expected = Score(without) < Score(withDropout) ? without : withDropout;
 
         Assert.Equal(expected == without ? 1f : 0.8f, both.PretrainKeep1);
@@ -258,7 +260,6 @@ public class RecipeTests(ITestOutputHelper output)
         }
         var withDropout = new Recipe(acc, Options(0.8f, null)).Run(data);
         var without = new Recipe(acc, Options(1f, null)).Run(data);
-        static double Score(RecipeResult r) => r.Training.History[r.Training.BestEpoch - 1].Validation!.Rmse;
         Assert.NotEqual(Score(withDropout), Score(without)); // the two runs differ, so the choice is a real one
         var expected = Score(without) < Score(withDropout) ? without : withDropout;
 

@@ -150,21 +150,29 @@ public sealed class Recipe
         float? keep1 = null;
         if (o.Model == ModelKind.Afm && o.LambdaCandidates is { Length: > 0 } candidates && validation is not null)
         {
-            double bestScore = double.PositiveInfinity;
-            result = null!;
-            foreach (float l in candidates)
+            (result, lambda, _) = Best(candidates, "λ", l =>
             {
                 var lo = o.Clone();
                 lo.Lambda = l;
                 Say(Inv($"AFM with λ = {l} (L2 on the attention weights; of {List(candidates)} the best validation score is kept)"));
-                var r = Run(TrainStage.Training, lo, train, validation, initial, cancel);
-                double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
-                if (result is null || score < bestScore) (result, bestScore, lambda) = (r, score, l);
-            }
-            Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (double.IsFinite(bestScore) ? Inv($", validation {bestScore:F4}") : ""));
+                return Run(TrainStage.Training, lo, train, validation, initial, cancel);
+            });
+            Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (result.BestScore is { } v ? Inv($", validation {v:F4}") : ""));
         }
         else if (o.Model == ModelKind.Fm && validation is not null && o.Keep1Candidates?.Distinct().ToArray() is { Length: > 1 } fmKeeps)
-            (result, keep1) = TrainFmDropouts(o, fmKeeps, train, validation, cancel);
+        {
+            (result, float kept, string scores) = Best(fmKeeps, "keep1", keep =>
+            {
+                var fo = o.Clone();
+                fo.Keep1 = keep;
+                fo.Keep1Candidates = null;
+                Say(Inv($"FM with {(keep < 1 ? Inv($"dropout keep1 {keep}") : "no dropout")} (of keep1 {List(fmKeeps)} the best validation score is kept)"));
+                // the first keeps the stage's folder name of a single run, so that its checkpoints resume either way
+                return Run(TrainStage.Training, fo, train, validation, null, cancel, keep == fmKeeps[0] ? null : Inv($"keep1-{keep:R}"));
+            });
+            keep1 = kept;
+            Say(Inv($"FM dropout kept: keep1 {kept}, best epoch {result.BestEpoch} (validation scores: {scores})"));
+        }
         else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
 
         if (pretraining is not null && keeps.Length > 1)
@@ -173,20 +181,19 @@ public sealed class Recipe
             var lo = o.Clone();
             lo.Lambda = lambda;
             lo.LambdaCandidates = null;
-            double bestScore = BestScore(result, o.Loss) ?? double.PositiveInfinity;
-            var scores = new List<string> { Inv($"keep1 {keeps[0]}: {bestScore:F4}") };
-            foreach (float keep in keeps.AsSpan(1))
+            var first = result;
+            var pretrainings = new Dictionary<float, TrainResult> { [keeps[0]] = pretraining };
+            (result, float kept, string scores) = Best(keeps, "keep1", keep =>
             {
-                var p = Pretrain(o, keep, true, first: false, train, validation, cancel);
+                if (keep == keeps[0]) return first;
+                var p = pretrainings[keep] = Pretrain(o, keep, true, first: false, train, validation, cancel);
                 Say(Inv($"AFM with λ = {lambda} from the FM pre-trained with keep1 {keep}"));
-                var r = Run(TrainStage.Training, lo, train, validation, Trainer.InitializeFromFm(lo, p.Model, train), cancel, Inv($"pretrain-keep1-{keep:R}"));
-                double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
-                scores.Add(Inv($"keep1 {keep}: {score:F4}"));
-                if (score < bestScore) (result, bestScore, pretraining, pretrainKeep1) = (r, score, p, keep);
-            }
-            Say(Inv($"pre-training kept: keep1 {pretrainKeep1}, FM best epoch {pretraining.BestEpoch}, AFM best epoch {result.BestEpoch} (AFM validation scores: {string.Join(", ", scores)})"));
+                return Run(TrainStage.Training, lo, train, validation, Trainer.InitializeFromFm(lo, p.Model, train), cancel, Inv($"pretrain-keep1-{keep:R}"));
+            });
+            (pretraining, pretrainKeep1) = (pretrainings[kept], kept);
+            Say(Inv($"pre-training kept: keep1 {kept}, FM best epoch {pretraining.BestEpoch}, AFM best epoch {result.BestEpoch} (AFM validation scores: {scores})"));
         }
-        if (pretraining is not null && BestScore(pretraining, o.Loss) is { } fmScore && BestScore(result, o.Loss) is { } afmScore)
+        if (pretraining?.BestScore is { } fmScore && result.BestScore is { } afmScore)
             Say(Inv($"AFM against the FM it started from, on the validation rows: {afmScore:F4} against {fmScore:F4}")
                 + (afmScore < fmScore ? Inv($" ({(afmScore / fmScore - 1) * 100:+0.00;-0.00}%)") : "; the AFM is no better here (--model fm may serve these data as well)"));
         if (!o.Refit || validation is null) return new RecipeResult(result.Model, result, pretraining, heldOut, false, lambda, pretrainKeep1, keep1);
@@ -212,32 +219,27 @@ public sealed class Recipe
         return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda, pretrainKeep1, keep1);
     }
 
-    /// <summary>An FM once per dropout of <paramref name="keeps"/>; the one with the better validation score is kept.</summary>
-    private (TrainResult Result, float Keep1) TrainFmDropouts(TrainerOptions o, float[] keeps, RowSource train, RowSource validation, CancellationToken cancel)
+    /// <summary>
+    /// One run per value of <paramref name="candidates"/> (<paramref name="train"/> gives it); the run with the best
+    /// validation score is kept, the first on a tie or without validation rows. Also the scores as the messages list
+    /// them ("keep1 0.8: 0.9223, keep1 1: 0.9255").
+    /// </summary>
+    private static (TrainResult Result, float Value, string Scores) Best(float[] candidates, string name, Func<float, TrainResult> train)
     {
         TrainResult? best = null;
-        double bestScore = double.PositiveInfinity;
-        float chosen = keeps[0];
+        float value = candidates[0];
         var scores = new List<string>();
-        for (int i = 0; i < keeps.Length; i++)
+        foreach (float c in candidates)
         {
-            var fo = o.Clone();
-            fo.Keep1 = keeps[i];
-            fo.Keep1Candidates = null;
-            Say(Inv($"FM with {(keeps[i] < 1 ? Inv($"dropout keep1 {keeps[i]}") : "no dropout")} (of keep1 {List(keeps)} the best validation score is kept)"));
-            // the first keeps the stage's folder name of a single run, so that its checkpoints resume either way
-            var r = Run(TrainStage.Training, fo, train, validation, null, cancel, i == 0 ? null : Inv($"keep1-{keeps[i]:R}"));
-            double score = BestScore(r, o.Loss) ?? double.PositiveInfinity;
-            scores.Add(Inv($"keep1 {keeps[i]}: {score:F4}"));
-            if (best is null || score < bestScore) (best, bestScore, chosen) = (r, score, keeps[i]);
+            var r = train(c);
+            scores.Add(Inv($"{name} {c}: {Score(r):F4}"));
+            if (best is null || Score(r) < Score(best)) (best, value) = (r, c);
         }
-        Say(Inv($"FM dropout kept: keep1 {chosen}, best epoch {best!.BestEpoch} (validation scores: {string.Join(", ", scores)})"));
-        return (best, chosen);
+        return (best!, value, string.Join(", ", scores));
     }
 
-    /// <summary>The validation score of a run's model (its best epoch's, or its start's), or null when it had no validation rows.</summary>
-    private static double? BestScore(TrainResult r, LossKind loss) =>
-        r.BestScore ?? (r.BestEpoch > 0 && r.History[r.BestEpoch - 1].Validation is { } v ? v.Objective(loss) : null);
+    /// <summary>A run's validation score for choosing between runs (+∞ without validation rows).</summary>
+    private static double Score(TrainResult r) => r.BestScore ?? double.PositiveInfinity;
 
     private TrainResult Run(TrainStage stage, TrainerOptions options, RowSource train, RowSource? validation, AfmModel? initial, CancellationToken cancel, string? tag = null)
     {
