@@ -9,11 +9,12 @@ item against the daytime, the weather and the user. Country, city and cost are a
 item, and isweekend follows from weekday. Only pairs with the item tell a log from its negatives; the others are
 noise, which an AFM can learn to ignore and an FM cannot.
 
-    /usr/bin/python3 bench/context_logs.py OUT_DIR [--seed N] [--signal 1.5] [--habit 0]   # writes OUT_DIR/train.libfm and test.libfm
+    /usr/bin/python3 bench/context_logs.py OUT_DIR [--seed N] [--signal 1.5] [--habit 0] [--logs 28861]   # writes OUT_DIR/train.libfm and test.libfm
 
 --signal scales how strongly the context and the user pull a log towards one of the user's apps; --habit is the share
 of logs whose item is any app drawn by popularity alone, which only the linear terms can tell from a negative. The
-defaults are the quality benchmark's data.
+defaults are the quality benchmark's data. It prints the test RMSE of the best possible predictor, the expected label under the
+generator's own model, as the floor no model trained on the rows can beat.
 """
 import argparse
 import os
@@ -21,10 +22,10 @@ import os
 import numpy as np
 
 FIELDS = dict(user=957, item=4082, daytime=7, weekday=7, isweekend=2, homework=3, cost=2, weather=9, country=80, city=233)
-LOGS, TRAIN_ROWS, RANK = 28861, 57722, 8
+LOGS, TRAIN_ROWS, TEST_ROWS, RANK = 28861, 57722, 28861, 8
 
 
-def generate(out_dir, seed=11, signal=1.5, habit=0.0):
+def generate(out_dir, seed=11, signal=1.5, habit=0.0, logs=LOGS):
     rng = np.random.default_rng(seed)
     names = list(FIELDS)
     offset = dict(zip(names, np.cumsum([0] + [FIELDS[n] for n in names])[:-1]))
@@ -43,28 +44,34 @@ def generate(out_dir, seed=11, signal=1.5, habit=0.0):
     apps = [rng.choice(items, size=min(items, 3 + rng.geometric(0.08)), replace=False, p=popularity) for _ in range(users)]
 
     rows = []
-    for _ in range(LOGS):
+    for _ in range(logs):
         u = rng.choice(users, p=activity)
         daytime, weekday, homework, weather = rng.integers(7), rng.integers(7), rng.integers(3), rng.integers(9)
+        logits = item_f[apps[u]] @ (daytime_f[daytime] + 0.6 * weather_f[weather] + 0.8 * user_f[u]) / np.sqrt(RANK) * signal
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
         if habit > 0 and rng.random() < habit:
             item = rng.choice(items, p=popularity)
         else:
-            logits = item_f[apps[u]] @ (daytime_f[daytime] + 0.6 * weather_f[weather] + 0.8 * user_f[u]) / np.sqrt(RANK) * signal
-            p = np.exp(logits - logits.max())
-            item = apps[u][rng.choice(len(apps[u]), p=p / p.sum())]
+            item = apps[u][rng.choice(len(apps[u]), p=p)]
+        # The chance that a log with this user and context has the item: what the best predictor knows of a row.
+        use = dict(zip(apps[u], (1 - habit) * p))
         context = dict(user=u, daytime=daytime, weekday=weekday, isweekend=int(weekday >= 5), homework=homework,
                        weather=weather, country=user_country[u], city=user_city[u])
-        rows.append((1, dict(context, item=item, cost=item_cost[item])))
-        for _ in range(2):
-            other = rng.integers(items)
-            rows.append((-1, dict(context, item=other, cost=item_cost[other])))
+        for label, it in [(1, item)] + [(-1, rng.integers(items)) for _ in range(2)]:
+            chance = use.get(it, 0.0) + habit * popularity[it]
+            positive = chance / (chance + 2 / items)  # a row is the log itself or one of its two uniform negatives
+            rows.append((label, dict(context, item=it, cost=item_cost[it]), 2 * positive - 1))
     rows = [rows[i] for i in rng.permutation(len(rows))]
 
     os.makedirs(out_dir, exist_ok=True)
-    for name, part in (("train.libfm", rows[:TRAIN_ROWS]), ("test.libfm", rows[TRAIN_ROWS:])):
+    for name, part in (("train.libfm", rows[:TRAIN_ROWS]), ("test.libfm", rows[TRAIN_ROWS:TRAIN_ROWS + TEST_ROWS])):
         with open(os.path.join(out_dir, name), "w") as f:
-            for label, row in part:
+            for label, row, _ in part:
                 f.write(f"{label} " + " ".join(f"{offset[n] + row[n]}:1" for n in names) + "\n")
+    test = rows[TRAIN_ROWS:TRAIN_ROWS + TEST_ROWS]
+    best = np.sqrt(np.mean([(label - expected) ** 2 for label, _, expected in test]))
+    print(f"test rmse of the best possible predictor (the generator's own label expectation): {best:.4f}")
 
 
 if __name__ == "__main__":
@@ -73,5 +80,7 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--signal", type=float, default=1.5, help="scale of the context's pull on a log's item")
     ap.add_argument("--habit", type=float, default=0.0, help="share of logs whose item is any popular app, not one of the user's")
+    ap.add_argument("--logs", type=int, default=LOGS,
+                    help="logs drawn; with more than 28,861 the files are random samples of all their rows")
     a = ap.parse_args()
-    generate(a.out_dir, a.seed, a.signal, a.habit)
+    generate(a.out_dir, a.seed, a.signal, a.habit, a.logs)
