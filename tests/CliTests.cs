@@ -136,6 +136,51 @@ public sealed class CliTests : IDisposable
         Assert.Contains("--lambda -1", badLambda.Err);
     }
 
+    [Theory]
+    [InlineData("afm")]
+    [InlineData("fm")]
+    public void TheLibrarysRecommendedOptionsTrainTheCommandLinesModel(string kind)
+    {
+        // The same recipe (λ, the dropouts, the refit) from the command line's defaults and from TrainerOptions.Recommended,
+        // compared bit for bit; only the shape and the epoch cap are set, on both sides alike.
+        string train = WriteData("train.libfm", 1200, 5);
+        string model = Path.Combine(_dir, kind + ".afm");
+        var r = Run("train", "--train", train, "--model", kind, "-k", "8", "-t", "4", "--epochs", "4", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains(kind == "fm" ? "FM dropout kept" : "pre-training kept", r.Out);
+        Assert.Contains("refit:", r.Out);
+
+        var options = TrainerOptions.Recommended();
+        options.Model = kind == "fm" ? ModelKind.Fm : ModelKind.Afm;
+        options.K = 8;
+        options.T = 4;
+        options.Epochs = 4;
+        var messages = new List<string>();
+        using var trained = AfmEngine.Train(LibFmReader.Read(train), options, accelerator: "cpu", log: messages.Add);
+        Assert.True(trained.Recipe!.Refitted);
+        Assert.Contains(messages, m => m.StartsWith(kind == "fm" ? "FM dropout kept" : "pre-training kept", StringComparison.Ordinal));
+        var cli = ModelFile.Load(model);
+        foreach (var ((name, x, _), (_, y, _)) in cli.Tensors().Zip(trained.Model.Tensors()))
+            Assert.True(x.Select(BitConverter.SingleToInt32Bits).SequenceEqual(y.Select(BitConverter.SingleToInt32Bits)), $"{name} differs");
+        Assert.Equal(cli.Tensors().Count(), trained.Model.Tensors().Count());
+    }
+
+    [Fact]
+    public void TheRecommendedOptionsAreValidAndTheirListsAreTheirOwn()
+    {
+        var a = TrainerOptions.Recommended();
+        a.Validate();
+        Assert.Equal([0f, 0.3f, 3f], a.LambdaCandidates!);
+        Assert.Equal([TrainerOptions.RecommendedKeep1, 1f], a.Keep1Candidates!);
+        Assert.Equal([TrainerOptions.RecommendedKeep1, 1f], a.PretrainKeep1Candidates!);
+        a.LambdaCandidates![0] = 9f;
+        a.Keep1Candidates![0] = 0.5f;
+        var b = TrainerOptions.Recommended();
+        Assert.Equal(0f, b.LambdaCandidates![0]);
+        Assert.Equal(TrainerOptions.RecommendedKeep1, b.Keep1Candidates![0]);
+        Assert.Equal(0f, TrainerOptions.DefaultLambdaCandidates[0]);
+    }
+
     [Fact]
     public void DemoDataWritesThePlantedRowsAsLibFm()
     {

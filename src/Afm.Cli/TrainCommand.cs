@@ -261,8 +261,11 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private TrainerOptions BuildOptions()
     {
+        // The command line's defaults are the library's recommended recipe; the demo trains faster on its small data.
+        var d = TrainerOptions.Recommended();
+        bool demo = o.TrainFile is null;
         float[] lambdas = o.Lambda.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
-            ? [.. TrainerOptions.DefaultLambdaCandidates]
+            ? d.LambdaCandidates!
             : [.. o.Lambda.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(ParseLambda)];
         if (lambdas.Length == 0) throw new ArgumentException("--lambda: give a number, a list or auto");
         var options = new TrainerOptions
@@ -276,9 +279,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             K = o.K,
             T = o.T,
             // A maximum: early stopping (patience 5) ends most runs well before it (README, "Pre-training and defaults").
-            Epochs = o.Epochs ?? (o.TrainFile is null ? 30 : 100),
-            BatchSize = o.Batch ?? 512,
-            LearningRate = o.LearningRate ?? (o.TrainFile is null ? 0.1f : 0.05f),
+            Epochs = o.Epochs ?? (demo ? 30 : d.Epochs),
+            BatchSize = o.Batch ?? d.BatchSize,
+            LearningRate = o.LearningRate ?? (demo ? 0.1f : d.LearningRate),
             Optimizer = o.Optimizer.ToLowerInvariant() switch
             {
                 "adagrad" => OptimizerKind.Adagrad,
@@ -286,14 +289,14 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
                 "sgd" => OptimizerKind.Sgd,
                 _ => throw new ArgumentException($"--optimizer {o.Optimizer}: use adagrad, adam or sgd"),
             },
-            Lambda = lambdas.Length == 1 ? lambdas[0] : 0f,
+            Lambda = lambdas.Length == 1 ? lambdas[0] : d.Lambda,
             LambdaCandidates = lambdas.Length > 1 ? lambdas : null,
             L2Embedding = o.L2Embedding,
             L2Linear = o.L2Linear,
             Keep0 = o.Keep0,
-            Keep1 = o.Keep1 ?? DefaultKeep1,
+            Keep1 = o.Keep1 ?? d.Keep1,
             // by default an FM is trained with that dropout and without, and the one that validates better is kept
-            Keep1Candidates = o.Keep1 is null ? [DefaultKeep1, 1f] : null,
+            Keep1Candidates = o.Keep1 is null ? d.Keep1Candidates : null,
             // Criteo's labels are clicks: log loss, as CTR models are trained; other data is regression, as in the paper.
             Loss = (o.Loss ?? (IsCriteo ? "logistic" : "squared")).ToLowerInvariant() switch
             {
@@ -308,7 +311,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             PretrainEpochs = o.PretrainEpochs ?? 0,
             PretrainKeep1 = o.PretrainKeep1,
             // by default the recipe pre-trains with the AFM's dropout and without, and keeps the better AFM
-            PretrainKeep1Candidates = o.PretrainKeep1 is null ? [o.Keep1 ?? DefaultKeep1, 1f] : null,
+            PretrainKeep1Candidates = o.PretrainKeep1 is null ? [o.Keep1 ?? d.Keep1, 1f] : null,
             HandOff = o.HandOff.ToLowerInvariant() switch
             {
                 "paper" => FmHandOff.Paper,
@@ -317,7 +320,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             },
             // By default a model whose validation rows were held out of the training file is refit on all of them.
             Refit = o.Refit && o.NoRefit ? throw new ArgumentException("give --refit or --no-refit, not both")
-                : o.Refit || (!o.NoRefit && o.ValidationFile is null),
+                : o.Refit || (!o.NoRefit && o.ValidationFile is null && d.Refit),
         };
         try
         {
@@ -331,7 +334,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     }
 
     /// <summary>The pooled vector's dropout keep probability when <c>--keep1</c> names none (README, "Defaults").</summary>
-    private const float DefaultKeep1 = 0.8f;
 
     private static float ParseLambda(string s) =>
         float.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) && v >= 0

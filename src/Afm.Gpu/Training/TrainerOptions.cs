@@ -124,6 +124,32 @@ public sealed class TrainerOptions
     /// <summary>The λ values the command line tries by default: none, moderate, strong (README, "Defaults").</summary>
     public static IReadOnlyList<float> DefaultLambdaCandidates { get; } = [0f, 0.3f, 3f];
 
+    /// <summary>
+    /// The command line's recipe for a data file (<c>afm-gpu train --train F</c> with no other option), which the README's
+    /// quality figures measure: at most 100 epochs with early stopping, batch 512, Adagrad at 0.05, dropout keep1 0.8;
+    /// λ chosen from <see cref="DefaultLambdaCandidates"/>; the FM pre-training's dropout chosen from keep1 0.8 and 1
+    /// (<see cref="PretrainKeep1Candidates"/>), and an FM's own likewise (<see cref="Keep1Candidates"/>); and a
+    /// <see cref="Refit"/> on all rows for the best epoch counts. The plain constructor's defaults train one model once
+    /// (20 epochs, batch 4096, no dropout, λ = 0, no refit). Set <see cref="Model"/>, <see cref="K"/>, <see cref="T"/>
+    /// and <see cref="Loss"/> on the result as needed; after changing <see cref="Keep1"/>, set the candidate lists too (or
+    /// null to train once). With a validation set of your own, set <see cref="Refit"/> to false to keep its rows out
+    /// of training, as the command line does.
+    /// </summary>
+    public static TrainerOptions Recommended() => new()
+    {
+        Epochs = 100,
+        BatchSize = 512,
+        LearningRate = 0.05f,
+        Keep1 = RecommendedKeep1,
+        Keep1Candidates = [RecommendedKeep1, 1f],
+        PretrainKeep1Candidates = [RecommendedKeep1, 1f],
+        LambdaCandidates = [.. DefaultLambdaCandidates],
+        Refit = true,
+    };
+
+    /// <summary>The dropout keep probability on the pooled vector that <see cref="Recommended"/> tries first.</summary>
+    public const float RecommendedKeep1 = 0.8f;
+
     /// <summary>A copy of every option.</summary>
     public TrainerOptions Clone()
     {
