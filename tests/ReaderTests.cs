@@ -344,7 +344,49 @@ public sealed class ReaderTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void AGzipFileThatIsTruncatedDamagedOrJoinedIsAnErrorNotFewerRows()
+    public void JoinedGzipMembersReadAsTheirTextsOneAfterTheOther()
+    {
+        // cat a.gz b.gz, members of very different sizes, an empty one, and BGZF's many small ones ending in an empty one
+        string text = RaggedText(60_000, 6);
+        int cut1 = text.IndexOf('\n', text.Length / 3) + 1, cut2 = text.IndexOf('\n', cut1 + 10) + 1;
+        string[] parts = [text[..cut1], text[cut1..cut2], "", text[cut2..]];
+        using var plain = new TempFile(text);
+        var expected = LibFmReader.Read(plain.Path);
+        void ReadsAsTheText(byte[] bytes)
+        {
+            using var file = new TempFile("");
+            File.WriteAllBytes(file.Path, bytes);
+            var got = LibFmReader.Read(file.Path);
+            Assert.Equal(expected.Offsets, got.Offsets);
+            Assert.Equal(expected.FeatureIds, got.FeatureIds);
+            Assert.Equal(expected.Values, got.Values);
+            Assert.Equal(expected.Labels, got.Labels);
+            Assert.Equal(LibFmReader.ReadBlocks(plain.Path, blockRows: 5000).Select(x => x.Rows), LibFmReader.ReadBlocks(file.Path, blockRows: 5000).Select(x => x.Rows));
+        }
+        ReadsAsTheText([.. parts.SelectMany(Gzip)]);
+        var lines = text.Split('\n');
+        var small = Enumerable.Range(0, (lines.Length + 999) / 1000).Select(i => string.Concat(lines.Skip(i * 1000).Take(1000).Select(l => l + "\n"))).ToList();
+        small[^1] = small[^1][..^1]; // the text's own last newline, not one more
+        ReadsAsTheText([.. small.Append("").SelectMany(Gzip)]);
+    }
+
+    [Fact]
+    public void TheCrcOfASuffixFollowsFromTheRunningCrcs()
+    {
+        var rng = new Random(3);
+        foreach (int length in new[] { 0, 1, 7, 8, 1000, 65_537 })
+        {
+            var data = new byte[length];
+            rng.NextBytes(data);
+            uint whole = System.IO.Hashing.Crc32.HashToUInt32(data);
+            foreach (int at in new[] { 0, length / 3, length })
+                Assert.Equal(System.IO.Hashing.Crc32.HashToUInt32(data.AsSpan(at)),
+                    GzipInput.SuffixCrc(whole, System.IO.Hashing.Crc32.HashToUInt32(data.AsSpan(0, at)), length - at));
+        }
+    }
+
+    [Fact]
+    public void AGzipFileThatIsTruncatedOrDamagedIsAnErrorNotFewerRows()
     {
         string text = RaggedText(100_000, 4);
         byte[] packed = Gzip(text);
@@ -366,7 +408,19 @@ public sealed class ReaderTests(ITestOutputHelper output)
         var crc = (byte[])packed.Clone();
         crc[^8] ^= 1;                                                                    // the trailer's CRC-32
         Fails(crc, "damaged");
-        Fails([.. packed, .. packed], "several gzip files joined");
+
+        // joined members cut short: in the last member's data, in its trailer, in its header
+        byte[] second = Gzip(RaggedText(20_000, 7));
+        byte[] joined = [.. packed, .. second];
+        Fails(joined[..(packed.Length + second.Length / 2)], "truncated");
+        Fails(joined[..^3], "truncated");
+        Fails(joined[..(packed.Length + 5)], "truncated");
+        var lastCrc = (byte[])joined.Clone();
+        lastCrc[^7] ^= 4;
+        Fails(lastCrc, "damaged");
+        var firstCrc = (byte[])joined.Clone();
+        firstCrc[packed.Length - 8] ^= 4;                                                // the first member's trailer
+        Fails(firstCrc, "damaged");
     }
 
     [Fact]
