@@ -105,6 +105,11 @@ public sealed class CliTests : IDisposable
         Assert.Contains("pre-training an FM (k = 8) on the same rows", given.Out);
         Assert.DoesNotContain("pre-training kept", given.Out);
         Assert.Contains("refit: the AFM on all 500 rows", r.Out);
+        // the recipe's cost: every epoch line it printed, in its runs (each run that trained an epoch starts at epoch 1)
+        var cost = System.Text.RegularExpressions.Regex.Match(r.Out, @"trained (\d+) epochs in (\d+) runs, [0-9.]+ s");
+        Assert.True(cost.Success, r.Out);
+        Assert.Equal(System.Text.RegularExpressions.Regex.Matches(r.Out, @"(?m)^(FM )?epoch +\d+ ").Count, int.Parse(cost.Groups[1].Value, CultureInfo.InvariantCulture));
+        Assert.Equal(System.Text.RegularExpressions.Regex.Matches(r.Out, @"(?m)^(FM )?epoch +1 ").Count, int.Parse(cost.Groups[2].Value, CultureInfo.InvariantCulture));
 
         var scratch = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--no-pretrain", "--no-refit", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(scratch.Code == 0, scratch.Err);

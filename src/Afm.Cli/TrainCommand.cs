@@ -173,6 +173,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         bool progress = !o.NoProgress && !Console.IsErrorRedirected;
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
+        var wall = Stopwatch.StartNew();
+        int epochs = 0, runs = 0, lastEpoch = int.MaxValue;
         recipe.Message += line =>
         {
             if (progress) stderr.Write("\r" + new string(' ', 78) + "\r");
@@ -193,9 +195,15 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             if (progress) stderr.Write("\r" + new string(' ', 78) + "\r");
             string valid = r.Validation is null ? "" : $"  valid {r.Validation.Format(options.Loss)}";
             string tag = stage is TrainStage.Pretraining or TrainStage.RefitPretraining ? "FM " : "";
+            epochs++;
+            if (r.Epoch <= lastEpoch) runs++; // a run's epochs count up from 1 (a resumed one from where it stopped)
+            lastEpoch = r.Epoch;
             stdout.WriteLine($"{tag}epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
         };
-        return recipe.Run(train, validation, pretrained);
+        var result = recipe.Run(train, validation, pretrained);
+        // what the recipe cost: its pre-trainings, its choices of λ and dropout and its refit together
+        stdout.WriteLine($"trained {epochs} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
+        return result;
     }
 
     /// <summary>The bytes this rank sent per step, dense and sparse, and what every rank received.</summary>
