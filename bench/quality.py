@@ -6,7 +6,9 @@ Datasets: ml-100k-libfm (train.libfm / test.libfm, found by walking up to shared
 message when absent), the demo's planted data, written by `afm-gpu demo-data` (regression, and a
 binary variant trained with --loss logistic), and context-logs: app-usage logs shaped like the paper's
 Frappe data, labels 1 / -1 with squared loss as in the paper (bench/context_logs.py; needs numpy), and ctr-logs:
-click logs in Criteo's TSV layout, trained with --format criteo (logistic loss; bench/ctr_logs.py).
+click logs in Criteo's TSV layout, trained with --format criteo (logistic loss; bench/ctr_logs.py). Not in the default
+list: frappe-like, the same generator at Frappe's difficulty and size (--habit 0.1 --logs 96203: the FM near 0.50, as
+a 57,722-row sample of Frappe gives), trained at the paper's k = t = 64 by both systems.
 Build first: dotnet build -c Release.
 
     /usr/bin/python3 bench/quality.py                 # everything: on 2 cores about 5 minutes per seed for afm-gpu and 50 for the reference
@@ -48,11 +50,13 @@ def run(cmd):
     return p.stdout
 
 
-def engine(cli, data, model, logistic, seed, extra, criteo=False):
+def engine(cli, data, model, logistic, seed, extra, criteo=False, shape=None):
     out_model = os.path.join(tempfile.gettempdir(), f"afm-quality-{os.getpid()}.afm")
     ext = "tsv" if criteo else "libfm"
     cmd = cli + ["train", "--train", os.path.join(data, f"train.{ext}"), "--test", os.path.join(data, f"test.{ext}"),
                  "--model", model, "--accelerator", "cpu", "--no-progress", "--seed", str(seed), "-o", out_model] + extra
+    if shape:
+        cmd += ["-k", str(shape[0]), "-t", str(shape[1])]
     if criteo:
         cmd += ["--format", "criteo"]  # logistic loss by default
     elif logistic:
@@ -82,10 +86,11 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False):
                      + (f" (keep1 {keep.group(1)})" if keep else "") + (f", λ = {lam.group(1)}" if lam else ""))
 
 
-def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epochs=20):
+def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epochs=20, shape=None):
+    k, t = shape or (16, 16)
     cmd = [python, os.path.join(HERE, "reference", "afm_torch.py"), "train",
            "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
-           "--model", model, "--k", "16", "--t", "16", "--batch", "512", "--lr", "0.05", "--optimizer", "adagrad",
+           "--model", model, "--k", str(k), "--t", str(t), "--batch", "512", "--lr", "0.05", "--optimizer", "adagrad",
            "--keep1", "0.8", "--epochs", str(epochs), "--seed", str(seed)]
     if model == "afm":
         cmd += ["--pretrain-fm", "--pretrain-epochs", str(pretrain_epochs), "--lambda", str(lam)]
@@ -123,34 +128,39 @@ def main():
             if d is None:
                 print("ml100k: skipped (no shared/data/ml-100k-libfm found; --movielens DIR)")
                 continue
-            sets.append(("ml-100k-libfm", d, False))
+            sets.append(("ml-100k-libfm", d, False, None))
         elif name in ("planted", "planted-binary"):
             d = os.path.join(work, name)
             os.makedirs(d)
             run(cli + ["demo-data", "-o", d] + (["--binary"] if name == "planted-binary" else []))
-            sets.append((name, d, name == "planted-binary"))
+            sets.append((name, d, name == "planted-binary", None))
         elif name == "context-logs":
             import context_logs
             d = os.path.join(work, name)
             context_logs.generate(d)
-            sets.append((name, d, False))
+            sets.append((name, d, False, None))
+        elif name == "frappe-like":
+            import context_logs
+            d = os.path.join(work, name)
+            context_logs.generate(d, habit=0.1, logs=96203)
+            sets.append((name, d, False, (64, 64)))
         elif name == "ctr-logs":
             import ctr_logs
             d = os.path.join(work, name)
             ctr_logs.generate(d)
-            sets.append((name, d, True))
+            sets.append((name, d, True, None))
         else:
             sys.exit(f"quality: unknown dataset {name}")
 
     rows = []
-    for label, d, logistic in sets:
+    for label, d, logistic, shape in sets:
         for seed in seeds:
             for system in ("afm-gpu", "pytorch"):
                 if system == "pytorch" and args.no_torch:
                     continue
                 for model in ("fm", "afm"):
                     if system == "afm-gpu":
-                        metrics, note = engine(cli, d, model, logistic, seed, extra, criteo=label == "ctr-logs")
+                        metrics, note = engine(cli, d, model, logistic, seed, extra, criteo=label == "ctr-logs", shape=shape)
                     else:
                         # the reference AFM gets the λ that afm-gpu chose on its validation rows (0 if none)
                         mine = {r[3]: r[4] for r in rows if r[0] == label and r[1] == seed and r[2] == "afm-gpu"}
@@ -159,14 +169,14 @@ def main():
                         # early stopping chose (as afm-gpu's refit does), so that neither is cut short or overfit by a
                         # fixed count (click logs overfit after an epoch or two; ml-100k's FM improves for 40).
                         epochs = mine[model]["best_epoch"]
-                        metrics, note = torch_ref(args.python, d, model, logistic, seed, lam, epochs, mine["afm"].get("pretrain_epoch", epochs))
+                        metrics, note = torch_ref(args.python, d, model, logistic, seed, lam, epochs, mine["afm"].get("pretrain_epoch", epochs), shape)
                     rows.append((label, seed, system, model, metrics, note))
                     print(f"  {label} seed {seed} {system} {model}: {metrics} ({note})", file=sys.stderr, flush=True)
 
     print()
     print("| data | seed | system | FM | AFM | AFM vs FM | FM notes | AFM notes |")
     print("|------|-----:|--------|---:|----:|----------:|----------|-----------|")
-    for label, d, logistic in sets:
+    for label, d, logistic, _ in sets:
         key = "logloss" if logistic else "rmse"
         for seed in seeds:
             for system in ("afm-gpu", "pytorch"):
