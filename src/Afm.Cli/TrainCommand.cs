@@ -174,9 +174,11 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
         var wall = Stopwatch.StartNew();
-        int epochs = 0, runs = 0, lastEpoch = int.MaxValue;
+        int epochs = 0, runs = 0, lastEpoch = 0;
+        bool told = true; // the recipe tells what it starts next before each of its runs
         recipe.Message += line =>
         {
+            told = true;
             if (progress) stderr.Write("\r" + new string(' ', 78) + "\r");
             stdout.WriteLine(line);
         };
@@ -196,7 +198,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             string valid = r.Validation is null ? "" : $"  valid {r.Validation.Format(options.Loss)}";
             string tag = stage is TrainStage.Pretraining or TrainStage.RefitPretraining ? "FM " : "";
             epochs++;
-            if (r.Epoch <= lastEpoch) runs++; // a run's epochs count up from 1 (a resumed one from where it stopped)
+            if (told || r.Epoch <= lastEpoch) runs++; // and a run's epochs count up
+            told = false;
             lastEpoch = r.Epoch;
             stdout.WriteLine($"{tag}epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
         };
@@ -340,8 +343,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
         return options;
     }
-
-    /// <summary>The pooled vector's dropout keep probability when <c>--keep1</c> names none (README, "Defaults").</summary>
 
     private static float ParseLambda(string s) =>
         float.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) && v >= 0
