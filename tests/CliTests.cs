@@ -171,6 +171,32 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void TheLibrarysEvaluateScoresAsTheEvaluateVerbDoes()
+    {
+        string train = WriteData("train.libfm", 600, 8), test = WriteData("test.libfm", 200, 9);
+        string binary = Path.Combine(_dir, "binary.libfm");
+        File.WriteAllLines(binary, File.ReadAllLines(train).Select(l => (l[0] is '1' or '2' ? "1" : "-1") + l[1..]));
+        foreach (var (data, loss) in new[] { (train, "squared"), (binary, "logistic") })
+        {
+            string model = Path.Combine(_dir, loss + ".afm");
+            var r = Run("train", "--train", data, "--loss", loss, "-k", "4", "-t", "4", "--epochs", "2", "--lambda", "0", "--pretrain-keep1", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
+            Assert.True(r.Code == 0, r.Err);
+            string scored = loss == "squared" ? test : binary;
+            var e = Run("evaluate", "--model", model, "--data", scored, "--accelerator", "cpu");
+            Assert.True(e.Code == 0, e.Err);
+            using var trained = TrainedModel.Load(model, "cpu");
+            var m = trained.Evaluate(trained.Read(scored, labelsMatter: true));
+            Assert.Equal($"{scored}: {m.Rows} rows  {m.Format(trained.Model.Loss)}", e.Out.Trim());
+            Assert.Equal(loss == "squared" ? 200 : 600, m.Rows);
+            Assert.True(loss == "squared" ? double.IsNaN(m.LogLoss) && m.Rmse > 0 : m.Auc is > 0 and <= 1 && m.LogLoss > 0);
+        }
+        using var logistic = TrainedModel.Load(Path.Combine(_dir, "logistic.afm"), "cpu");
+        var rated = logistic.Read(test); // ratings 1..5: not labels a logistic model is scored on
+        var error = Assert.Throws<ArgumentException>(() => logistic.Evaluate(rated));
+        Assert.Matches(@"row \d+ has label [2-5]; a logistic model is scored on labels 0/1 or -1/1", error.Message);
+    }
+
+    [Fact]
     public void TheRecommendedOptionsAreValidAndTheirListsAreTheirOwn()
     {
         var a = TrainerOptions.Recommended();
