@@ -8,7 +8,8 @@ binary variant trained with --loss logistic), and context-logs: app-usage logs s
 Frappe data, labels 1 / -1 with squared loss as in the paper (bench/context_logs.py; needs numpy), and ctr-logs:
 click logs in Criteo's TSV layout, trained with --format criteo (logistic loss; bench/ctr_logs.py). Not in the default
 list: frappe-like, the same generator at Frappe's difficulty and size (--habit 0.1 --logs 96203: the FM near 0.50, as
-a 57,722-row sample of Frappe gives), trained at the paper's k = t = 64 by both systems.
+a 57,722-row sample of Frappe gives), trained at the paper's k = t = 64 by both systems; and tag-logs, tagging logs
+shaped like the paper's ml-tag data (3 fields, 1,404,801 training rows; bench/tag_logs.py), at the defaults' k = t = 16.
 Build first: dotnet build -c Release.
 
     /usr/bin/python3 bench/quality.py                 # everything: on 2 cores about 5 minutes per seed for afm-gpu and 50 for the reference
@@ -144,6 +145,11 @@ def main():
             d = os.path.join(work, name)
             context_logs.generate(d, habit=0.1, logs=96203)
             sets.append((name, d, False, (64, 64)))
+        elif name == "tag-logs":
+            import tag_logs
+            d = os.path.join(work, name)
+            tag_logs.generate(d)
+            sets.append((name, d, False, None))
         elif name == "ctr-logs":
             import ctr_logs
             d = os.path.join(work, name)
