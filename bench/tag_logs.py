@@ -9,7 +9,7 @@ user's habitual tags (30%) or any tag by popularity (15%); users and movies are 
 popularity. Only the pairs with the tag tell an assignment from its negatives; the user-movie pair is shared by both,
 so it is noise, which an AFM can learn to weigh down and an FM cannot.
 
-    /usr/bin/python3 bench/tag_logs.py OUT_DIR [--seed N]   # writes OUT_DIR/train.libfm and test.libfm (about 45 MB)
+    /usr/bin/python3 bench/tag_logs.py OUT_DIR [--seed N]   # writes OUT_DIR/train.libfm and test.libfm (about 40 MB)
 """
 import argparse
 import os
