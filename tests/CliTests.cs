@@ -197,6 +197,28 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ARunCutByTheEpochCapSaysSo()
+    {
+        string train = WriteData("train.libfm", 3000, 10);
+        string model = Path.Combine(_dir, "fm.afm");
+        const string Note = "note: the best epoch is the last one --epochs allows (1), so the model was still improving";
+        var cut = Run("train", "--train", train, "--model", "fm", "--keep1", "1", "-k", "4", "--epochs", "1", "--batch", "64", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(cut.Code == 0, cut.Err);
+        Assert.Contains("best epoch 1, refit on all rows", cut.Out);
+        Assert.Contains(Note, cut.Out);
+        // without validation rows nothing chose the epoch: no note
+        var all = Run("train", "--train", train, "--model", "fm", "--keep1", "1", "-k", "4", "--epochs", "1", "--batch", "64", "--validation-fraction", "0", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(all.Code == 0, all.Err);
+        Assert.DoesNotContain("note: the best epoch", all.Out);
+        // stopped early, before the cap: no note
+        var early = Run("train", "--train", train, "--model", "fm", "--keep1", "1", "-k", "4", "--epochs", "60", "--patience", "1", "--batch", "64", "--lr", "0.5", "--accelerator", "cpu", "-o", model, "--no-progress");
+        Assert.True(early.Code == 0, early.Err);
+        var best = System.Text.RegularExpressions.Regex.Match(early.Out, @"best epoch (\d+), refit");
+        Assert.True(best.Success && int.Parse(best.Groups[1].Value, CultureInfo.InvariantCulture) < 60, early.Out);
+        Assert.DoesNotContain("note: the best epoch", early.Out);
+    }
+
+    [Fact]
     public void TheRecommendedOptionsAreValidAndTheirListsAreTheirOwn()
     {
         var a = TrainerOptions.Recommended();

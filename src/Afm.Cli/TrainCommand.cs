@@ -133,6 +133,10 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         }
         ModelFile.Save(result.Model, output, meta);
         stdout.WriteLine($"best epoch {result.Training.BestEpoch}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
+        // Early stopping chose that epoch unless it was the cap: then the run was still improving when it was cut.
+        bool validated = result.Refitted || result.Training.History.Any(h => h.Validation is not null);
+        if (validated && result.Training.BestEpoch >= options.Epochs)
+            stdout.WriteLine($"note: the best epoch is the last one --epochs allows ({options.Epochs}), so the model was still improving; a larger --epochs may train a better one");
         if (test is not null)
         {
             var m = Score(acc, result.Model, test);
