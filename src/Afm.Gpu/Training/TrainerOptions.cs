@@ -129,8 +129,8 @@ public sealed class TrainerOptions
     /// quality figures measure: at most 100 epochs with early stopping, batch 512, Adagrad at 0.05, dropout keep1 0.8;
     /// λ chosen from <see cref="DefaultLambdaCandidates"/>; the FM pre-training's dropout chosen from keep1 0.8 and 1
     /// (<see cref="PretrainKeep1Candidates"/>), and an FM's own likewise (<see cref="Keep1Candidates"/>); and a
-    /// <see cref="Refit"/> on all rows for the best epoch counts. The plain constructor's defaults train one model once
-    /// (20 epochs, batch 4096, no dropout, λ = 0, no refit). Set <see cref="Model"/>, <see cref="K"/>, <see cref="T"/>
+    /// <see cref="Refit"/> on all rows for the best epoch counts. The plain constructor's defaults choose nothing: an
+    /// AFM's FM pre-training, then one run (20 epochs, batch 4096, no dropout, λ = 0), no refit. Set <see cref="Model"/>, <see cref="K"/>, <see cref="T"/>
     /// and <see cref="Loss"/> on the result as needed; after changing <see cref="Keep1"/>, set the candidate lists too (or
     /// null to train once). With a validation set of your own, set <see cref="Refit"/> to false to keep its rows out
     /// of training, as the command line does.
