@@ -224,7 +224,7 @@ public static class Cli
             foreach (var block in data.Blocks())
             {
                 var pred = predictor.Predict(block);
-                DataFiles.CheckFinite(pred, data.Name, written);
+                Predictor.CheckFinite(pred, data.Name, written);
                 var explained = o.TopPairs > 0 ? new Explainer(predictor).Explain(block) : null;
                 for (int r = 0; r < pred.Length; r++)
                 {

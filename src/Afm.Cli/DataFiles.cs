@@ -92,25 +92,17 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
         if (data.InMemory is { } rows)
         {
             var pred = predictor.Predict(rows);
-            if (checkFinite) CheckFinite(pred, rows.Name, 0);
+            if (checkFinite) Predictor.CheckFinite(pred, rows.Name, 0);
             return Metrics.Compute(pred, rows.Labels, predictor.Model.Loss);
         }
         var sum = new MetricsAccumulator(predictor.Model.Loss);
         foreach (var block in data.Blocks())
         {
             var pred = predictor.Predict(block);
-            if (checkFinite) CheckFinite(pred, data.Name, sum.Rows);
+            if (checkFinite) Predictor.CheckFinite(pred, data.Name, sum.Rows);
             sum.Add(pred, block.Labels);
         }
         return sum.Result();
-    }
-
-    /// <summary>A non-finite prediction is an error, not an output: the row's values overflow the model's arithmetic.</summary>
-    public static void CheckFinite(float[] predictions, string name, long firstRow)
-    {
-        int r = Array.FindIndex(predictions, p => !float.IsFinite(p));
-        if (r >= 0)
-            throw new DataFormatException(name, 0, $"data row {firstRow + r + 1}: the prediction is {predictions[r]}: the model's single-precision arithmetic overflows on this row (its values or the model's weights are too large)");
     }
 
     public void Dispose()

@@ -117,21 +117,16 @@ public sealed class TrainedModel : IDisposable
     /// Scores the model on labelled rows, as <c>afm-gpu evaluate</c> does: RMSE and MAE for squared loss, log loss and
     /// AUC for logistic (<see cref="Metrics.Format"/> writes them as the command line prints them).
     /// </summary>
-    /// <exception cref="ArgumentException">A logistic model is given a label other than 0, 1 or -1, or a row's
-    /// prediction is not finite (its values overflow the model's single-precision arithmetic).</exception>
+    /// <exception cref="ArgumentException">A logistic model is given a label other than 0, 1 or -1.</exception>
+    /// <exception cref="DataFormatException">A row's prediction is not finite (its values overflow the model's
+    /// single-precision arithmetic), as <c>afm-gpu evaluate</c> reports it.</exception>
     public Metrics Evaluate(SparseDataset data)
     {
         ArgumentNullException.ThrowIfNull(data);
-        if (Model.Loss == LossKind.Logistic)
-        {
-            int r = Array.FindIndex(data.Labels, l => l is not (0f or 1f or -1f));
-            if (r >= 0)
-                throw new ArgumentException($"{data.Name}: row {r + 1} has label {data.Labels[r]}; a logistic model is scored on labels 0/1 or -1/1", nameof(data));
-        }
+        if (Model.Loss == LossKind.Logistic && RowSource.Of(data).FirstNonBinaryLabel() is var (row, label))
+            throw new ArgumentException($"{data.Name}: row {row + 1} has label {label}; a logistic model is scored on labels 0/1 or -1/1", nameof(data));
         var predictions = Predict(data);
-        int bad = Array.FindIndex(predictions, p => !float.IsFinite(p));
-        if (bad >= 0)
-            throw new ArgumentException($"{data.Name}: row {bad + 1}: the prediction is {predictions[bad]}: the model's single-precision arithmetic overflows on this row", nameof(data));
+        Predictor.CheckFinite(predictions, data.Name, 0);
         return Metrics.Compute(predictions, data.Labels, Model.Loss);
     }
 

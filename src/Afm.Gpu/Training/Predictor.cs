@@ -69,6 +69,25 @@ public sealed class Predictor : IDisposable
     /// <summary>Final predictions (clipped value for regression, probability for logistic loss), one per row.</summary>
     public float[] Predict(SparseDataset data) => Run(data, null);
 
+    /// <summary>A non-finite prediction is an error, not an output: the row's values overflow the model's arithmetic.</summary>
+    /// <param name="predictions">Predictions of consecutive data rows.</param>
+    /// <param name="name">The data's name, for the message.</param>
+    /// <param name="firstRow">The 0-based index of the first of those rows in the data.</param>
+    /// <exception cref="DataFormatException">A prediction is NaN or infinite; the message names its row.</exception>
+    public static void CheckFinite(ReadOnlySpan<float> predictions, string name, long firstRow)
+    {
+        int r = FirstNonFinite(predictions);
+        if (r >= 0)
+            throw new DataFormatException(name, 0, $"data row {firstRow + r + 1}: the prediction is {predictions[r]}: the model's single-precision arithmetic overflows on this row (its values or the model's weights are too large)");
+    }
+
+    private static int FirstNonFinite(ReadOnlySpan<float> values)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i])) return i;
+        return -1;
+    }
+
     /// <summary>Raw scores ŷ before the link function.</summary>
     public float[] PredictRaw(SparseDataset data)
     {
