@@ -256,6 +256,7 @@ public sealed class CliTests : IDisposable
     [InlineData("3 1:1\nnan 2:1\n", ":2: label")]
     [InlineData("", "no data rows")]
     [InlineData("1:1 2:1\n", ":1: missing label")]
+    [InlineData("1\n0\n1\n", ": no features: every row is a label alone")]
     public void BadDataGivesOneLineErrorWithFileAndLine(string content, string expected)
     {
         string path = Path.Combine(_dir, "bad.libfm");
@@ -266,6 +267,16 @@ public sealed class CliTests : IDisposable
         Assert.Contains(expected, err);
         Assert.DoesNotContain("   at ", err); // no stack trace
         Assert.False(File.Exists(Path.Combine(_dir, "x.afm")));
+    }
+
+    [Fact]
+    public void AModelInAMissingDirectoryIsAFileNotFound()
+    {
+        string train = WriteData("t.libfm", 50, 4);
+        string model = Path.Combine(_dir, "nodir", "m.afm");
+        var (code, _, err) = Run("evaluate", "-m", model, "-d", train, "--accelerator", "cpu");
+        Assert.Equal(CliApp.UserError, code);
+        Assert.Equal($"afm-gpu: error: {model}: file not found (directory {Path.Combine(_dir, "nodir")} does not exist)", err.Trim().Split('\n')[^1]);
     }
 
     [Fact]

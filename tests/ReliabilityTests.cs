@@ -292,6 +292,46 @@ public sealed class ReliabilityTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir));
     }
 
+    [Fact]
+    public void AtomicFile_WritesAFifoInPlaceAndALinksTarget()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        // A FIFO stands for /dev/stdout and /dev/null here: renaming a file over it would replace it with a regular file.
+        string fifo = PathOf("out.fifo");
+        Assert.Equal(0, MkFifo(fifo, 0b110_000_000));
+        Assert.Equal(FileKindValue.Special, FileKind.Of(fifo));
+        AtomicFile.EnsureWritable(fifo); // returns: opening a FIFO to probe it would wait for a reader
+        string? read = null;
+        var reader = new Thread(() => read = File.ReadAllText(fifo)) { IsBackground = true };
+        reader.Start();
+        AtomicFile.WriteLines(fifo, ["a", "b"]);
+        Assert.True(reader.Join(TimeSpan.FromSeconds(30)), "the FIFO's reader got no end of file");
+        Assert.Equal("a\nb\n", read);
+        Assert.Equal(FileKindValue.Special, FileKind.Of(fifo));
+        Assert.DoesNotContain(Directory.GetFiles(_dir), f => f.Contains(".tmp-", StringComparison.Ordinal));
+
+        // A link to a model keeps pointing to it; the model it points to is replaced, atomically.
+        Directory.CreateDirectory(PathOf("models"));
+        string model = PathOf("models/v1.afm"), link = PathOf("current.afm");
+        File.WriteAllText(model, "old");
+        File.CreateSymbolicLink(link, "models/v1.afm");
+        AtomicFile.WriteLines(link, ["new"]);
+        Assert.NotNull(new FileInfo(link).LinkTarget);
+        Assert.Equal("new\n", File.ReadAllText(model));
+        Assert.Single(Directory.GetFiles(PathOf("models")));
+
+        Assert.Equal(FileKindValue.Special, FileKind.Of("/dev/null"));
+        Assert.Equal(FileKindValue.Regular, FileKind.Of(model));
+        Assert.Equal(FileKindValue.Regular, FileKind.Of(link));
+        Assert.Equal(FileKindValue.Directory, FileKind.Of(_dir));
+        Assert.Equal(FileKindValue.Missing, FileKind.Of(PathOf("none")));
+        File.CreateSymbolicLink(PathOf("dangling"), "none");
+        Assert.Equal(FileKindValue.Missing, FileKind.Of(PathOf("dangling")));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
+    private static extern int MkFifo(string path, uint mode);
+
     private string Export(ModelKind kind = ModelKind.Afm)
     {
         string path = PathOf("m.safetensors");

@@ -143,12 +143,21 @@ public static class Cli
         return e switch
         {
             FileNotFoundException f when f.FileName is not null => $"{f.FileName}: file not found",
+            DirectoryNotFoundException d when MissingPath(d) is { } path => $"{path}: file not found (directory {Path.GetDirectoryName(path)} does not exist)",
             ArgumentException a when a.ParamName is not null => a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal),
             OutOfMemoryException => "out of memory: the data, the model (-k/--dim, -t/--attention-factor, feature ids) or the batch (--batch) is too large for this machine",
             ILGPU.Runtime.AcceleratorException or ILGPU.CapabilityNotSupportedException => $"device error: {e.Message}",
             _ when IsUserError(e) => e.Message,
             _ => $"internal error: {e.GetType().Name}: {e.Message}",
         };
+    }
+
+    /// <summary>The path of the runtime's "Could not find a part of the path '...'", which names no file otherwise.</summary>
+    private static string? MissingPath(DirectoryNotFoundException d)
+    {
+        const string Prefix = "Could not find a part of the path '";
+        return d.Message.StartsWith(Prefix, StringComparison.Ordinal) && d.Message.EndsWith("'.", StringComparison.Ordinal)
+            ? d.Message[Prefix.Length..^2] : null;
     }
 
     private static bool IsUserError(Exception e) => e is DataFormatException or ModelFormatException or AcceleratorUnavailableException

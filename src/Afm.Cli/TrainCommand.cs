@@ -85,6 +85,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
                 + (train is CacheRows c ? $"; a cache read by chunks of {c.File.Header.ChunkRows} rows, {c.BufferChunks} chunks shuffled together" : ""));
         }
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
+        if (features == 0) throw new DataFormatException(train.Name, 0, Trainer.NoFeatures);
         train = train.WithFeatureCount(features);
 
         AfmModel? pretrained = null;

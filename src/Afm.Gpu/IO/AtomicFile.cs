@@ -5,7 +5,8 @@ namespace Afm.Gpu.IO;
 /// <summary>
 /// Writes a file all or nothing: the content goes to a temporary file in the same directory, is
 /// flushed to disk, and is then renamed over the target. On any failure the temporary file is
-/// removed and an existing target is left untouched.
+/// removed and an existing target is left untouched. A symbolic link is followed (the file it points to is
+/// replaced, and the link kept); a device, FIFO or socket (<c>/dev/null</c>, <c>/dev/stdout</c>) is written in place.
 /// </summary>
 public static class AtomicFile
 {
@@ -21,6 +22,12 @@ public static class AtomicFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(write);
         string full = CheckTarget(path);
+        if (FileKind.Of(full) == FileKindValue.Special)
+        {
+            WriteInPlace(path, full, write);
+            return;
+        }
+        full = FileKind.WriteTarget(full);
         RemoveStaleTemporaries(full);
         string tmp = TemporaryName(full);
         FileStream stream;
@@ -67,6 +74,8 @@ public static class AtomicFile
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = CheckTarget(path);
+        if (FileKind.Of(full) == FileKindValue.Special) return; // written in place; opening a FIFO here would wait for its reader
+        full = FileKind.WriteTarget(full);
         RemoveStaleTemporaries(full);
         string probe = TemporaryName(full);
         try
@@ -110,6 +119,26 @@ public static class AtomicFile
             catch (UnauthorizedAccessException) { }
         }
         return removed;
+    }
+
+    /// <summary>A device, FIFO or socket (<c>/dev/null</c>, <c>/dev/stdout</c>, a named pipe) is written as it is: renaming a
+    /// file over it would replace the device's name with a file, and there is nothing to keep whole.</summary>
+    private static void WriteInPlace(string path, string full, Action<Stream> write)
+    {
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(full, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1 << 16);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"cannot write '{path}': {(e is UnauthorizedAccessException ? "permission denied" : e.Message)}", e);
+        }
+        using (stream)
+        {
+            write(stream);
+            stream.Flush();
+        }
     }
 
     private static string CheckTarget(string path)

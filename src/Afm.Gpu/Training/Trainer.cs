@@ -39,6 +39,9 @@ public sealed partial class Trainer
     private readonly Accelerator _accelerator;
     private readonly TrainerOptions _options;
 
+    /// <summary>What training data without a single feature is told: a model needs at least one feature id.</summary>
+    public const string NoFeatures = "no features: every row is a label alone, so there is nothing to train";
+
     /// <summary>Creates a trainer; the options are validated here.</summary>
     public Trainer(Accelerator accelerator, TrainerOptions options)
     {
@@ -141,6 +144,7 @@ public sealed partial class Trainer
         if (validation is null && o.ValidationFraction > 0 && train.Rows >= 10)
             (train, validation) = train.Split(o.ValidationFraction, o.Seed);
         int featureCount = Math.Max(train.FeatureCount, validation?.FeatureCount ?? 0);
+        if (featureCount == 0 && initial is null) throw new ArgumentException($"{train.Name}: {NoFeatures}", nameof(train));
         if (initial is not null && initial.FeatureCount < featureCount)
             throw new ArgumentException($"the initial model has {initial.FeatureCount} features but the data uses ids up to {featureCount - 1}");
         if (validation is not null && validation.Rows == 0) throw new ArgumentException($"{validation.Name}: no validation rows", nameof(validation));
