@@ -65,6 +65,31 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void DataGivenAsADashIsReadFromStandardInputOnce()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var sb = new StringBuilder();
+        for (int r = 0; r < 300; r++) sb.Append(CultureInfo.InvariantCulture, $"{1 + r % 5} {r % 17}:1 {17 + r % 23}:1\n");
+        string data = Write("d.libfm", sb.ToString()), model = PathOf("m.afm");
+        Assert.Equal(0, Run("train", "--train", data, "--model", "fm", "--epochs", "20", "--batch", "32", "-a", "cpu", "--no-progress", "-o", model).Code);
+        var (code, expected, err) = Run("predict", "-m", model, "-d", data, "-a", "cpu");
+        Assert.True(code == 0, err);
+
+        string cli = Path.Combine(AppContext.BaseDirectory, "afm-gpu.dll");
+        var (rc, output) = PythonProcess.Run("dotnet", $"\"{cli}\" predict -m \"{model}\" -d - -a cpu", stdin: sb.ToString());
+        Assert.True(rc == 0, output);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string[] predictions = expected.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(300, predictions.Length);
+        Assert.True(predictions.Distinct().Count() > 10, "the predictions do not tell the rows apart");
+        Assert.Equal(predictions, lines.Where(l => float.TryParse(l, CultureInfo.InvariantCulture, out _)));
+
+        (rc, output) = PythonProcess.Run("dotnet", $"\"{cli}\" train --train - --test - -a cpu -o \"{PathOf("x.afm")}\"", stdin: sb.ToString());
+        Assert.Equal(CliApp.UserError, rc);
+        Assert.Contains("afm-gpu: error: -: standard input is read once, so only one data file can be '-'", output);
+    }
+
+    [Fact]
     public void TheIssuesCrashesAreOneLineErrors()
     {
         string small = Ratings("small.libfm", 200);

@@ -27,6 +27,7 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     /// <param name="bufferRows">Rows a cache shuffles together in training.</param>
     public RowSource Open(string path, LibFmReadOptions read, long bufferRows = CacheRows.DefaultBufferRows)
     {
+        path = Input(path);
         if (bufferRows <= 0) throw new ArgumentException($"--shuffle-buffer {bufferRows}: must be at least 1 row");
         var cache = OpenCache(path, read);
         if (cache is null) return RowSource.Of(LibFmReader.Read(path, read));
@@ -37,6 +38,7 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     /// <summary>All rows of <paramref name="path"/> in memory (for work that needs them at once).</summary>
     public SparseDataset ReadAll(string path, LibFmReadOptions read)
     {
+        path = Input(path);
         var cache = OpenCache(path, read);
         if (cache is null) return LibFmReader.Read(path, read);
         cache.CheckAgainst(read);
@@ -48,7 +50,7 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     /// without a feature <paramref name="map"/>, from text (a cache keeps only the hashed ids).
     /// </summary>
     public static bool NamesFromText(string path, AfmModel model, FeatureMap? map) =>
-        map is null && model.Input.HashBits > 0 && !CacheFile.IsCache(path);
+        map is null && model.Input.HashBits > 0 && !CacheFile.IsCache(path == "-" ? StandardInput : path);
 
     /// <summary>
     /// All rows of <paramref name="path"/> for <paramref name="model"/> in memory, and the map to name their features
@@ -56,8 +58,25 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     /// </summary>
     public (SparseDataset Data, FeatureMap? Map) ReadAllNamed(string path, AfmModel model, FeatureMap? map)
     {
+        path = Input(path);
         var read = LibFmReadOptions.For(model, labelsMatter: false);
         return NamesFromText(path, model, map) ? LibFmReader.ReadWithNames(path, read) : (ReadAll(path, read), map);
+    }
+
+    /// <summary>Where standard input is read from as a file: a data file given as <c>-</c>.</summary>
+    private const string StandardInput = "/dev/stdin";
+
+    private bool _standardInputRead;
+
+    /// <summary>The file to read for <paramref name="path"/>: <c>-</c> is standard input, which can be read once.</summary>
+    private string Input(string path)
+    {
+        if (path != "-") return path;
+        if (OperatingSystem.IsWindows() || !File.Exists(StandardInput))
+            throw new ArgumentException("-: reading data from standard input needs /dev/stdin, which this system lacks; give a file");
+        if (_standardInputRead) throw new ArgumentException("-: standard input is read once, so only one data file can be '-'");
+        _standardInputRead = true;
+        return StandardInput;
     }
 
     /// <summary>The cache to read <paramref name="path"/> from, or null to read it as text.</summary>

@@ -17,7 +17,7 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
     public string? CacheDirectory { get; set; }
 
-    [Option("train", HelpText = "Training data (libFM format, or see --format). Omit to run the synthetic demo.")]
+    [Option("train", HelpText = "Training data (libFM format, or see --format; - reads standard input). Omit to run the synthetic demo.")]
     public string? TrainFile { get; set; }
 
     [Option("format", Default = "libfm", HelpText = "Data format: libfm (label id:value ..., or named features with --hash-bits) or criteo (Criteo's TSV: label, I1..I13, C1..C26; hashed).")]
@@ -138,7 +138,7 @@ internal sealed class EvaluateOptions : IAcceleratorOptions, IDataOptions
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default); - reads standard input.")]
     public string Data { get; set; } = "";
 
     [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
@@ -160,7 +160,7 @@ internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default; the label column is required but ignored).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default; the label column is required but ignored); - reads standard input.")]
     public string Data { get; set; } = "";
 
     [Option('o', "output", HelpText = "Output file (default: standard output). Written atomically.")]
@@ -225,7 +225,7 @@ internal sealed class ExplainOptions : IAcceleratorOptions, IDataOptions
     [Option('m', "model", Required = true, HelpText = "Model file (.afm or safetensors).")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default).")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default); - reads standard input.")]
     public string Data { get; set; } = "";
 
     [Option("rows", Default = 5, HelpText = "Explain the first N rows one by one (0 = none).")]
