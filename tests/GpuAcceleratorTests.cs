@@ -42,9 +42,16 @@ public sealed class GpuAcceleratorTests(ITestOutputHelper output)
         }
         var e = Assert.Throws<AcceleratorUnavailableException>(() => AcceleratorRegistry.Create("opencl", out _));
         Assert.StartsWith("opencl: ", e.Message);
-        Assert.Contains("generic address space", e.Message);
         Assert.DoesNotContain('\n', e.Message);
+        if (OpenClPlatformInstalled())
+            Assert.Contains("generic address space", e.Message); // PoCL in CI: found, and refused with the reason
+        else
+            Assert.Equal("opencl: no OpenCL device found (an OpenCL 2.0 driver and libOpenCL.so.1 are needed)", e.Message);
     }
+
+    private static bool OpenClPlatformInstalled() =>
+        Directory.Exists("/etc/OpenCL/vendors") && Directory.EnumerateFiles("/etc/OpenCL/vendors", "*.icd").Any()
+        && NativeLibrary.TryLoad("libOpenCL.so.1", out _);
 
     /// <summary>
     /// ILGPU loads libOpenCL by its unversioned name, which only the -dev package installs; through the engine's
@@ -54,9 +61,7 @@ public sealed class GpuAcceleratorTests(ITestOutputHelper output)
     [Fact]
     public void IlgpuFindsTheOpenClPlatformThroughTheVersionedLibrary()
     {
-        bool platform = Directory.Exists("/etc/OpenCL/vendors") && Directory.EnumerateFiles("/etc/OpenCL/vendors", "*.icd").Any()
-            && NativeLibrary.TryLoad("libOpenCL.so.1", out _);
-        if (!platform)
+        if (!OpenClPlatformInstalled())
         {
             Assert.False(Environment.GetEnvironmentVariable("AFM_REQUIRE_OPENCL") == "1", "AFM_REQUIRE_OPENCL=1 but no OpenCL platform is installed");
             output.WriteLine("SKIPPED: no OpenCL platform (libOpenCL.so.1 and an ICD) here");
