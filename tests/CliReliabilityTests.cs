@@ -205,8 +205,8 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         (string[] Args, string Error)[] syntax =
         [
             (["train", "--no-such-option"], "unknown option 'no-such-option'"),
-            (["frobnicate"], "unknown command 'frobnicate' (commands: train, evaluate, predict, explain, export, cache, selftest, devices)"),
-            ([], "no command given (commands: train, evaluate, predict, explain, export, cache, selftest, devices)"),
+            (["frobnicate"], "unknown command 'frobnicate' (commands: train, evaluate, predict, explain, export, selftest, devices, demo-data, cache)"),
+            ([], "no command given (commands: train, evaluate, predict, explain, export, selftest, devices, demo-data, cache)"),
             (["train", "-k"], "-k/--dim needs a value"),
             (["train", "--lr"], "--lr needs a value"),
             (["predict", "-d", data], "-m/--model is required"),
@@ -232,6 +232,13 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(0, commands.Code);
         foreach (string verb in new[] { "train", "evaluate", "predict", "explain", "export", "selftest", "devices", "demo-data", "cache" })
             Assert.Matches($@"(?m)^\s+{verb}\s", commands.Out);
+        // --version prints the program's version (with its commit), and nothing else.
+        var version = Run("--version");
+        Assert.Equal(0, version.Code);
+        Assert.Equal("", version.Err);
+        Assert.Matches(@"^afm-gpu \d+\.\d+\.\d+\S*\n$", version.Out.Replace("\r\n", "\n"));
+        Assert.Equal("afm-gpu " + typeof(CliApp).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().Single().InformationalVersion, version.Out.Trim());
     }
 
     [Fact]

@@ -32,7 +32,12 @@ public static class Cli
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = false;
         });
-        Type[] verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions), typeof(DemoDataOptions), typeof(CacheOptions)];
+        Type[] verbs = Verbs;
+        if (args is ["--version"])
+        {
+            stdout.WriteLine(Version);
+            return 0;
+        }
         if (TrailingOptionWithoutValue(args, verbs) is { } missing) return SyntaxError(missing, args[0], stderr);
         var parsed = parser.ParseArguments(args, verbs);
         try
@@ -85,7 +90,14 @@ public static class Cli
         return SyntaxError(what, VerbOf(parsed.TypeInfo.Current), stderr);
     }
 
-    private const string Commands = "commands: train, evaluate, predict, explain, export, cache, selftest, devices";
+    private static readonly Type[] Verbs = [typeof(TrainOptions), typeof(EvaluateOptions), typeof(PredictOptions), typeof(ExplainOptions), typeof(ExportOptions), typeof(SelfTestOptions), typeof(DevicesOptions), typeof(DemoDataOptions), typeof(CacheOptions)];
+
+    private static readonly string Commands = "commands: " + string.Join(", ", Verbs.Select(VerbOf));
+
+    /// <summary>The program's name and version (with the commit it was built from), as <c>--version</c> prints it.</summary>
+    internal static string Version =>
+        "afm-gpu " + (typeof(Cli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+                      ?? typeof(Cli).Assembly.GetName().Version?.ToString() ?? "unknown");
 
     private static int SyntaxError(string what, string? verb, TextWriter stderr)
     {
