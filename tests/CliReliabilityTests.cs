@@ -233,6 +233,7 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         foreach (string verb in new[] { "train", "evaluate", "predict", "explain", "export", "selftest", "devices", "demo-data", "cache" })
             Assert.Matches($@"(?m)^\s+{verb}\s", commands.Out);
         // --version prints the program's version (with its commit), and nothing else.
+        Assert.Equal(Run("--version").Out, Run("train", "--version").Out); // every command's help lists --version
         var version = Run("--version");
         Assert.Equal(0, version.Code);
         Assert.Equal("", version.Err);

@@ -33,7 +33,7 @@ public static class Cli
             s.AutoVersion = false;
         });
         Type[] verbs = Verbs;
-        if (args is ["--version"])
+        if (args is ["--version"] || (args is [_, "--version"] && verbs.Any(v => VerbOf(v) == args[0])))
         {
             stdout.WriteLine(Version);
             return 0;
