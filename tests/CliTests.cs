@@ -270,6 +270,18 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void TestingOnTheTrainingFileIsNoted()
+    {
+        string train = WriteData("t.libfm", 200, 4), other = WriteData("v.libfm", 50, 4);
+        var r = Run("train", "--train", train, "--test", train, "--validation", other, "--model", "fm", "--epochs", "1", "--accelerator", "cpu", "--no-progress", "-o", Path.Combine(_dir, "m.afm"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains($"note: --test {train} is the training file, so its scores measure rows the model is trained on, not new ones", r.Out);
+        Assert.DoesNotContain("note: --validation", r.Out);
+        r = Run("train", "--train", train, "--test", other, "--model", "fm", "--epochs", "1", "--accelerator", "cpu", "--no-progress", "-o", Path.Combine(_dir, "m.afm"));
+        Assert.DoesNotContain("is the training file", r.Out);
+    }
+
+    [Fact]
     public void AModelInAMissingDirectoryIsAFileNotFound()
     {
         string train = WriteData("t.libfm", 50, 4);

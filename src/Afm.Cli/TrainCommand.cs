@@ -49,6 +49,10 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (Root) Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         if (o.SaveReplicas && _cluster is not null)
             Cli.CheckOutput("--save-replicas", Replica(output, _cluster.Rank), o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
+        if (Root && o.TrainFile is not null)
+            foreach (var (flag, file) in new[] { ("--validation", o.ValidationFile), ("--test", o.TestFile) })
+                if (file is not null && file != "-" && o.TrainFile != "-" && Cli.SamePath(o.TrainFile, file))
+                    stdout.WriteLine($"note: {flag} {file} is the training file, so its scores measure rows the model is trained on, not new ones");
         var checkpoint = Checkpoint(output, demo);
         using var acc = _cluster is null ? Cli.OpenAccelerator(o, stderr) : _cluster.OpenAccelerator(o.Accelerator, s => Cli.OpenAccelerator(o, stderr, s));
         if (_cluster is not null)
