@@ -84,6 +84,21 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         Assert.True(predictions.Distinct().Count() > 10, "the predictions do not tell the rows apart");
         Assert.Equal(predictions, lines.Where(l => float.TryParse(l, CultureInfo.InvariantCulture, out _)));
 
+        // cache - converts standard input into the same rows as the file.
+        string piped = PathOf("piped.afmbin"), direct = PathOf("direct.afmbin");
+        (rc, output) = PythonProcess.Run("dotnet", $"\"{cli}\" cache - -o \"{piped}\"", stdin: sb.ToString());
+        Assert.True(rc == 0, output);
+        Assert.Equal(0, Run("cache", data, "-o", direct).Code);
+        using (var a = CacheFile.Open(piped))
+        using (var b = CacheFile.Open(direct))
+        {
+            SparseDataset x = a.ReadAll(), y = b.ReadAll();
+            Assert.Equal(300, x.Rows);
+            Assert.Equal(y.Labels, x.Labels);
+            Assert.Equal(y.FeatureIds, x.FeatureIds);
+            Assert.Equal(y.Values, x.Values);
+        }
+
         (rc, output) = PythonProcess.Run("dotnet", $"\"{cli}\" train --train - --test - -a cpu -o \"{PathOf("x.afm")}\"", stdin: sb.ToString());
         Assert.Equal(CliApp.UserError, rc);
         Assert.Contains("afm-gpu: error: -: standard input is read once, so only one data file can be '-'", output);

@@ -272,13 +272,17 @@ public static class Cli
     {
         if (o.ChunkRows <= 0) throw new ArgumentException($"--chunk-rows {o.ChunkRows}: must be at least 1");
         CheckOutput("-o/--output", o.Output, o.Input);
-        if (CacheFile.IsCache(o.Input)) throw new ArgumentException($"{o.Input}: is already an afm-gpu data cache");
+        string input = DataFiles.StandardInputAs(o.Input);
+        if (CacheFile.IsCache(input)) throw new ArgumentException($"{o.Input}: is already an afm-gpu data cache");
+        // Asked before the rows are read: a pipe cannot be looked at twice, and its length is not known.
+        bool seekable = Afm.Gpu.Data.DataCache.IsSeekable(input);
+        string of = seekable && LibFmReader.IsGzip(input) ? "gzip" : "text";
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var encoding = TrainCommand.EncodingOf(o.Format, o.HashBits, stdout);
-        var h = CacheFile.Write(o.Input, o.Output, new LibFmReadOptions { Format = encoding.Format, HashBits = encoding.HashBits }, o.ChunkRows);
+        var h = CacheFile.Write(input, o.Output, new LibFmReadOptions { Format = encoding.Format, HashBits = encoding.HashBits }, o.ChunkRows);
         double seconds = sw.Elapsed.TotalSeconds;
         stdout.WriteLine($"cached {o.Input}: {h.Rows} rows, {h.NonZeros} non-zeros, {h.FeatureCount} features, up to {h.MaxNnz} per row, " +
-            $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s, {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of {(LibFmReader.IsGzip(o.Input) ? "gzip" : "text")}; written to {o.Output}");
+            $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s" + (seekable ? $", {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of {of}" : "") + $"; written to {o.Output}");
         return 0;
     }
 

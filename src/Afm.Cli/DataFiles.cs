@@ -72,10 +72,17 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     private string Input(string path)
     {
         if (path != "-") return path;
-        if (OperatingSystem.IsWindows() || !File.Exists(StandardInput))
-            throw new ArgumentException("-: reading data from standard input needs /dev/stdin, which this system lacks; give a file");
         if (_standardInputRead) throw new ArgumentException("-: standard input is read once, so only one data file can be '-'");
         _standardInputRead = true;
+        return StandardInputAs(path);
+    }
+
+    /// <summary><paramref name="path"/>, or for <c>-</c> the file that reads standard input (<c>/dev/stdin</c>).</summary>
+    public static string StandardInputAs(string path)
+    {
+        if (path != "-") return path;
+        if (OperatingSystem.IsWindows() || !File.Exists(StandardInput))
+            throw new ArgumentException("-: reading data from standard input needs /dev/stdin, which this system lacks; give a file");
         return StandardInput;
     }
 

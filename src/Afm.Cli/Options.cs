@@ -192,7 +192,7 @@ internal sealed class DemoDataOptions
 [Verb("cache", HelpText = "Convert a libFM text file into a binary cache (.afmbin) that train, evaluate, predict and explain read wherever a data file goes.")]
 internal sealed class CacheOptions
 {
-    [Value(0, MetaName = "input", Required = true, HelpText = "The text data file (libFM, or see --format).")]
+    [Value(0, MetaName = "input", Required = true, HelpText = "The text data file (libFM, or see --format; - reads standard input).")]
     public string Input { get; set; } = "";
 
     [Option('o', "output", Required = true, HelpText = "The cache file to write (e.g. data.afmbin), written atomically.")]
