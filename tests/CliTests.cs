@@ -270,6 +270,43 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void UnknownIdsAreAnErrorOrWithIgnoreDroppedFromTheirRows()
+    {
+        string train = WriteData("t.libfm", 300, 4), model = Path.Combine(_dir, "m.afm");
+        Assert.Equal(0, Run("train", "--train", train, "--epochs", "3", "--accelerator", "cpu", "--no-progress", "-o", model).Code);
+        int features = Afm.Gpu.AfmEngine.LoadModel(model).FeatureCount;
+        // Rows with ids beyond the model, and the same rows with those ids removed by hand.
+        string[] rows = File.ReadAllLines(train).Take(20).ToArray();
+        var withNew = rows.Select((l, i) => i % 3 == 0 ? $"{l} {features + i}:1" : i == 1 ? $"{l.Split(' ')[0]} {features}:2" : l).ToArray();
+        var removed = rows.Select((l, i) => i == 1 ? l.Split(' ')[0] : l).ToArray();
+        string data = Path.Combine(_dir, "new.libfm"), plain = Path.Combine(_dir, "plain.libfm");
+        File.WriteAllLines(data, withNew);
+        File.WriteAllLines(plain, removed);
+
+        var e = Run("predict", "-m", model, "-d", data, "--accelerator", "cpu");
+        Assert.Equal(CliApp.UserError, e.Code);
+        Assert.Contains($"new.libfm:1: feature id {features} is not below the model's feature count {features} (a feature new since training; afm-gpu's --unknown-ids ignore", e.Err);
+
+        var expected = Run("predict", "-m", model, "-d", plain, "--accelerator", "cpu");
+        var got = Run("predict", "-m", model, "-d", data, "--accelerator", "cpu", "--unknown-ids", "ignore");
+        Assert.True(got.Code == 0, got.Err);
+        Assert.Equal(expected.Out, got.Out);
+        Assert.Contains($"note: {data}: dropped 8 non-zeros in 8 rows whose feature ids the model has no row for (>= {features}); they count as absent", got.Err);
+        Assert.DoesNotContain("dropped", expected.Err);
+
+        // The same from a cache, which is read block by block.
+        string cache = Path.Combine(_dir, "new.afmbin");
+        Assert.Equal(0, Run("cache", data, "-o", cache).Code);
+        var fromText = Run("evaluate", "-m", model, "-d", plain, "--accelerator", "cpu");
+        var fromCache = Run("evaluate", "-m", model, "-d", cache, "--accelerator", "cpu", "--unknown-ids", "ignore");
+        Assert.True(fromCache.Code == 0, fromCache.Err);
+        Assert.Equal(fromText.Out.Split("rows")[1], fromCache.Out.Split("rows")[1]);
+        Assert.Contains("dropped 8 non-zeros in 8 rows", fromCache.Err);
+        Assert.Equal(CliApp.UserError, Run("evaluate", "-m", model, "-d", cache, "--accelerator", "cpu").Code);
+        Assert.Contains("use error or ignore", Run("evaluate", "-m", model, "-d", data, "--unknown-ids", "skip").Err);
+    }
+
+    [Fact]
     public void TestingOnTheTrainingFileIsNoted()
     {
         string train = WriteData("t.libfm", 200, 4), other = WriteData("v.libfm", 50, 4);

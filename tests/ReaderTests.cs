@@ -155,7 +155,24 @@ public sealed class ReaderTests(ITestOutputHelper output)
     {
         var e = ReadFails("1 0:1\n2 1:1 5:1\n", 2, "feature id 5 is not below the model's feature count 5",
             new LibFmReadOptions { FeatureCount = 5 });
-        Assert.Equal("feature id 5 is not below the model's feature count 5", e.Problem);
+        Assert.StartsWith("feature id 5 is not below the model's feature count 5 (a feature new since training; afm-gpu's --unknown-ids ignore", e.Problem);
+    }
+
+    [Fact]
+    public void KeepIdsBelowDropsOnlyTheIdsBeyondTheModelAndKeepsEveryRow()
+    {
+        var d = new SparseDataset([0, 3, 4, 4, 6], [0, 7, 2, 9, 1, 3], [1f, 2f, 3f, 4f, 5f, 6f], [1f, 2f, 3f, 4f], name: "d");
+        var kept = d.KeepIdsBelow(5, out long dropped, out int rows);
+        Assert.Equal(2, dropped);
+        Assert.Equal(2, rows);
+        Assert.Equal([0L, 2, 2, 2, 4], kept.Offsets);
+        Assert.Equal([0, 2, 1, 3], kept.FeatureIds);
+        Assert.Equal([1f, 3f, 5f, 6f], kept.Values);
+        Assert.Equal(d.Labels, kept.Labels);
+        Assert.Equal(5, kept.FeatureCount);
+        Assert.Equal("d", kept.Name);
+        Assert.Same(d, d.KeepIdsBelow(10, out dropped, out rows));
+        Assert.Equal(0, dropped + rows);
     }
 
     [Fact]

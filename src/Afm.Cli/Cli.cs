@@ -217,7 +217,8 @@ public static class Cli
         var data = files.Open(o.Data, ReadOptionsFor(model, labelsMatter: true));
         using var acc = OpenAccelerator(o, stderr);
         using var predictor = new Predictor(acc, model, data.MaxNnz);
-        var m = DataFiles.Score(predictor, data, checkFinite: true);
+        var m = DataFiles.Score(predictor, data, checkFinite: true, files.Known);
+        files.ReportUnknown(stderr, o.Data);
         stdout.WriteLine($"{o.Data}: {m.Rows} rows  {m.Format(model.Loss)}");
         return 0;
     }
@@ -242,8 +243,9 @@ public static class Cli
         // Block by block (a dataset in memory is one block), so that a cache of any size is predicted in bounded memory.
         IEnumerable<string> Lines()
         {
-            foreach (var block in data.Blocks())
+            foreach (var raw in data.Blocks())
             {
+                var block = files.Known(raw);
                 var pred = predictor.Predict(block);
                 Predictor.CheckFinite(pred, data.Name, written);
                 var explained = o.TopPairs > 0 ? new Explainer(predictor).Explain(block) : null;
@@ -261,9 +263,11 @@ public static class Cli
         if (o.Output is null)
         {
             foreach (string line in Lines()) stdout.WriteLine(line);
+            files.ReportUnknown(stderr, o.Data);
             return 0;
         }
         AtomicFile.WriteLines(o.Output, Lines());
+        files.ReportUnknown(stderr, o.Data);
         stderr.WriteLine($"wrote {written} predictions to {o.Output}");
         return 0;
     }

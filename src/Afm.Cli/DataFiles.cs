@@ -9,6 +9,9 @@ internal interface IDataOptions
 {
     string Cache { get; }
     string? CacheDirectory { get; }
+
+    /// <summary>What to do with a feature id the model has no row for: <c>error</c> or <c>ignore</c> (drop it from its row).</summary>
+    string UnknownIds => "error";
 }
 
 /// <summary>
@@ -28,21 +31,56 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     public RowSource Open(string path, LibFmReadOptions read, long bufferRows = CacheRows.DefaultBufferRows)
     {
         path = Input(path);
+        read = Unknown(read);
         if (bufferRows <= 0) throw new ArgumentException($"--shuffle-buffer {bufferRows}: must be at least 1 row");
         var cache = OpenCache(path, read);
-        if (cache is null) return RowSource.Of(LibFmReader.Read(path, read));
+        if (cache is null) return RowSource.Of(Known(LibFmReader.Read(path, read)));
         cache.CheckAgainst(read);
         return new CacheRows(cache, bufferRows);
+    }
+
+    private int _modelFeatures;
+    private long _dropped, _droppedRows;
+
+    /// <summary>With <c>--unknown-ids ignore</c>, <paramref name="read"/> without its bound on the ids (they are dropped by <see cref="Known"/>).</summary>
+    private LibFmReadOptions Unknown(LibFmReadOptions read)
+    {
+        string mode = o.UnknownIds.ToLowerInvariant();
+        if (mode is not ("error" or "ignore")) throw new ArgumentException($"--unknown-ids {o.UnknownIds}: use error or ignore");
+        if (mode == "error" || read.FeatureCount == 0 || read.HashBits > 0) return read; // a hashed model has a row for every feature
+        _modelFeatures = read.FeatureCount;
+        return read with { FeatureCount = 0 };
+    }
+
+    /// <summary>
+    /// <paramref name="block"/> without the ids the model has no row for, counted, under <c>--unknown-ids ignore</c>;
+    /// otherwise the block itself. Every block read through <see cref="Open"/> goes through here before it is predicted.
+    /// </summary>
+    public SparseDataset Known(SparseDataset block)
+    {
+        if (_modelFeatures == 0) return block;
+        var kept = block.KeepIdsBelow(_modelFeatures, out long dropped, out int rows);
+        _dropped += dropped;
+        _droppedRows += rows;
+        return kept;
+    }
+
+    /// <summary>Says how many ids were dropped, if any were (<c>--unknown-ids ignore</c>).</summary>
+    public void ReportUnknown(TextWriter w, string name)
+    {
+        if (_dropped > 0)
+            w.WriteLine($"note: {name}: dropped {_dropped} non-zeros in {_droppedRows} rows whose feature ids the model has no row for (>= {_modelFeatures}); they count as absent");
     }
 
     /// <summary>All rows of <paramref name="path"/> in memory (for work that needs them at once).</summary>
     public SparseDataset ReadAll(string path, LibFmReadOptions read)
     {
         path = Input(path);
+        read = Unknown(read);
         var cache = OpenCache(path, read);
-        if (cache is null) return LibFmReader.Read(path, read);
+        if (cache is null) return Known(LibFmReader.Read(path, read));
         cache.CheckAgainst(read);
-        return cache.ReadAll();
+        return Known(cache.ReadAll());
     }
 
     /// <summary>
@@ -113,8 +151,9 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     /// block otherwise (<see cref="MetricsAccumulator"/>). With <paramref name="checkFinite"/>, a prediction that is
     /// not finite is an error naming the row.
     /// </summary>
-    public static Metrics Score(Predictor predictor, RowSource data, bool checkFinite)
+    public static Metrics Score(Predictor predictor, RowSource data, bool checkFinite, Func<SparseDataset, SparseDataset>? known = null)
     {
+        known ??= b => b;
         if (data.InMemory is { } rows)
         {
             var pred = predictor.Predict(rows);
@@ -122,8 +161,9 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
             return Metrics.Compute(pred, rows.Labels, predictor.Model.Loss);
         }
         var sum = new MetricsAccumulator(predictor.Model.Loss);
-        foreach (var block in data.Blocks())
+        foreach (var raw in data.Blocks())
         {
+            var block = known(raw);
             var pred = predictor.Predict(block);
             if (checkFinite) Predictor.CheckFinite(pred, data.Name, sum.Rows);
             sum.Add(pred, block.Labels);

@@ -33,7 +33,10 @@ internal static class ExplainCommand
             : null;
         SparseDataset data;
         using (var files = new DataFiles(o, stdout))
+        {
             (data, map) = files.ReadAllNamed(o.Data, model, map);
+            files.ReportUnknown(stderr, o.Data);
+        }
         if (model.Input.HashBits > 0 && o.FeatureMap is null && o.Fields is null)
             stdout.WriteLine("(hashed model: features are named by the names hashed to each row, fields by the part before '=' or ':')");
         using var acc = Cli.OpenAccelerator(o, stderr);

@@ -129,6 +129,9 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
 [Verb("evaluate", HelpText = "Score a model on labelled data and print its metrics.")]
 internal sealed class EvaluateOptions : IAcceleratorOptions, IDataOptions
 {
+    [Option("unknown-ids", Default = "error", HelpText = "A feature id the model has no row for (a user or item new since training): error (the default), or ignore: drop it from its row, which counts it as absent, and say how many were dropped.")]
+    public string UnknownIds { get; set; } = "error";
+
     [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
     public string Cache { get; set; } = "auto";
 
@@ -151,6 +154,9 @@ internal sealed class EvaluateOptions : IAcceleratorOptions, IDataOptions
 [Verb("predict", HelpText = "Write one prediction per input line.")]
 internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
 {
+    [Option("unknown-ids", Default = "error", HelpText = "A feature id the model has no row for (a user or item new since training): error (the default), or ignore: drop it from its row, which counts it as absent, and say how many were dropped.")]
+    public string UnknownIds { get; set; } = "error";
+
     [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
     public string Cache { get; set; } = "auto";
 
@@ -216,6 +222,9 @@ internal sealed class DevicesOptions
 [Verb("explain", HelpText = "Explain predictions: top pairs per row by attention, and attention per field pair (table, CSV, JSON, SVG heat map).")]
 internal sealed class ExplainOptions : IAcceleratorOptions, IDataOptions
 {
+    [Option("unknown-ids", Default = "error", HelpText = "A feature id the model has no row for (a user or item new since training): error (the default), or ignore: drop it from its row, which counts it as absent, and say how many were dropped.")]
+    public string UnknownIds { get; set; } = "error";
+
     [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
     public string Cache { get; set; } = "auto";
 

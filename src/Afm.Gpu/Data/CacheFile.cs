@@ -461,7 +461,7 @@ public sealed class CacheFile : IDisposable
         if (h.FormatId != FormatIdOf(options) || h.HashBits != HashBitsOf(options))
             throw new DataFormatException(Path, 0, $"the cache holds {Describe(h.FormatId, h.HashBits)}, but {Describe(FormatIdOf(options), HashBitsOf(options))} is needed here; build the cache with the same --format and --hash-bits");
         if (options.FeatureCount > 0 && h.FeatureCount > options.FeatureCount)
-            throw new DataFormatException(Path, 0, $"feature ids go up to {h.FeatureCount - 1}, not below the model's feature count {options.FeatureCount}");
+            throw new DataFormatException(Path, 0, $"feature ids go up to {h.FeatureCount - 1}, not below the model's feature count {options.FeatureCount} (features new since training; afm-gpu's --unknown-ids ignore drops such ids)");
         if (options.MaxFeatureCount > 0 && h.FeatureCount > options.MaxFeatureCount)
             throw new DataFormatException(Path, 0, $"feature id {h.FeatureCount - 1} is too large: an embedding table this wide holds ids up to {options.MaxFeatureCount - 1} (ids index the table directly; renumber them densely from 0)");
         if (options.MaxRowNonZeros > 0 && h.MaxNnz > options.MaxRowNonZeros)

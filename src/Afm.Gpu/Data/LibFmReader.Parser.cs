@@ -165,11 +165,14 @@ public static partial class LibFmReader
             return CheckedFeature(token, id, value);
         }
 
+        /// <summary>What a user can do about an id the model has no row for.</summary>
+        private const string UnknownIdHint = " (a feature new since training; afm-gpu's --unknown-ids ignore, or SparseDataset.KeepIdsBelow, drops such ids)";
+
         private (int Id, float Value) CheckedFeature(ReadOnlySpan<byte> token, int id, float value)
         {
             CheckValue(token, value);
             if (_o.FeatureCount > 0 && id >= _o.FeatureCount)
-                throw Error($"feature id {id} is not below the model's feature count {_o.FeatureCount}");
+                throw Error($"feature id {id} is not below the model's feature count {_o.FeatureCount}{UnknownIdHint}");
             if (id > _maxId)
                 throw Error($"feature id {id} is too large: an embedding table this wide holds ids up to {_maxId} (ids index the table directly; renumber them densely from 0, or hash them with --hash-bits B)");
             return (id, value);

@@ -124,6 +124,38 @@ public sealed class SparseDataset
         return new SparseDataset(offsets, ids, values, labels, features, name);
     }
 
+    /// <summary>
+    /// The rows without their non-zeros whose id is <paramref name="featureCount"/> or more: for a model of that many
+    /// features, the ids it never saw (new users or items), which then count as absent. Every row is kept, in order,
+    /// even one left without features (its prediction is the bias). Returns this dataset when no id is that large.
+    /// </summary>
+    /// <param name="featureCount">The model's feature count, and the result's <see cref="FeatureCount"/> when ids were dropped.</param>
+    /// <param name="dropped">How many non-zeros were left out.</param>
+    /// <param name="rowsChanged">How many rows lost at least one.</param>
+    public SparseDataset KeepIdsBelow(int featureCount, out long dropped, out int rowsChanged)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(featureCount);
+        dropped = 0;
+        rowsChanged = 0;
+        if (FeatureCount <= featureCount) return this;
+        var offsets = new long[Rows + 1];
+        var ids = new List<int>(FeatureIds.Length);
+        var values = new List<float>(FeatureIds.Length);
+        for (int r = 0; r < Rows; r++)
+        {
+            long before = dropped;
+            for (long i = Offsets[r]; i < Offsets[r + 1]; i++)
+            {
+                if (FeatureIds[i] >= featureCount) { dropped++; continue; }
+                ids.Add(FeatureIds[i]);
+                values.Add(Values[i]);
+            }
+            if (dropped > before) rowsChanged++;
+            offsets[r + 1] = ids.Count;
+        }
+        return new SparseDataset(offsets, ids.ToArray(), values.ToArray(), Labels, featureCount, Name);
+    }
+
     /// <summary>Returns this dataset with <see cref="FeatureCount"/> raised to at least <paramref name="featureCount"/>.</summary>
     public SparseDataset WithFeatureCount(int featureCount) =>
         featureCount <= FeatureCount ? this : new SparseDataset(Offsets, FeatureIds, Values, Labels, featureCount, Name);
