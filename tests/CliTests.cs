@@ -307,6 +307,19 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void TrainRefusesToWriteItsModelIntoItsLog()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string train = WriteData("t.libfm", 50, 4);
+        foreach (string output in new[] { "/dev/stdout", "/proc/self/fd/1" })
+        {
+            var r = Run("train", "--train", train, "--model", "fm", "--epochs", "1", "--accelerator", "cpu", "-o", output);
+            Assert.Equal(CliApp.UserError, r.Code);
+            Assert.Contains($"-o/--output {output}: is standard output, where train writes its log", r.Err);
+        }
+    }
+
+    [Fact]
     public void TestingOnTheTrainingFileIsNoted()
     {
         string train = WriteData("t.libfm", 200, 4), other = WriteData("v.libfm", 50, 4);
