@@ -320,6 +320,20 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void PredictionsOnStandardOutputAreAllItHolds()
+    {
+        string train = WriteData("t.libfm", 100, 4), model = Path.Combine(_dir, "m.afm");
+        Assert.Equal(0, Run("train", "--train", train, "--model", "fm", "--epochs", "1", "--accelerator", "cpu", "--no-progress", "-o", model).Code);
+        // Converting into a cache says so; that message must not land among the predictions.
+        var r = Run("predict", "-m", model, "-d", train, "--accelerator", "cpu", "--cache", "always", "--cache-dir", Path.Combine(_dir, "cache"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("converting", r.Err);
+        string[] lines = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(100, lines.Length);
+        Assert.All(lines, l => Assert.True(float.TryParse(l, System.Globalization.CultureInfo.InvariantCulture, out _), l));
+    }
+
+    [Fact]
     public void TestingOnTheTrainingFileIsNoted()
     {
         string train = WriteData("t.libfm", 200, 4), other = WriteData("v.libfm", 50, 4);

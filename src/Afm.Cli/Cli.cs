@@ -229,7 +229,7 @@ public static class Cli
         if (o.Output is not null) CheckOutput("-o/--output", o.Output, o.Model, o.Data, o.FeatureMap);
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);
         var map = o.FeatureMap is null ? null : FeatureMap.Load(o.FeatureMap);
-        using var files = new DataFiles(o, stdout);
+        using var files = new DataFiles(o, stderr); // stdout carries the predictions: messages about the data go to stderr
         RowSource data;
         if (o.TopPairs > 0 && DataFiles.NamesFromText(o.Data, model, map))
         {
