@@ -177,6 +177,16 @@ public sealed class DistributedTests : IDisposable
     }
 
     [Fact]
+    public void StandardInputAsDataIsRefusedUnderMpirun()
+    {
+        if (MpiRun() is not { } mpirun) return;
+        var (code, text) = Run(mpirun, 2, ["train", "--train", "-", "-a", "cpu", "-o", Path.Combine(_dir, "m.afm")]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("-: under mpirun every rank reads the data files, and standard input reaches one rank alone; give a file", text);
+        Assert.DoesNotContain("   at ", text);
+    }
+
+    [Fact]
     public void CommandsOtherThanTrainRefuseToRunUnderMpirun()
     {
         if (MpiRun() is not { } mpirun) return;

@@ -41,6 +41,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private int Train()
     {
+        if (_cluster is { Size: > 1 } && new[] { o.TrainFile, o.ValidationFile, o.TestFile }.Contains("-"))
+            throw new ArgumentException("-: under mpirun every rank reads the data files, and standard input reaches one rank alone; give a file");
         var options = BuildOptions();
         bool demo = o.TrainFile is null;
         var input = InputEncodingOf(demo);
