@@ -56,7 +56,7 @@ public sealed class Predictor : IDisposable
     private void EnsureFits(SparseDataset data)
     {
         if (data.FeatureCount > Model.FeatureCount)
-            throw new ArgumentException($"{data.Name}: feature id {data.FeatureCount - 1} is not below the model's feature count {Model.FeatureCount}");
+            throw new ArgumentException($"{data.Name}: feature id {data.FeatureCount - 1} is not below the model's feature count {Model.FeatureCount} (SparseDataset.KeepIdsBelow drops the ids a model has no row for)");
         if (data.MaxNnz > _kernels.Shape.MaxNnz)
         {
             Limits.CheckRows(data.Name, data.MaxNnz, Model.K, Model.T);
