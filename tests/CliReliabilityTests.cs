@@ -211,6 +211,8 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("afm-gpu: error: -k/--dim 0: must be in 1..4096", ErrorLine(Run("train", "--train", data, "-k", "0")));
         Assert.Equal("afm-gpu: error: -t/--attention-factor 5000: must be in 1..4096", ErrorLine(Run("train", "--train", data, "-t", "5000")));
         Assert.Equal("afm-gpu: error: --lr -1: must be a positive number", ErrorLine(Run("train", "--train", data, "--lr", "-1")));
+        Assert.Equal("afm-gpu: error: --epochs 0: must be at least 1 (an epoch is one pass over the training rows)", ErrorLine(Run("train", "--train", data, "--epochs", "0")));
+        Assert.Equal("afm-gpu: error: --pretrain-epochs 0: must be at least 1; --no-pretrain starts the AFM from scratch", ErrorLine(Run("train", "--train", data, "--pretrain-epochs", "0")));
         foreach (string threads in new[] { "-1", "1000" })
             Assert.StartsWith($"afm-gpu: error: --threads {threads}: must be in 0..{CliApp.MaxThreads}", ErrorLine(Run("train", "--train", data, "--threads", threads, "-a", "cpu")));
         ulong asLength = BinaryPrimitives.ReadUInt64LittleEndian(File.ReadAllBytes(data));

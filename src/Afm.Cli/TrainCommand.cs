@@ -292,6 +292,10 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             ? d.LambdaCandidates!
             : [.. o.Lambda.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(ParseLambda)];
         if (lambdas.Length == 0) throw new ArgumentException("--lambda: give a number, a list or auto");
+        // The library takes 0 (no epoch; for pre-training, "as many as Epochs"); on the command line it trains nothing.
+        if (o.Epochs is < 1) throw new ArgumentException($"--epochs {o.Epochs}: must be at least 1 (an epoch is one pass over the training rows)");
+        if (o.PretrainEpochs is < 1)
+            throw new ArgumentException($"--pretrain-epochs {o.PretrainEpochs}: must be at least 1; --no-pretrain starts the AFM from scratch");
         var options = new TrainerOptions
         {
             Model = o.Model.ToLowerInvariant() switch
