@@ -88,7 +88,7 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     /// without a feature <paramref name="map"/>, from text (a cache keeps only the hashed ids).
     /// </summary>
     public static bool NamesFromText(string path, AfmModel model, FeatureMap? map) =>
-        map is null && model.Input.HashBits > 0 && !CacheFile.IsCache(path == "-" ? StandardInput : path);
+        map is null && model.Input.HashBits > 0 && !CacheFile.IsCache(StandardInputAs(path));
 
     /// <summary>
     /// All rows of <paramref name="path"/> for <paramref name="model"/> in memory, and the map to name their features

@@ -138,22 +138,24 @@ public sealed class SparseDataset
         dropped = 0;
         rowsChanged = 0;
         if (FeatureCount <= featureCount) return this;
+        foreach (int id in FeatureIds) if (id >= featureCount) dropped++;
         var offsets = new long[Rows + 1];
-        var ids = new List<int>(FeatureIds.Length);
-        var values = new List<float>(FeatureIds.Length);
+        var ids = new int[FeatureIds.Length - dropped];
+        var values = new float[ids.Length];
+        long kept = 0;
         for (int r = 0; r < Rows; r++)
         {
-            long before = dropped;
+            long start = kept;
             for (long i = Offsets[r]; i < Offsets[r + 1]; i++)
             {
-                if (FeatureIds[i] >= featureCount) { dropped++; continue; }
-                ids.Add(FeatureIds[i]);
-                values.Add(Values[i]);
+                if (FeatureIds[i] >= featureCount) continue;
+                ids[kept] = FeatureIds[i];
+                values[kept++] = Values[i];
             }
-            if (dropped > before) rowsChanged++;
-            offsets[r + 1] = ids.Count;
+            if (kept - start < Offsets[r + 1] - Offsets[r]) rowsChanged++;
+            offsets[r + 1] = kept;
         }
-        return new SparseDataset(offsets, ids.ToArray(), values.ToArray(), Labels, featureCount, Name);
+        return new SparseDataset(offsets, ids, values, Labels, featureCount, Name);
     }
 
     /// <summary>Returns this dataset with <see cref="FeatureCount"/> raised to at least <paramref name="featureCount"/>.</summary>

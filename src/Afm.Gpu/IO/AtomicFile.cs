@@ -27,7 +27,7 @@ public static class AtomicFile
             WriteInPlace(path, full, write);
             return;
         }
-        full = FileKind.WriteTarget(full);
+        full = ReplacedFile(full);
         RemoveStaleTemporaries(full);
         string tmp = TemporaryName(full);
         FileStream stream;
@@ -75,7 +75,7 @@ public static class AtomicFile
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = CheckTarget(path);
         if (FileKind.Of(full) == FileKindValue.Special) return; // written in place; opening a FIFO here would wait for its reader
-        full = FileKind.WriteTarget(full);
+        full = ReplacedFile(full);
         RemoveStaleTemporaries(full);
         string probe = TemporaryName(full);
         try
@@ -139,6 +139,16 @@ public static class AtomicFile
             write(stream);
             stream.Flush();
         }
+    }
+
+    /// <summary>
+    /// The file a write of <paramref name="full"/> replaces: where its symbolic links end (so that a link to a model keeps
+    /// pointing to the new one), or the path itself when that end's directory does not exist.
+    /// </summary>
+    private static string ReplacedFile(string full)
+    {
+        string real = FilePaths.Resolve(full);
+        return Directory.Exists(Path.GetDirectoryName(real)) ? real : full;
     }
 
     private static string CheckTarget(string path)

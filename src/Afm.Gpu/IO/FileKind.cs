@@ -51,23 +51,6 @@ public static partial class FileKind
             : target is not null && File.Exists(target) ? FileKindValue.Regular : FileKindValue.Missing;
     }
 
-    /// <summary>
-    /// The file that writing <paramref name="path"/> replaces: the path itself, or where its symbolic links end when
-    /// that file's directory exists (so that a link to a model keeps pointing to the new one).
-    /// </summary>
-    public static string WriteTarget(string path)
-    {
-        string full = Path.GetFullPath(path);
-        var info = new FileInfo(full);
-        if (info.LinkTarget is null) return full;
-        try
-        {
-            string? target = info.ResolveLinkTarget(returnFinalTarget: true)?.FullName;
-            return target is not null && Directory.Exists(Path.GetDirectoryName(target)) ? target : full;
-        }
-        catch (IOException) { return full; }
-    }
-
     private static bool UnderDevices(string full) =>
         (full.StartsWith("/dev/", StringComparison.Ordinal) && !full.StartsWith("/dev/shm/", StringComparison.Ordinal))
         || full.StartsWith("/proc/", StringComparison.Ordinal);

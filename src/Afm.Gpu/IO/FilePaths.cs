@@ -10,7 +10,9 @@ public static class FilePaths
     public static bool Same(string a, string b) =>
         string.Equals(Resolve(a), Resolve(b), OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
-    private static string Resolve(string p)
+    /// <summary>The absolute path of <paramref name="p"/> with the symbolic links of the file and of its directory followed
+    /// (as far as they can be read; the path as given otherwise).</summary>
+    internal static string Resolve(string p)
     {
         string full = Path.GetFullPath(p);
         try
