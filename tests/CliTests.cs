@@ -176,19 +176,29 @@ public sealed class CliTests : IDisposable
         string train = WriteData("train.libfm", 600, 8), test = WriteData("test.libfm", 200, 9);
         string binary = Path.Combine(_dir, "binary.libfm");
         File.WriteAllLines(binary, File.ReadAllLines(train).Select(l => (l[0] is '1' or '2' ? "1" : "-1") + l[1..]));
-        foreach (var (data, loss) in new[] { (train, "squared"), (binary, "logistic") })
+        foreach (var (data, loss, name) in new[] { (train, "squared", "squared"), (binary, "logistic", "logistic"), (binary, "squared", "squared-binary") })
         {
-            string model = Path.Combine(_dir, loss + ".afm");
+            string model = Path.Combine(_dir, name + ".afm");
             var r = Run("train", "--train", data, "--loss", loss, "-k", "4", "-t", "4", "--epochs", "2", "--lambda", "0", "--pretrain-keep1", "1", "--accelerator", "cpu", "-o", model, "--no-progress");
             Assert.True(r.Code == 0, r.Err);
-            string scored = loss == "squared" ? test : binary;
+            string scored = name == "squared" ? test : binary;
             var e = Run("evaluate", "--model", model, "--data", scored, "--accelerator", "cpu");
             Assert.True(e.Code == 0, e.Err);
             using var trained = TrainedModel.Load(model, "cpu");
             var m = trained.Evaluate(trained.Read(scored, labelsMatter: true));
             Assert.Equal($"{scored}: {m.Rows} rows  {m.Format(trained.Model.Loss)}", e.Out.Trim());
-            Assert.Equal(loss == "squared" ? 200 : 600, m.Rows);
-            Assert.True(loss == "squared" ? double.IsNaN(m.LogLoss) && m.Rmse > 0 : m.Auc is > 0 and <= 1 && m.LogLoss > 0);
+            Assert.Equal(name == "squared" ? 200 : 600, m.Rows);
+            if (name == "squared") Assert.True(double.IsNaN(m.LogLoss) && double.IsNaN(m.Auc) && m.Rmse > 0, "ratings: rmse and mae");
+            else if (loss == "squared") Assert.True(double.IsNaN(m.LogLoss) && m.Auc is > 0.5 and <= 1 && e.Out.Contains(" auc "), "-1/1 labels: rmse, mae and auc");
+            else Assert.True(m.Auc is > 0 and <= 1 && m.LogLoss > 0);
+            if (name != "squared-binary") continue;
+            // streamed from a cache, block by block: the same errors, the AUC binned
+            var c = Run("evaluate", "--model", model, "--data", scored, "--cache", "always", "--accelerator", "cpu");
+            Assert.True(c.Code == 0, c.Err);
+            var streamed = System.Text.RegularExpressions.Regex.Match(c.Out, @"rmse (\d\.\d{4}) mae (\d\.\d{4}) auc (\d\.\d{4})");
+            Assert.True(streamed.Success, c.Out);
+            Assert.Equal($"{m.Rmse:F4} {m.Mae:F4}", $"{streamed.Groups[1].Value} {streamed.Groups[2].Value}");
+            Assert.Equal(m.Auc, double.Parse(streamed.Groups[3].Value, CultureInfo.InvariantCulture), 2e-3);
         }
         using var logistic = TrainedModel.Load(Path.Combine(_dir, "logistic.afm"), "cpu");
         var rated = logistic.Read(test); // ratings 1..5: not labels a logistic model is scored on
@@ -237,10 +247,12 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void DemoDataWritesThePlantedRowsAsLibFm()
     {
-        var r = Run("demo-data", "-o", _dir, "--binary");
+        string dir = Path.Combine(_dir, "new", "demo"); // created as mkdir -p creates it
+        var r = Run("demo-data", "-o", dir, "--binary");
         Assert.True(r.Code == 0, r.Err);
-        var train = LibFmReader.Read(Path.Combine(_dir, "train.libfm"));
-        var test = LibFmReader.Read(Path.Combine(_dir, "test.libfm"));
+        Assert.Contains($"created directory {dir}", r.Out);
+        var train = LibFmReader.Read(Path.Combine(dir, "train.libfm"));
+        var test = LibFmReader.Read(Path.Combine(dir, "test.libfm"));
         var planted = Afm.Gpu.Synthetic.PlantedData.Generate();
         Assert.Equal(planted.Train.Rows, train.Rows);
         Assert.Equal(planted.Test.Rows, test.Rows);
@@ -248,6 +260,14 @@ public sealed class CliTests : IDisposable
         Assert.All(train.Labels, y => Assert.True(y is 1f or -1f));
         // the median splits the training labels in half
         Assert.InRange(train.Labels.Count(y => y > 0), train.Rows / 2 - 1, train.Rows / 2);
+
+        var again = Run("demo-data", "-o", dir); // into the existing directory, which is not announced
+        Assert.True(again.Code == 0, again.Err);
+        Assert.DoesNotContain("created", again.Out);
+        Assert.Contains(LibFmReader.Read(Path.Combine(dir, "train.libfm")).Labels, y => y is not (1f or -1f));
+        var file = Run("demo-data", "-o", Path.Combine(dir, "train.libfm"));
+        Assert.Equal(CliApp.UserError, file.Code);
+        Assert.Contains("train.libfm: is a file", file.Err);
     }
 
     [Theory]

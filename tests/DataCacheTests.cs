@@ -439,6 +439,62 @@ public sealed class DataCacheTests : IDisposable
         Assert.Equal(exact.Auc, streamed.Auc, 1e-3);
     }
 
+    [Theory]
+    [InlineData(-1f, 1f)]
+    [InlineData(0f, 1f)]
+    [InlineData(3f, 7f)]
+    public void ASquaredModelOnTwoValuedLabelsGetsTheAucOfItsRawScores(float low, float high)
+    {
+        var rng = new Random(7);
+        int n = 3000;
+        var labels = Enumerable.Range(0, n).Select(_ => rng.Next(3) == 0 ? high : low).ToArray();
+        // raw scores spill beyond the labels' range; the predictions are them clipped, so many tie at the ends
+        var scores = labels.Select(y => (float)(y + (high - low) * 3 * (rng.NextDouble() - 0.5))).ToArray();
+        var pred = scores.Select(s => Math.Clamp(s, low, high)).ToArray();
+        double wins = 0;
+        int pos = 0;
+        for (int i = 0; i < n; i++)
+        {
+            if (labels[i] != high) continue;
+            pos++;
+            for (int j = 0; j < n; j++)
+                if (labels[j] == low) wins += scores[i] > scores[j] ? 1 : scores[i] == scores[j] ? 0.5 : 0;
+        }
+        double pairwise = wins / ((double)pos * (n - pos));
+        var exact = Metrics.Compute(pred, labels, LossKind.Squared, scores);
+        Assert.Equal(pairwise, exact.Auc, 1e-9);
+        Assert.True(Metrics.Compute(pred, labels, LossKind.Squared).Auc < pairwise - 0.01, "clipped ties rank worse");
+        Assert.EndsWith($" auc {exact.Auc:F4}", exact.Format(LossKind.Squared));
+
+        var model = new AfmModel(ModelKind.Afm, 10, 2, 2, LossKind.Squared) { LabelMin = low, LabelMax = high };
+        var sum = new MetricsAccumulator(model);
+        for (int start = 0; start < n; start += 701)
+        {
+            int count = Math.Min(701, n - start);
+            sum.Add(pred.AsSpan(start, count), labels.AsSpan(start, count), scores.AsSpan(start, count));
+        }
+        var streamed = sum.Result();
+        Assert.Equal(exact.Rmse, streamed.Rmse, 1e-12);
+        Assert.Equal(exact.Mae, streamed.Mae, 1e-12);
+        Assert.Equal(exact.Auc, streamed.Auc, 1e-3);
+    }
+
+    [Fact]
+    public void ASquaredModelOnRatingsOrOneLabelGetsNoAuc()
+    {
+        float[] ratings = [1, 2, 3, 4, 5, 1, 2];
+        float[] pred = [1.5f, 2, 2.5f, 4, 4.5f, 1, 2.2f];
+        var m = Metrics.Compute(pred, ratings, LossKind.Squared);
+        Assert.True(double.IsNaN(m.Auc));
+        Assert.DoesNotContain("auc", m.Format(LossKind.Squared));
+        Assert.True(double.IsNaN(Metrics.Compute([0.5f, 0.7f], [1f, 1f], LossKind.Squared).Auc));
+        var sum = new MetricsAccumulator(LossKind.Squared);
+        sum.Add(pred.AsSpan(0, 2), [1f, 2f]); // two values so far
+        Assert.False(double.IsNaN(sum.Result().Auc));
+        sum.Add(pred.AsSpan(2), ratings.AsSpan(2)); // then a third
+        Assert.True(double.IsNaN(sum.Result().Auc));
+    }
+
     private (int Code, string Out, string Err) Cli(params string[] args)
     {
         var o = new StringWriter();

@@ -156,17 +156,17 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
         known ??= b => b;
         if (data.InMemory is { } rows)
         {
-            var pred = predictor.Predict(rows);
+            var (pred, scores) = predictor.PredictWithScores(rows);
             if (checkFinite) Predictor.CheckFinite(pred, rows.Name, 0);
-            return Metrics.Compute(pred, rows.Labels, predictor.Model.Loss);
+            return Metrics.Compute(pred, rows.Labels, predictor.Model.Loss, scores);
         }
-        var sum = new MetricsAccumulator(predictor.Model.Loss);
+        var sum = new MetricsAccumulator(predictor.Model);
         foreach (var raw in data.Blocks())
         {
             var block = known(raw);
-            var pred = predictor.Predict(block);
+            var (pred, scores) = predictor.PredictWithScores(block);
             if (checkFinite) Predictor.CheckFinite(pred, data.Name, sum.Rows);
-            sum.Add(pred, block.Labels);
+            sum.Add(pred, block.Labels, scores);
         }
         return sum.Result();
     }

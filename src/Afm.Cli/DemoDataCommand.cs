@@ -11,7 +11,12 @@ internal static class DemoDataCommand
 {
     public static int Run(DemoDataOptions o, TextWriter stdout)
     {
-        if (!Directory.Exists(o.Output)) throw new DirectoryNotFoundException($"--output {o.Output}: directory does not exist");
+        if (File.Exists(o.Output)) throw new IOException($"--output {o.Output}: is a file; demo-data writes train.libfm and test.libfm into a directory");
+        if (!Directory.Exists(o.Output))
+        {
+            Directory.CreateDirectory(o.Output); // as mkdir -p
+            stdout.WriteLine($"created directory {o.Output}");
+        }
         var planted = PlantedData.Generate();
         // The binary variant: 1 above the training labels' median, -1 at or below it.
         float median = o.Binary ? Median(planted.Train.Labels) : float.NaN;

@@ -188,7 +188,7 @@ internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
 [Verb("demo-data", HelpText = "Write the demo's synthetic data (planted interactions) as libFM files train.libfm and test.libfm.")]
 internal sealed class DemoDataOptions
 {
-    [Option('o', "output", Required = true, HelpText = "Existing directory to write train.libfm and test.libfm into.")]
+    [Option('o', "output", Required = true, HelpText = "Directory to write train.libfm and test.libfm into (created if missing).")]
     public string Output { get; set; } = "";
 
     [Option("binary", HelpText = "Labels 1 / -1: above / at or below the training labels' median (for --loss logistic).")]

@@ -114,8 +114,8 @@ public sealed class TrainedModel : IDisposable
     public float[] Predict(SparseDataset data) => _predictor.Predict(data);
 
     /// <summary>
-    /// Scores the model on labelled rows, as <c>afm-gpu evaluate</c> does: RMSE and MAE for squared loss, log loss and
-    /// AUC for logistic (<see cref="Metrics.Format"/> writes them as the command line prints them).
+    /// Scores the model on labelled rows, as <c>afm-gpu evaluate</c> does: RMSE and MAE for squared loss (and the AUC
+    /// when the labels take two values, such as -1/1), log loss and AUC for logistic (<see cref="Metrics.Format"/> writes them as the command line prints them).
     /// </summary>
     /// <exception cref="ArgumentException">A logistic model is given a label other than 0, 1 or -1.</exception>
     /// <exception cref="DataFormatException">A row's prediction is not finite (its values overflow the model's
@@ -125,9 +125,9 @@ public sealed class TrainedModel : IDisposable
         ArgumentNullException.ThrowIfNull(data);
         if (Model.Loss == LossKind.Logistic && RowSource.Of(data).FirstNonBinaryLabel() is var (row, label))
             throw new ArgumentException($"{data.Name}: row {row + 1} has label {label}; a logistic model is scored on labels 0/1 or -1/1", nameof(data));
-        var predictions = Predict(data);
+        var (predictions, scores) = _predictor.PredictWithScores(data);
         Predictor.CheckFinite(predictions, data.Name, 0);
-        return Metrics.Compute(predictions, data.Labels, Model.Loss);
+        return Metrics.Compute(predictions, data.Labels, Model.Loss, scores);
     }
 
     /// <summary>Explains one row: bias, linear terms, and each pair's attention and contribution.</summary>

@@ -88,6 +88,23 @@ public sealed class Predictor : IDisposable
         return -1;
     }
 
+    /// <summary>
+    /// Final predictions as <see cref="Predict(SparseDataset)"/> gives them and, for a squared-loss model, the raw
+    /// scores before clipping, which rank rows for an AUC (<see cref="Metrics.Compute"/>); null for logistic loss.
+    /// </summary>
+    public (float[] Predictions, float[]? Scores) PredictWithScores(SparseDataset data)
+    {
+        var raw = PredictRaw(data);
+        if (Model.Loss != LossKind.Squared)
+        {
+            for (int i = 0; i < raw.Length; i++) raw[i] = Link(Model, raw[i]);
+            return (raw, null);
+        }
+        var predictions = new float[raw.Length];
+        for (int i = 0; i < raw.Length; i++) predictions[i] = Link(Model, raw[i]);
+        return (predictions, raw);
+    }
+
     /// <summary>Raw scores ŷ before the link function.</summary>
     public float[] PredictRaw(SparseDataset data)
     {

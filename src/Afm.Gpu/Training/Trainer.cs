@@ -277,7 +277,7 @@ public sealed partial class Trainer
         RowSource data, AfmModel model)
     {
         if (data.InMemory is { } rows) return Evaluate(kernels, device, batch, host, work, rows, model);
-        var sum = new MetricsAccumulator(model.Loss);
+        var sum = new MetricsAccumulator(model);
         long seen = 0, badRow = -1;
         float badValue = 0;
         foreach (var block in data.Blocks())
@@ -307,12 +307,13 @@ public sealed partial class Trainer
         }
         int bad = Array.FindIndex(pred, x => !float.IsFinite(x));
         float badValue = bad >= 0 ? pred[bad] : 0;
+        var scores = model.Loss == LossKind.Squared ? (float[])pred.Clone() : null; // rank for the AUC unclipped
         for (int i = 0; i < pred.Length; i++) pred[i] = Predictor.Link(model, pred[i]);
         if (sum is not null)
         {
-            sum.Add(pred, data.Labels);
+            sum.Add(pred, data.Labels, scores);
             return (new Metrics(double.NaN, double.NaN, double.NaN, double.NaN, data.Rows), bad, badValue);
         }
-        return (Metrics.Compute(pred, data.Labels, model.Loss), bad, badValue);
+        return (Metrics.Compute(pred, data.Labels, model.Loss, scores), bad, badValue);
     }
 }
