@@ -105,6 +105,31 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void ExplainsCsvOnStandardOutputIsAllItHolds()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string data = Ratings("d.libfm", 300), model = PathOf("m.afm");
+        Assert.Equal(0, Run("train", "--train", data, "-k", "4", "-t", "4", "--epochs", "2", "--pretrain-epochs", "2", "--lambda", "0", "--pretrain-keep1", "1", "-a", "cpu", "--no-progress", "-o", model).Code);
+        string file = PathOf("summary.csv"), piped = PathOf("piped.csv"), log = PathOf("log.txt");
+        Assert.Equal(0, Run("explain", "-m", model, "-d", data, "-a", "cpu", "--rows", "2", "--csv", file).Code);
+        string cli = Path.Combine(AppContext.BaseDirectory, "afm-gpu.dll");
+        var psi = new ProcessStartInfo("sh") { RedirectStandardError = true };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add("dotnet \"$0\" explain -m \"$1\" -d \"$2\" -a cpu --rows 2 --csv /dev/stdout > \"$3\" 2> \"$4\"");
+        foreach (string a in new[] { cli, model, data, piped, log }) psi.ArgumentList.Add(a);
+        using (var p = Process.Start(psi)!)
+        {
+            string err = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            Assert.True(p.ExitCode == 0, err + File.ReadAllText(log));
+        }
+        Assert.Equal(File.ReadAllText(file), File.ReadAllText(piped)); // the CSV alone
+        string tables = File.ReadAllText(log);
+        Assert.Contains("row 1 (line 1 of", tables); // the tables went to standard error
+        Assert.Contains("field pairs over 300 rows:", tables);
+    }
+
+    [Fact]
     public void TheIssuesCrashesAreOneLineErrors()
     {
         string small = Ratings("small.libfm", 200);

@@ -210,6 +210,11 @@ public static class Cli
 
     internal static bool SamePath(string a, string b) => FilePaths.Same(a, b);
 
+    /// <summary>Whether <paramref name="path"/> is this process's standard output (<c>/dev/stdout</c>, or the file
+    /// or pipe it is sent to), other than <c>/dev/null</c>.</summary>
+    internal static bool IsStandardOutput(string path) =>
+        !OperatingSystem.IsWindows() && File.Exists("/dev/stdout") && SamePath(path, "/dev/stdout") && !SamePath(path, "/dev/null");
+
     private static int Evaluate(EvaluateOptions o, TextWriter stdout, TextWriter stderr)
     {
         var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);

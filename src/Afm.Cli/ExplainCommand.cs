@@ -27,6 +27,8 @@ internal static class ExplainCommand
                 if (Cli.SamePath(outputs[i].Path, outputs[j].Path))
                     throw new ArgumentException($"{outputs[i].Option} {outputs[i].Path}: is also the {outputs[j].Option} output");
         }
+        // An output sent to standard output (--csv /dev/stdout) is all it holds: the tables go to standard error.
+        if (outputs.Any(x => Cli.IsStandardOutput(x.Path))) stdout = stderr;
         var model = AfmEngine.LoadModel(o.Model);
         var map = o.FeatureMap is not null ? FeatureMap.Load(o.FeatureMap)
             : o.Fields is not null ? FeatureMap.FromRanges(o.Fields, model.FeatureCount)

@@ -48,7 +48,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         var input = InputEncodingOf(demo);
         options.Input = input;
         string output = o.Output ?? (demo ? "demo.afm" : "model.afm");
-        if (Root && !OperatingSystem.IsWindows() && File.Exists("/dev/stdout") && Cli.SamePath(output, "/dev/stdout") && !Cli.SamePath(output, "/dev/null"))
+        if (Root && Cli.IsStandardOutput(output))
             throw new ArgumentException($"-o/--output {output}: is standard output, where train writes its log, so the model would be mixed into it; give a file");
         if (Root) Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
         if (o.SaveReplicas && _cluster is not null)
