@@ -301,17 +301,18 @@ def cmd_train(args):
             model.w0.copy_(fm.w0)
     r = fit(model, train, test, args, args.epochs, args.model)
     print(f"{args.model} final test {'rmse' if args.loss == 'squared' else 'logloss'} {r:.5f}")
-    if args.loss == "logistic":
+    if args.loss == "logistic" or len(torch.unique(test[3])) == 2:  # squared loss on -1/1 labels too, as afm-gpu
         print(f"{args.model} final test auc {auc(model, test, args.batch):.5f}")
 
 
 def auc(model, data, batch):
-    """ROC AUC of the raw scores against labels > 0 (ties count one half)."""
+    """ROC AUC of the raw scores (ties count one half): labels > 0 positive for logistic loss, and for squared loss
+    on two-valued labels the larger one."""
     ids, vals, mask, y = data
     model.eval()
     with torch.no_grad():
         scores = torch.cat([model(ids[s:s + batch], vals[s:s + batch], mask[s:s + batch]) for s in range(0, len(y), batch)])
-    pos = y > 0
+    pos = y > (y.min() if len(torch.unique(y)) == 2 else 0)
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
