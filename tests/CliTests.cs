@@ -366,6 +366,22 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void ZeroOneLabelsUnderTheDefaultSquaredLossAreNoted()
+    {
+        string ratings = WriteData("r.libfm", 200, 4);
+        string clicks = Path.Combine(_dir, "clicks.libfm"), signs = Path.Combine(_dir, "signs.libfm");
+        File.WriteAllLines(clicks, File.ReadAllLines(ratings).Select(l => (l[0] is '1' or '2' ? "1" : "0") + l[1..]));
+        File.WriteAllLines(signs, File.ReadAllLines(ratings).Select(l => (l[0] is '1' or '2' ? "1" : "-1") + l[1..]));
+        const string note = "note: the labels are 0 and 1 only, which squared loss (the default) regresses as numbers; --loss logistic trains a classifier";
+        string Out(params string[] extra) => Run(["train", "--model", "fm", "--epochs", "1", "--keep1", "1", "--accelerator", "cpu", "--no-progress", "-o", Path.Combine(_dir, "m.afm"), .. extra]).Out;
+        Assert.Contains(note, Out("--train", clicks));
+        Assert.DoesNotContain("note: the labels", Out("--train", clicks, "--loss", "squared")); // asked for
+        Assert.DoesNotContain("note: the labels", Out("--train", clicks, "--loss", "logistic"));
+        Assert.DoesNotContain("note: the labels", Out("--train", signs)); // -1/1 with squared loss: the paper's Frappe set-up
+        Assert.DoesNotContain("note: the labels", Out("--train", ratings));
+    }
+
+    [Fact]
     public void AModelInAMissingDirectoryIsAFileNotFound()
     {
         string train = WriteData("t.libfm", 50, 4);

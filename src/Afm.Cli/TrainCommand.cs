@@ -92,6 +92,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {width}, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)"
                 + (train is CacheRows c ? $"; a cache read by chunks of {c.File.Header.ChunkRows} rows, {c.BufferChunks} chunks shuffled together" : ""));
         }
+        if (Root && !demo && o.Loss is null && options.Loss == LossKind.Squared && train.LabelRange() == (0f, 1f) && train.FirstNonBinaryLabel() is null)
+            stdout.WriteLine("note: the labels are 0 and 1 only, which squared loss (the default) regresses as numbers; --loss logistic trains a classifier (probabilities, log loss)");
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
         if (features == 0) throw new DataFormatException(train.Name, 0, Trainer.NoFeatures);
         train = train.WithFeatureCount(features);
