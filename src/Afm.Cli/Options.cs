@@ -77,8 +77,11 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("seed", Default = 1, HelpText = "Seed of initialisation, shuffling, validation split and dropout.")]
     public int Seed { get; set; }
 
-    [Option("patience", Default = 5, HelpText = "Early stopping: epochs without improvement before stopping (0 = off).")]
+    [Option("patience", Default = 5, HelpText = "Early stopping: epochs (with --evals-per-epoch, validations) without improvement before stopping (0 = off).")]
     public int Patience { get; set; }
+
+    [Option("evals-per-epoch", Default = 1, HelpText = "Validate N times per epoch, after each N-th of its rows, so that early stopping and the refit can keep a model from within an epoch (large data that overfits in an epoch or two); --patience then counts validations.")]
+    public int EvaluationsPerEpoch { get; set; }
 
     [Option("pretrain-fm", HelpText = "Initialise the AFM's embeddings, linear terms and bias from this trained FM model file (default: pre-train an FM here first).")]
     public string? PretrainFm { get; set; }

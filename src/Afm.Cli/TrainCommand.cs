@@ -130,9 +130,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
         meta.Properties["accelerator"] = acc.Descriptor.Name;
-        meta.Properties["best_epoch"] = result.Training.BestEpoch.ToString();
+        meta.Properties["best_epoch"] = EpochText(result.Training.BestEpochs);
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
-        if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = result.Pretraining.BestEpoch.ToString();
+        if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = EpochText(result.Pretraining.BestEpochs);
         if (result.Keep1 is { } fmKeep) meta.Properties["keep1"] = fmKeep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.PretrainKeep1 is { } keep) meta.Properties["pretrain_keep1"] = keep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Refitted) meta.Properties["refit"] = "all rows";
@@ -143,10 +143,10 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             if (!Root) return 0;
         }
         ModelFile.Save(result.Model, output, meta);
-        stdout.WriteLine($"best epoch {result.Training.BestEpoch}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
+        stdout.WriteLine($"best epoch {EpochText(result.Training.BestEpochs)}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
         // Early stopping chose that epoch unless it was the cap: then the run was still improving when it was cut.
         bool validated = result.Refitted || result.Training.History.Any(h => h.Validation is not null);
-        if (validated && result.Training.BestEpoch >= options.Epochs)
+        if (validated && result.Training.BestEpochs >= options.Epochs)
             stdout.WriteLine($"note: the best epoch is the last one --epochs allows ({options.Epochs}), so the model was still improving; a larger --epochs may train a better one");
         if (test is not null)
         {
@@ -156,6 +156,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (demo && options.Model == ModelKind.Afm) PrintAttention(acc, result.Model, planted!);
         return 0;
     }
+
+    /// <summary>Epochs as the log gives them: 5, or 2.25 with validations within epochs.</summary>
+    private static string EpochText(double epochs) => epochs.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Where rank <paramref name="rank"/> writes its copy of the model with --save-replicas.</summary>
     private static string Replica(string output, int rank) => $"{output}.rank{rank}";
@@ -189,7 +192,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         var lastDraw = Stopwatch.StartNew();
         var epochClock = Stopwatch.StartNew();
         var wall = Stopwatch.StartNew();
-        int epochs = 0, runs = 0, lastEpoch = 0;
+        int runs = 0;
+        double epochs = 0, lastEpochs = 0; // epochs trained in all, parts of an epoch counted; and in the run so far
         bool told = true; // the recipe tells what it starts next before each of its runs
         recipe.Message += line =>
         {
@@ -212,15 +216,17 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             if (progress) stderr.Write("\r" + new string(' ', 78) + "\r");
             string valid = r.Validation is null ? "" : $"  valid {r.Validation.Format(options.Loss)}";
             string tag = stage is TrainStage.Pretraining or TrainStage.RefitPretraining ? "FM " : "";
-            epochs++;
-            if (told || r.Epoch <= lastEpoch) runs++; // and a run's epochs count up
+            // a run's epochs count up; a resumed run's start at the epoch after its checkpoint's
+            if (told || r.Epochs <= lastEpochs) { runs++; lastEpochs = r.Epoch - 1; }
+            epochs += r.Epochs - lastEpochs;
             told = false;
-            lastEpoch = r.Epoch;
-            stdout.WriteLine($"{tag}epoch {r.Epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
+            lastEpochs = r.Epochs;
+            string epoch = options.EvaluationsPerEpoch > 1 || r.Fraction < 1 ? r.Epochs.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) : r.Epoch.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            stdout.WriteLine($"{tag}epoch {epoch,3}  train loss {r.TrainLoss:F4}{valid}  {r.Seconds,6:F2} s  {r.SamplesPerSecond,12:N0} samples/s{(r.IsBest && r.Validation is not null ? "  *" : "")}");
         };
         var result = recipe.Run(train, validation, pretrained);
         // what the recipe cost: its pre-trainings, its choices of λ and dropout and its refit together
-        stdout.WriteLine($"trained {epochs} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
+        stdout.WriteLine($"trained {EpochText(epochs)} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
         return result;
     }
 
@@ -336,6 +342,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             },
             Seed = o.Seed,
             Patience = o.Patience,
+            EvaluationsPerEpoch = o.EvaluationsPerEpoch,
             ValidationFraction = o.ValidationFraction,
             Pretrain = o.NoPretrain ? PretrainKind.None : PretrainKind.Fm,
             PretrainEpochs = o.PretrainEpochs ?? 0,
@@ -384,5 +391,5 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={(t.Model == ModelKind.Fm && t.Keep1Candidates is { Length: > 1 } kc ? string.Join(",", kc) : t.Keep1)}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : t.PretrainKeep1Candidates is { Length: > 0 } pks ? $" pretrain_keep1={string.Join(",", pks)}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={(t.Model == ModelKind.Fm && t.Keep1Candidates is { Length: > 1 } kc ? string.Join(",", kc) : t.Keep1)}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : t.PretrainKeep1Candidates is { Length: > 0 } pks ? $" pretrain_keep1={string.Join(",", pks)}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience}{(t.EvaluationsPerEpoch > 1 ? $" evals_per_epoch={t.EvaluationsPerEpoch}" : "")} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

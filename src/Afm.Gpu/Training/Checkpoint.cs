@@ -50,7 +50,8 @@ internal sealed record CheckpointState(int Epoch, long Step, int BestEpoch, doub
 /// <summary>The checkpoint file: "AFMGPUCK", version, run fingerprint, counters, history, best model, device buffers, CRC-32, "AFMGPEND".</summary>
 internal static class CheckpointFile
 {
-    public const uint Version = 1;
+    /// <summary>The version written: 2 adds each report's share of its epoch (validations within epochs); 1 is read too.</summary>
+    public const uint Version = 2;
     public static ReadOnlySpan<byte> Magic => "AFMGPUCK"u8;
     public static ReadOnlySpan<byte> End => "AFMGPEND"u8;
 
@@ -100,6 +101,7 @@ internal static class CheckpointFile
                 w.Double(h.Seconds);
                 w.Double(h.SamplesPerSecond);
                 w.Int32(h.IsBest ? 1 : 0);
+                w.Double(h.Fraction);
             }
             w.Single(best.LabelMin);
             w.Single(best.LabelMax);
@@ -121,7 +123,7 @@ internal static class CheckpointFile
         if (!File.Exists(path)) return null;
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         var r = new CheckpointReader(stream, path);
-        r.Header();
+        uint version = r.Header();
         if (r.UInt64() != fingerprint)
             throw new ArgumentException($"{path}: the checkpoint is of another run (other data or options); remove it or use another checkpoint directory");
         int epoch = r.Int32();
@@ -130,7 +132,8 @@ internal static class CheckpointFile
         double bestScore = r.Double();
         int sinceBest = r.Int32();
         int count = r.Int32();
-        if (epoch < 0 || step < 0 || count != epoch || bestEpoch < 0 || bestEpoch > epoch || sinceBest < 0)
+        // one report per epoch, or (version 2) one per validation, several an epoch
+        if (epoch < 0 || step < 0 || (version == 1 ? count != epoch : count < epoch || count > epoch * 1000L) || bestEpoch < 0 || bestEpoch > epoch || sinceBest < 0)
             throw r.Error("inconsistent counters");
         var history = new List<EpochReport>(count);
         for (int i = 0; i < count; i++)
@@ -138,7 +141,11 @@ internal static class CheckpointFile
             int e = r.Int32();
             double loss = r.Double();
             Metrics? m = r.Int32() == 1 ? new Metrics(r.Double(), r.Double(), r.Double(), r.Double(), r.Int32()) : null;
-            history.Add(new EpochReport(e, loss, m, r.Double(), r.Double(), r.Int32() == 1));
+            double seconds = r.Double(), rate = r.Double();
+            bool isBest = r.Int32() == 1;
+            double fraction = version == 1 ? 1 : r.Double();
+            if (!(fraction is > 0 and <= 1)) throw r.Error("inconsistent counters");
+            history.Add(new EpochReport(e, loss, m, seconds, rate, isBest, fraction));
         }
         best.LabelMin = r.Single();
         best.LabelMax = r.Single();
@@ -207,13 +214,15 @@ internal sealed class CheckpointReader(Stream stream, string path)
         _crc = Crc32.Append(_crc, b);
     }
 
-    public void Header()
+    /// <summary>Reads the magic and the version (1 or <see cref="CheckpointFile.Version"/>), which it returns.</summary>
+    public uint Header()
     {
         Span<byte> magic = stackalloc byte[8];
         Read(magic);
         if (!magic.SequenceEqual(CheckpointFile.Magic)) throw Error("not an afm-gpu checkpoint file");
         uint version = UInt32();
-        if (version != CheckpointFile.Version) throw Error($"version {version}; this build reads version {CheckpointFile.Version}");
+        if (version is < 1 or > CheckpointFile.Version) throw Error($"version {version}; this build reads versions 1 to {CheckpointFile.Version}");
+        return version;
     }
 
     public uint UInt32() { Span<byte> b = stackalloc byte[4]; Read(b); return BinaryPrimitives.ReadUInt32LittleEndian(b); }

@@ -99,7 +99,7 @@ public sealed class Recipe
             + (validation is not null && o.Patience > 0 ? Inv($", stopping after {o.Patience} without a better validation score") : ""));
         // the first keeps the stage's folder name of a single pre-training, so that its checkpoints resume either way
         var r = Run(TrainStage.Pretraining, fo, train, validation, null, cancel, first ? null : Inv($"keep1-{keep1:R}"));
-        Say(Inv($"FM pre-training: best epoch {r.BestEpoch}; the AFM starts from its embeddings, linear terms and bias"));
+        Say(Inv($"FM pre-training: best epoch {Epochs(r)}; the AFM starts from its embeddings, linear terms and bias"));
         return r;
     }
 
@@ -157,7 +157,7 @@ public sealed class Recipe
                 Say(Inv($"AFM with λ = {l} (L2 on the attention weights; of {List(candidates)} the best validation score is kept)"));
                 return Run(TrainStage.Training, lo, train, validation, initial, cancel);
             });
-            Say(Inv($"λ = {lambda} chosen: best epoch {result.BestEpoch}") + (result.BestScore is { } v ? Inv($", validation {v:F4}") : ""));
+            Say(Inv($"λ = {lambda} chosen: best epoch {Epochs(result)}") + (result.BestScore is { } v ? Inv($", validation {v:F4}") : ""));
         }
         else if (o.Model == ModelKind.Fm && validation is not null && o.Keep1Candidates?.Distinct().ToArray() is { Length: > 1 } fmKeeps)
         {
@@ -171,7 +171,7 @@ public sealed class Recipe
                 return Run(TrainStage.Training, fo, train, validation, null, cancel, keep == fmKeeps[0] ? null : Inv($"keep1-{keep:R}"));
             });
             keep1 = kept;
-            Say(Inv($"FM dropout kept: keep1 {kept}, best epoch {result.BestEpoch} (validation scores: {scores})"));
+            Say(Inv($"FM dropout kept: keep1 {kept}, best epoch {Epochs(result)} (validation scores: {scores})"));
         }
         else result = Run(TrainStage.Training, o, train, validation, initial, cancel);
 
@@ -191,7 +191,7 @@ public sealed class Recipe
                 return Run(TrainStage.Training, lo, train, validation, Trainer.InitializeFromFm(lo, p.Model, train), cancel, Inv($"pretrain-keep1-{keep:R}"));
             });
             (pretraining, pretrainKeep1) = (pretrainings[kept], kept);
-            Say(Inv($"pre-training kept: keep1 {kept}, FM best epoch {pretraining.BestEpoch}, AFM best epoch {result.BestEpoch} (AFM validation scores: {scores})"));
+            Say(Inv($"pre-training kept: keep1 {kept}, FM best epoch {Epochs(pretraining)}, AFM best epoch {Epochs(result)} (AFM validation scores: {scores})"));
         }
         if (pretraining?.BestScore is { } fmScore && result.BestScore is { } afmScore)
             Say(Inv($"AFM against the FM it started from, on the validation rows: {afmScore:F4} against {fmScore:F4}")
@@ -202,9 +202,9 @@ public sealed class Recipe
         if (pretraining is not null)
         {
             var fo = PretrainOptions(o, pretrainKeep1);
-            fo.Epochs = pretraining.BestEpoch;
+            (fo.Epochs, fo.LastEpochFraction) = RefitEpochs(pretraining);
             fo.ValidationFraction = 0;
-            Say(Inv($"refit: the FM on all {full.Rows} rows for {fo.Epochs} epochs (its best epoch count)"));
+            Say(Inv($"refit: the FM on all {full.Rows} rows for {Epochs(pretraining)} epochs (its best epoch count)"));
             fm = Run(TrainStage.RefitPretraining, fo, full, null, null, cancel).Model;
         }
         var ro = o.Clone();
@@ -212,9 +212,9 @@ public sealed class Recipe
         ro.LambdaCandidates = null;
         ro.Keep1 = keep1 ?? o.Keep1;
         ro.Keep1Candidates = null;
-        ro.Epochs = result.BestEpoch;
+        (ro.Epochs, ro.LastEpochFraction) = RefitEpochs(result);
         ro.ValidationFraction = 0;
-        Say(Inv($"refit: the {o.Model.ToString().ToUpperInvariant()} on all {full.Rows} rows for {ro.Epochs} epochs (its best epoch count)"));
+        Say(Inv($"refit: the {o.Model.ToString().ToUpperInvariant()} on all {full.Rows} rows for {Epochs(result)} epochs (its best epoch count)"));
         var refit = Run(TrainStage.Refit, ro, full, null, fm is null ? null : Trainer.InitializeFromFm(ro, fm, full), cancel);
         return new RecipeResult(refit.Model, result, pretraining, heldOut, true, lambda, pretrainKeep1, keep1);
     }
@@ -237,6 +237,21 @@ public sealed class Recipe
         }
         return (best!, value, string.Join(", ", scores));
     }
+
+    /// <summary>
+    /// The epochs and last epoch's share that train as far as <paramref name="r"/>'s best model: 2.25 epochs are 3, the
+    /// last for a quarter of its rows.
+    /// </summary>
+    internal static (int Epochs, double LastEpochFraction) RefitEpochs(TrainResult r)
+    {
+        double e = r.BestEpochs;
+        int whole = (int)Math.Ceiling(e - 1e-9);
+        double last = e - (whole - 1);
+        return (whole, whole == 0 || last >= 1 - 1e-9 ? 1 : last);
+    }
+
+    /// <summary>The best model's epochs as messages give them: 5, or 2.25 with validations within epochs.</summary>
+    private static string Epochs(TrainResult r) => r.BestEpochs.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A run's validation score for choosing between runs (+∞ without validation rows).</summary>
     private static double Score(TrainResult r) => r.BestScore ?? double.PositiveInfinity;

@@ -6,14 +6,22 @@ using Afm.Gpu.Model;
 
 namespace Afm.Gpu.Training;
 
-/// <summary>One finished epoch.</summary>
+/// <summary>
+/// One finished epoch, or with <see cref="TrainerOptions.EvaluationsPerEpoch"/> above 1 one part of an epoch, after
+/// which the model was validated.
+/// </summary>
 /// <param name="Epoch">1-based epoch number.</param>
-/// <param name="TrainLoss">Mean training loss of the epoch (with dropout, without the λ term).</param>
-/// <param name="Validation">Validation metrics after the epoch, or null without a validation set.</param>
-/// <param name="Seconds">Wall time of the epoch's training steps.</param>
-/// <param name="SamplesPerSecond">Training rows per second in this epoch.</param>
-/// <param name="IsBest">Whether this epoch is the best so far (kept as the result).</param>
-public sealed record EpochReport(int Epoch, double TrainLoss, Metrics? Validation, double Seconds, double SamplesPerSecond, bool IsBest);
+/// <param name="TrainLoss">Mean training loss of the epoch, or of the rows of this part (with dropout, without the λ term).</param>
+/// <param name="Validation">Validation metrics after the epoch (or part), or null without a validation set.</param>
+/// <param name="Seconds">Wall time of the epoch's (or part's) training steps.</param>
+/// <param name="SamplesPerSecond">Training rows per second in this epoch (or part).</param>
+/// <param name="IsBest">Whether this model is the best so far (kept as the result).</param>
+/// <param name="Fraction">The share of the epoch's rows trained when this report was made: 1 at the epoch's end.</param>
+public sealed record EpochReport(int Epoch, double TrainLoss, Metrics? Validation, double Seconds, double SamplesPerSecond, bool IsBest, double Fraction = 1)
+{
+    /// <summary>Epochs trained when this report was made, counting parts of an epoch (1.25: a quarter into the second).</summary>
+    public double Epochs => Epoch - 1 + Fraction;
+}
 
 /// <summary>Progress inside an epoch.</summary>
 /// <param name="Epoch">1-based epoch.</param>
@@ -23,11 +31,19 @@ public readonly record struct TrainProgress(int Epoch, long RowsDone, long RowsT
 
 /// <summary>The outcome of a training run.</summary>
 /// <param name="Model">The best epoch's model (the last one without validation).</param>
-/// <param name="BestEpoch">The epoch it comes from (0: the initial model was never beaten).</param>
-/// <param name="History">Every epoch.</param>
+/// <param name="BestEpoch">The epoch it comes from (0: the initial model was never beaten); with evaluations within
+/// epochs, the epoch it was validated in (see <see cref="BestEpochs"/>).</param>
+/// <param name="History">Every epoch (and part of an epoch that was validated).</param>
 /// <param name="BestScore">The validation objective of <paramref name="Model"/> (of the initial model when
 /// <paramref name="BestEpoch"/> is 0); null without validation rows.</param>
-public sealed record TrainResult(AfmModel Model, int BestEpoch, IReadOnlyList<EpochReport> History, double? BestScore = null);
+public sealed record TrainResult(AfmModel Model, int BestEpoch, IReadOnlyList<EpochReport> History, double? BestScore = null)
+{
+    /// <summary>
+    /// Epochs trained to <see cref="Model"/>, parts of an epoch counted (<see cref="EpochReport.Epochs"/>): what a refit
+    /// trains for. Equal to <see cref="BestEpoch"/> when every evaluation ends an epoch.
+    /// </summary>
+    public double BestEpochs => BestEpoch == 0 ? 0 : History.LastOrDefault(r => r.IsBest)?.Epochs ?? BestEpoch;
+}
 
 /// <summary>
 /// Mini-batch training on an accelerator: shuffling, dropout, Adagrad/Adam/SGD, validation after
@@ -199,19 +215,34 @@ public sealed partial class Trainer
             if (o.Patience > 0 && sinceBest >= o.Patience) firstEpoch = int.MaxValue; // it had stopped early
         }
         CheckSameStart(firstEpoch, step);
-        for (int epoch = firstEpoch; epoch <= o.Epochs; epoch++)
+        // Validation within an epoch: after each of `parts` equal shares of its rows (the last at the epoch's end).
+        int parts = validation is null ? 1 : o.EvaluationsPerEpoch;
+        bool stopped = false;
+        var sw = new Stopwatch();
+        long partStart = 0; // rows of the epoch before the part being trained
+        double lossBefore = 0; // their summed loss
+        for (int epoch = firstEpoch; epoch <= o.Epochs && !stopped; epoch++)
         {
             order.Shuffle(rng);
             work.LossSum.Clear();
-            var sw = Stopwatch.StartNew();
+            sw.Restart();
+            // The last epoch of a run told to train a fraction of it (a refit to a best model within an epoch) ends early.
+            long epochRows = epoch == o.Epochs && o.LastEpochFraction < 1 ? Math.Max(1, (long)Math.Round(o.LastEpochFraction * train.Rows)) : train.Rows;
+            int part = 1;
+            (partStart, lossBefore) = (0, 0);
             // The next batch is assembled on the host while the accelerator runs the current step.
             // Under MPI each rank fills its shard of every global batch (MpiCluster.ShardOf).
             using var feed = new BatchFeed(host, order.Batches(batchSize), Cluster is null ? null : Cluster.ShardOf, cancel);
             for (long start = 0; ; start += feed.Count)
             {
                 cancel.ThrowIfCancellationRequested();
-                int count = feed.Wait();
-                if (count == 0) break;
+                int count = start >= epochRows ? 0 : feed.Wait();
+                if (count == 0)
+                {
+                    // the epoch's end (or the fraction asked for)
+                    if (start > partStart || part == parts) Report(epoch, start, (double)start / train.Rows);
+                    break;
+                }
                 batch.Upload(host);
                 feed.FillNext();
                 step++;
@@ -234,10 +265,27 @@ public sealed partial class Trainer
                     if (!float.IsFinite(lossSum[0])) throw Diverged(epoch, step, $"the loss is {lossSum[0]}", train);
                 }
                 Progress?.Invoke(new TrainProgress(epoch, start + count, train.Rows));
+                long done = start + count;
+                if (part < parts && done < epochRows && done >= (long)Math.Ceiling((double)part * train.Rows / parts))
+                {
+                    Report(epoch, done, (double)done / train.Rows);
+                    if (stopped) break;
+                    part++;
+                    sw.Restart();
+                }
             }
+        }
+
+        // Validates the model after `done` rows of `epoch`, keeps it when it is the best so far, reports, and at an
+        // epoch's end keeps a checkpoint; sets `stopped` when the patience has run out.
+        void Report(int epoch, long done, double fraction)
+        {
             _accelerator.Synchronize();
             double seconds = sw.Elapsed.TotalSeconds;
-            double trainLoss = work.LossSum.ToArray()[0] / train.Rows;
+            double lossTotal = work.LossSum.ToArray()[0];
+            long rows = done - partStart;
+            double trainLoss = (lossTotal - lossBefore) / Math.Max(1, rows);
+            (partStart, lossBefore) = (done, lossTotal);
             if (!double.IsFinite(trainLoss)) throw Diverged(epoch, step, $"the mean loss is {trainLoss}", train);
             if (trainLoss > DivergenceFactor * baselineLoss)
                 throw Diverged(epoch, step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
@@ -257,12 +305,13 @@ public sealed partial class Trainer
                 sinceBest = 0;
             }
             else sinceBest++;
-            var report = new EpochReport(epoch, trainLoss, metrics, seconds, train.Rows / Math.Max(seconds, 1e-9), isBest);
+            var report = new EpochReport(epoch, trainLoss, metrics, seconds, rows / Math.Max(seconds, 1e-9), isBest, fraction >= 1 ? 1 : fraction);
             history.Add(report);
-            if (Checkpoint is not null && IsRoot)
+            bool runEnd = fraction < 1 && epoch == o.Epochs && o.LastEpochFraction < 1; // the fraction of an epoch asked for
+            if ((fraction >= 1 || runEnd) && Checkpoint is not null && IsRoot)
                 CheckpointFile.Save(Checkpoint, fingerprint, new CheckpointState(epoch, step, bestEpoch, bestScore, sinceBest, history), best, device);
             EpochCompleted?.Invoke(report);
-            if (o.Patience > 0 && sinceBest >= o.Patience) break;
+            if (o.Patience > 0 && sinceBest >= o.Patience) stopped = true;
         }
         CheckReplicas(best, device);
         return new TrainResult(best, bestEpoch, history, validation is null ? null : bestScore);

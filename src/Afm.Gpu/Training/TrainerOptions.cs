@@ -70,8 +70,21 @@ public sealed class TrainerOptions
     public int Seed { get; set; } = 1;
     /// <summary>Fraction of the training rows held out for validation when no validation set is given (default 0.1; 0 = none).</summary>
     public float ValidationFraction { get; set; } = 0.1f;
-    /// <summary>Stop after this many epochs without a better validation score, keeping the best epoch's model (default 5; 0 = never stop early).</summary>
+    /// <summary>Stop after this many epochs without a better validation score, keeping the best epoch's model (default 5; 0 = never stop early).
+    /// With <see cref="EvaluationsPerEpoch"/> above 1 it counts validations, not epochs.</summary>
     public int Patience { get; set; } = 5;
+    /// <summary>
+    /// Validations per epoch (default 1: after each epoch). With N above 1 the model is validated after each N-th of an
+    /// epoch's rows, so that early stopping can keep a model from within an epoch (large data that overfits within one
+    /// or two epochs, such as click logs); <see cref="Patience"/> then counts validations. Each validation scores every
+    /// validation row. Ignored without validation rows.
+    /// </summary>
+    public int EvaluationsPerEpoch { get; set; } = 1;
+    /// <summary>
+    /// The share of its rows that the last epoch trains (default 1: all), so that a run can end within an epoch: a
+    /// refit for <see cref="TrainResult.BestEpochs"/> = 2.25 trains 3 epochs, the third for 0.25 of its rows.
+    /// </summary>
+    public double LastEpochFraction { get; set; } = 1;
     /// <summary>Standard deviation of the embedding initialisation (default 0.01, as the paper's code).</summary>
     public float InitStd { get; set; } = 0.01f;
 
@@ -181,6 +194,8 @@ public sealed class TrainerOptions
             Keep1Candidates is null ? "" : string.Join(",", Keep1Candidates), "every keep probability must be in (0, 1]");
         Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
         Check(Patience >= 0, nameof(Patience), Patience, "must not be negative");
+        Check(EvaluationsPerEpoch is >= 1 and <= 1000, nameof(EvaluationsPerEpoch), EvaluationsPerEpoch, "must be in 1..1000");
+        Check(double.IsFinite(LastEpochFraction) && LastEpochFraction is > 0 and <= 1, nameof(LastEpochFraction), LastEpochFraction, "must be in (0, 1]");
         Check(LambdaCandidates is null || LambdaCandidates.All(l => float.IsFinite(l) && l >= 0), nameof(LambdaCandidates),
             LambdaCandidates is null ? "" : string.Join(",", LambdaCandidates), "every λ must be >= 0");
         Check(PretrainEpochs >= 0, nameof(PretrainEpochs), PretrainEpochs, "must not be negative");
