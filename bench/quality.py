@@ -68,15 +68,16 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False, shape=None):
     if not m:
         sys.exit(f"quality: no test line in the output of {' '.join(cmd)}")
     metrics = dict(re.findall(r"(rmse|logloss|auc|mae) ([0-9.]+)", m.group(1)))
-    best = re.search(r"^best epoch (\d+)", out, re.M).group(1)
-    pre = re.search(r"^pre-training kept: keep1 [0-9.]+, FM best epoch (\d+)", out, re.M) or re.search(r"^FM pre-training: best epoch (\d+)", out, re.M)
+    # (epochs within an epoch, with --evals-per-epoch in --engine-args, read as 1.5)
+    best = re.search(r"^best epoch ([0-9]+(?:\.[0-9]+)?)", out, re.M).group(1)
+    pre = re.search(r"^pre-training kept: keep1 [0-9.]+, FM best epoch ([0-9]+(?:\.[0-9]+)?)", out, re.M) or re.search(r"^FM pre-training: best epoch ([0-9]+(?:\.[0-9]+)?)", out, re.M)
     keep = re.search(r"^pre-training kept: keep1 ([0-9.]+)", out, re.M)
     lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
     fm_keep = re.search(r"^FM dropout kept: keep1 ([0-9.]+)", out, re.M)
     metrics = {k: float(v) for k, v in metrics.items()}
-    metrics["best_epoch"] = int(best)
+    metrics["best_epoch"] = float(best)
     if pre:
-        metrics["pretrain_epoch"] = int(pre.group(1))
+        metrics["pretrain_epoch"] = float(pre.group(1))
     if lam:
         metrics["lambda"] = float(lam.group(1))
     if keep:
@@ -89,6 +90,8 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False, shape=None):
 
 def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epochs=20, shape=None):
     k, t = shape or (16, 16)
+    # the reference trains whole epochs: a best model within an epoch (1.5) is rounded to the nearest count
+    epochs, pretrain_epochs = max(1, round(epochs)), max(1, round(pretrain_epochs))
     cmd = [python, os.path.join(HERE, "reference", "afm_torch.py"), "train",
            "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
            "--model", model, "--k", str(k), "--t", str(t), "--batch", "512", "--lr", "0.05", "--optimizer", "adagrad",

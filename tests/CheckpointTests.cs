@@ -35,17 +35,19 @@ public sealed class CheckpointTests(ITestOutputHelper output) : IDisposable
     [InlineData(OptimizerKind.Adam, 5)]
     [InlineData(OptimizerKind.Adagrad, 0)]
     [InlineData(OptimizerKind.Sgd, 2)]
-    public void StoppedAnywhereAndResumed_EndsBitIdentical(OptimizerKind optimizer, int patience)
+    [InlineData(OptimizerKind.Adagrad, 4, 3)] // validations within epochs: patience counts them
+    public void StoppedAnywhereAndResumed_EndsBitIdentical(OptimizerKind optimizer, int patience, int evaluationsPerEpoch = 1)
     {
         var data = Data(1500, 3);
-        var o = new TrainerOptions { K = 8, T = 6, Epochs = 7, BatchSize = 128, Optimizer = optimizer, Keep0 = 0.8f, Keep1 = 0.9f, Patience = patience, LearningRate = 0.05f };
+        var o = new TrainerOptions { K = 8, T = 6, Epochs = 7, BatchSize = 128, Optimizer = optimizer, Keep0 = 0.8f, Keep1 = 0.9f, Patience = patience, LearningRate = 0.05f, EvaluationsPerEpoch = evaluationsPerEpoch };
         using var acc = new CpuAccelerator(2);
         var reference = new Trainer(acc, o).Train(data);
         long stepsPerEpoch = (data.Rows - (int)Math.Round(data.Rows * 0.1) + o.BatchSize - 1) / o.BatchSize;
-        long totalSteps = stepsPerEpoch * reference.History.Count;
+        long totalSteps = stepsPerEpoch * reference.History.Max(h => h.Epoch);
+        if (evaluationsPerEpoch > 1) Assert.Contains(reference.History, h => h.Fraction < 1);
 
-        var rng = new Random(11 + (int)optimizer);
-        var checkpoint = new CheckpointOptions { Directory = Path.Combine(_dir, $"ck-{optimizer}"), Resume = true };
+        var rng = new Random(11 + (int)optimizer + evaluationsPerEpoch);
+        var checkpoint = new CheckpointOptions { Directory = Path.Combine(_dir, $"ck-{optimizer}-{evaluationsPerEpoch}"), Resume = true };
         int stops = 0, resumes = 0;
         TrainResult? result = null;
         while (result is null)
@@ -64,6 +66,8 @@ public sealed class CheckpointTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(4, stops);
         Assert.True(totalSteps > 2 * stepsPerEpoch);
         Assert.Equal(reference.BestEpoch, result.BestEpoch);
+        Assert.Equal(reference.BestEpochs, result.BestEpochs);
+        Assert.Equal(reference.History.Select(h => h.Epochs), result.History.Select(h => h.Epochs));
         Assert.Equal(reference.History.Select(h => h.TrainLoss), result.History.Select(h => h.TrainLoss));
         Assert.Equal(reference.History.Select(h => h.Validation!.Rmse), result.History.Select(h => h.Validation!.Rmse));
         Assert.Equal(Bits(reference.Model), Bits(result.Model));

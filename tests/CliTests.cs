@@ -366,6 +366,33 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void EvaluationsWithinEpochsPickAModelWithinAnEpochAndTheRefitTrainsToIt()
+    {
+        // 540 training rows after the 60 held out, in 12 batches of 45: validated after 3, 6, 9 and 12 of them
+        string train = WriteData("t.libfm", 600, 6);
+        var r = Run("train", "--train", train, "--model", "fm", "--keep1", "1", "--epochs", "3", "--patience", "0", "--evals-per-epoch", "4",
+            "--batch", "45", "--lr", "0.2", "--accelerator", "cpu", "--no-progress", "-o", Path.Combine(_dir, "m.afm"));
+        Assert.True(r.Code == 0, r.Err);
+        var lines = r.Out.Split('\n');
+        var validated = lines.Where(l => l.StartsWith("epoch", StringComparison.Ordinal) && l.Contains("valid rmse")).ToList();
+        Assert.Equal(Enumerable.Range(1, 12).Select(i => (i / 4.0).ToString("0.00", CultureInfo.InvariantCulture)), validated.Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]));
+        string best = validated.Last(l => l.EndsWith('*')).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+        string bestText = double.Parse(best, CultureInfo.InvariantCulture).ToString("0.##", CultureInfo.InvariantCulture);
+        Assert.Contains($"refit: the FM on all 600 rows for {bestText} epochs (its best epoch count)", r.Out);
+        Assert.Contains($"best epoch {bestText}, refit on all rows", r.Out);
+        double trained = 3 + double.Parse(best, CultureInfo.InvariantCulture);
+        Assert.Contains($"trained {trained.ToString("0.##", CultureInfo.InvariantCulture)} epochs in 2 runs", r.Out);
+        // the refit's epochs: whole ones, then the last one's share
+        var refit = lines.SkipWhile(l => !l.StartsWith("refit:", StringComparison.Ordinal)).Where(l => l.StartsWith("epoch", StringComparison.Ordinal)).ToList();
+        Assert.Equal((int)Math.Ceiling(trained - 3), refit.Count);
+        Assert.Equal(best, refit[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+
+        var bad = Run("train", "--train", train, "--evals-per-epoch", "0", "--accelerator", "cpu");
+        Assert.Equal(CliApp.UserError, bad.Code);
+        Assert.Contains("--evals-per-epoch 0: must be in 1..1000", bad.Err);
+    }
+
+    [Fact]
     public void ZeroOneLabelsUnderTheDefaultSquaredLossAreNoted()
     {
         string ratings = WriteData("r.libfm", 200, 4);

@@ -96,13 +96,16 @@ public sealed class DistributedTests : IDisposable
     [Theory]
     [InlineData("afm", "sgd")]
     [InlineData("fm", "adagrad")]
-    public void TwoRanksTrainWhatOneProcessTrains(string model, string optimizer)
+    [InlineData("fm", "adagrad", 3)] // validations within epochs, and a refit that ends within one
+    public void TwoRanksTrainWhatOneProcessTrains(string model, string optimizer, int evaluationsPerEpoch = 1)
     {
         if (MpiRun() is not { } mpirun) return;
         string data = Data(), one = Path.Combine(_dir, "one.afm"), two = Path.Combine(_dir, "two.afm");
-        var (code1, text1) = Run(null, null, TrainArgs(data, model, optimizer, one));
+        string[] evals = evaluationsPerEpoch > 1 ? ["--evals-per-epoch", evaluationsPerEpoch.ToString(System.Globalization.CultureInfo.InvariantCulture)] : [];
+        var (code1, text1) = Run(null, null, [.. TrainArgs(data, model, optimizer, one), .. evals]);
         Assert.Equal(0, code1);
-        var (code2, text) = Run(mpirun, 2, [.. TrainArgs(data, model, optimizer, two), "--save-replicas"]);
+        if (evaluationsPerEpoch > 1) Assert.Matches(@"\nepoch 0\.\d\d  train loss", text1); // validated within the first epoch
+        var (code2, text) = Run(mpirun, 2, [.. TrainArgs(data, model, optimizer, two), .. evals, "--save-replicas"]);
         Assert.Equal(0, code2);
         Assert.Contains("data-parallel training on 2 ranks", text);
         Assert.Contains("exchanged per step and rank", text);

@@ -27,6 +27,52 @@ public class TrainerTests
 
     private static int[] Bits(float[] a) => Array.ConvertAll(a, BitConverter.SingleToInt32Bits);
 
+    [Fact]
+    public void ValidationWithinEpochsKeepsThatStepsModelAndARunToItsFractionEndsThere()
+    {
+        var train = Fixtures.RaggedData(60, Enumerable.Range(0, 1000).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 3);
+        var valid = Fixtures.RaggedData(60, Enumerable.Range(0, 300).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 4);
+        var o = new TrainerOptions { K = 6, T = 4, Epochs = 6, BatchSize = 50, Keep1 = 0.8f, Patience = 0, EvaluationsPerEpoch = 4, LearningRate = 0.1f };
+        using var acc = new CpuAccelerator(2);
+        var r = new Trainer(acc, o).Train(train, valid);
+        // 20 batches an epoch: validated after 5, 10, 15 and 20 of them
+        Assert.Equal(24, r.History.Count);
+        Assert.Equal(Enumerable.Range(1, 24).Select(i => i / 4.0), r.History.Select(h => h.Epochs));
+        Assert.All(r.History, h => Assert.NotNull(h.Validation));
+        var best = r.History.Where(h => h.IsBest).Last();
+        Assert.Equal(r.BestEpochs, best.Epochs);
+        Assert.Equal(r.BestScore, best.Validation!.Rmse);
+        Assert.Equal((int)Math.Ceiling(r.BestEpochs), r.BestEpoch);
+
+        // With EvaluationsPerEpoch 1 the same steps are scored at epoch ends only: the epoch-end reports agree.
+        var whole = new Trainer(acc, With(o, 1, o.Epochs, 1)).Train(train, valid);
+        Assert.Equal(r.History.Where(h => h.Fraction == 1).Select(h => h.Validation!.Rmse), whole.History.Select(h => h.Validation!.Rmse));
+        Assert.Equal(r.History.Where(h => h.Fraction == 1).Select(h => h.Epoch), whole.History.Select(h => h.Epoch));
+
+        // Every reported model, not only epoch ends, is reached again by a run told to stop there (as a refit is):
+        // the same steps give the same weights, bit for bit.
+        foreach (var target in new[] { best, r.History[5], r.History[10] })
+        {
+            var (epochs, fraction) = Recipe.RefitEpochs(new TrainResult(r.Model, target.Epoch, [target with { IsBest = true }]));
+            Assert.Equal(target.Epoch, epochs);
+            Assert.Equal(target.Fraction, fraction, 1e-12);
+            var stopped = new Trainer(acc, With(o, 1, epochs, fraction)).Train(train, valid);
+            Assert.Equal(target.Epochs, stopped.History[^1].Epochs, 1e-12);
+            Assert.Equal(target.Validation!.Rmse, stopped.History[^1].Validation!.Rmse);
+            if (target == best) Assert.Equal(Bits(r.Model.V), Bits(stopped.Model.V));
+        }
+        // a fraction of 1 is a whole epoch; none is none
+        Assert.Equal((3, 1.0), Recipe.RefitEpochs(new TrainResult(r.Model, 3, [r.History[11] with { IsBest = true }])));
+        Assert.Equal((0, 1.0), Recipe.RefitEpochs(new TrainResult(r.Model, 0, r.History)));
+    }
+
+    private static TrainerOptions With(TrainerOptions o, int evaluations, int epochs, double lastFraction)
+    {
+        var c = o.Clone();
+        (c.EvaluationsPerEpoch, c.Epochs, c.LastEpochFraction) = (evaluations, epochs, lastFraction);
+        return c;
+    }
+
     [Theory]
     [InlineData(OptimizerKind.Adagrad)]
     [InlineData(OptimizerKind.Adam)]

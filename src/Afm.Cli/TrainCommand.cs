@@ -158,7 +158,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     }
 
     /// <summary>Epochs as the log gives them: 5, or 2.25 with validations within epochs.</summary>
-    private static string EpochText(double epochs) => epochs.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
+    private static string EpochText(double epochs) => epochs.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Where rank <paramref name="rank"/> writes its copy of the model with --save-replicas.</summary>
     private static string Replica(string output, int rank) => $"{output}.rank{rank}";
@@ -226,7 +226,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         };
         var result = recipe.Run(train, validation, pretrained);
         // what the recipe cost: its pre-trainings, its choices of λ and dropout and its refit together
-        stdout.WriteLine($"trained {EpochText(epochs)} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
+        stdout.WriteLine($"trained {epochs.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
         return result;
     }
 
@@ -386,6 +386,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         nameof(TrainerOptions.LambdaCandidates) => "--lambda",
         nameof(TrainerOptions.L2Embedding) => "--l2-embedding",
         nameof(TrainerOptions.L2Linear) => "--l2-linear",
+        nameof(TrainerOptions.EvaluationsPerEpoch) => "--evals-per-epoch",
         null => "an option",
         _ => "--" + name.ToLowerInvariant(),
     };

@@ -251,7 +251,7 @@ public sealed class Recipe
     }
 
     /// <summary>The best model's epochs as messages give them: 5, or 2.25 with validations within epochs.</summary>
-    private static string Epochs(TrainResult r) => r.BestEpochs.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
+    private static string Epochs(TrainResult r) => r.BestEpochs.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>A run's validation score for choosing between runs (+∞ without validation rows).</summary>
     private static double Score(TrainResult r) => r.BestScore ?? double.PositiveInfinity;

@@ -217,6 +217,9 @@ public sealed partial class Trainer
         CheckSameStart(firstEpoch, step);
         // Validation within an epoch: after each of `parts` equal shares of its rows (the last at the epoch's end).
         int parts = validation is null ? 1 : o.EvaluationsPerEpoch;
+        // Within an epoch the feed fills the next training batch into `host` while the model is validated, so a
+        // validation there fills batches of its own.
+        var evalHost = parts > 1 ? new HostBatch(shape.BatchCapacity, maxNnz, model.FeatureCount) : host;
         bool stopped = false;
         var sw = new Stopwatch();
         long partStart = 0; // rows of the epoch before the part being trained
@@ -290,7 +293,7 @@ public sealed partial class Trainer
             if (trainLoss > DivergenceFactor * baselineLoss)
                 throw Diverged(epoch, step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"the mean training loss {trainLoss:G3} is over {DivergenceFactor:G0} times that of predicting the mean label ({baselineLoss:G3}, at least 1% of the labels' scale)"), train);
-            var (metrics, badRow, badValue) = EvaluateOnRoot(kernels, device, batch, host, work, probe, model);
+            var (metrics, badRow, badValue) = EvaluateOnRoot(kernels, device, batch, evalHost, work, probe, model);
             if (badRow >= 0) throw Diverged(epoch, step, $"the prediction for row {badRow + 1} of {probe.Name} is {badValue}", train);
             if (validation is null) metrics = null;
             else if (!double.IsFinite(metrics.Objective(o.Loss)))
