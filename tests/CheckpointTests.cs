@@ -74,6 +74,54 @@ public sealed class CheckpointTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void AVersion1CheckpointResumesToTheSameModel()
+    {
+        // Version 2 added each report's share of its epoch; a checkpoint written before (version 1) still resumes.
+        var data = Data(800, 6);
+        var o = new TrainerOptions { K = 6, T = 4, Epochs = 4, BatchSize = 100, Patience = 0, Keep1 = 0.8f };
+        using var acc = new CpuAccelerator(2);
+        var reference = new Trainer(acc, o).Train(data);
+        var checkpoint = new CheckpointOptions { Directory = Path.Combine(_dir, "v1"), Resume = true };
+        var two = o.Clone();
+        two.Epochs = 2;
+        new Trainer(acc, two) { Checkpoint = checkpoint }.Train(data);
+        File.WriteAllBytes(checkpoint.FilePath, AsVersion1(File.ReadAllBytes(checkpoint.FilePath)));
+        Assert.Equal(2, CheckpointOptions.LastEpoch(checkpoint.Directory));
+        var resumed = new Trainer(acc, o) { Checkpoint = checkpoint }.Train(data);
+        Assert.Equal(reference.History.Select(h => h.Validation!.Rmse), resumed.History.Select(h => h.Validation!.Rmse));
+        Assert.All(resumed.History, h => Assert.Equal(1, h.Fraction));
+        Assert.Equal(Bits(reference.Model), Bits(resumed.Model));
+    }
+
+    /// <summary>A version 2 checkpoint of whole epochs rewritten as version 1: no share of an epoch per report.</summary>
+    private static byte[] AsVersion1(byte[] v2)
+    {
+        var r = new MemoryStream(v2);
+        var w = new MemoryStream();
+        byte[] Take(int n) { var b = new byte[n]; r.ReadExactly(b); return b; }
+        w.Write(Take(8)); // magic
+        Assert.Equal(2u, BitConverter.ToUInt32(Take(4)));
+        w.Write(BitConverter.GetBytes(1u));
+        w.Write(Take(8 + 4 + 8 + 4 + 8 + 4)); // fingerprint, epoch, step, best epoch, best score, epochs since
+        byte[] count = Take(4);
+        w.Write(count);
+        for (int i = 0; i < BitConverter.ToInt32(count); i++)
+        {
+            w.Write(Take(4 + 8)); // epoch, loss
+            byte[] has = Take(4);
+            w.Write(has);
+            if (BitConverter.ToInt32(has) == 1) w.Write(Take(4 * 8 + 4)); // metrics
+            w.Write(Take(8 + 8 + 4)); // seconds, rate, best
+            Assert.Equal(1.0, BitConverter.ToDouble(Take(8))); // the share of the epoch, which version 1 lacks
+        }
+        w.Write(Take((int)(r.Length - r.Position - 12))); // model and optimizer state, up to the CRC and end marker
+        byte[] body = w.ToArray();
+        w.Write(BitConverter.GetBytes(Crc32.Append(0, body)));
+        w.Write(CheckpointFile.End);
+        return w.ToArray();
+    }
+
+    [Fact]
     public void ACheckpointOfAnotherRunOrDamagedIsRefused()
     {
         var data = Data(300, 4);
