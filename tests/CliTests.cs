@@ -387,6 +387,11 @@ public sealed class CliTests : IDisposable
         Assert.Equal((int)Math.Ceiling(trained - 3), refit.Count);
         Assert.Equal(best, refit[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
 
+        var none = Run("train", "--train", train, "--model", "fm", "--keep1", "1", "--epochs", "1", "--evals-per-epoch", "4", "--validation-fraction", "0",
+            "--accelerator", "cpu", "--no-progress", "-o", Path.Combine(_dir, "n.afm"));
+        Assert.True(none.Code == 0, none.Err);
+        Assert.Contains("note: --evals-per-epoch 4 has no validation rows to score", none.Out);
+        Assert.Single(none.Out.Split('\n'), l => l.StartsWith("epoch", StringComparison.Ordinal));
         var bad = Run("train", "--train", train, "--evals-per-epoch", "0", "--accelerator", "cpu");
         Assert.Equal(CliApp.UserError, bad.Code);
         Assert.Contains("--evals-per-epoch 0: must be in 1..1000", bad.Err);

@@ -92,6 +92,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"read {train.Name}: {train.Rows} rows, {width}, up to {train.MaxNnz} non-zeros per row ({sw.Elapsed.TotalSeconds:F1} s)"
                 + (train is CacheRows c ? $"; a cache read by chunks of {c.File.Header.ChunkRows} rows, {c.BufferChunks} chunks shuffled together" : ""));
         }
+        if (Root && options.EvaluationsPerEpoch > 1 && validation is null && options.ValidationFraction == 0)
+            stdout.WriteLine($"note: --evals-per-epoch {options.EvaluationsPerEpoch} has no validation rows to score (--validation-fraction 0 and no --validation), so each epoch trains whole");
         if (Root && !demo && o.Loss is null && options.Loss == LossKind.Squared && train.LabelRange() == (0f, 1f) && train.FirstNonBinaryLabel() is null)
             stdout.WriteLine("note: the labels are 0 and 1 only, which squared loss (the default) regresses as numbers; --loss logistic trains a classifier (probabilities, log loss)");
         int features = new[] { train.FeatureCount, validation?.FeatureCount ?? 0, test?.FeatureCount ?? 0 }.Max();
