@@ -228,7 +228,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         };
         var result = recipe.Run(train, validation, pretrained);
         // what the recipe cost: its pre-trainings, its choices of λ and dropout and its refit together
-        stdout.WriteLine($"trained {epochs.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
+        stdout.WriteLine($"trained {EpochText(epochs)} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
         return result;
     }
 

@@ -243,7 +243,7 @@ public sealed partial class Trainer
                 if (count == 0)
                 {
                     // the epoch's end (or the fraction asked for)
-                    if (start > partStart || part == parts) Report(epoch, start, (double)start / train.Rows);
+                    if (start > partStart || part == parts) Report(epoch, start, epochEnd: true);
                     break;
                 }
                 batch.Upload(host);
@@ -271,7 +271,7 @@ public sealed partial class Trainer
                 long done = start + count;
                 if (part < parts && done < epochRows && done >= (long)Math.Ceiling((double)part * train.Rows / parts))
                 {
-                    Report(epoch, done, (double)done / train.Rows);
+                    Report(epoch, done, epochEnd: false);
                     if (stopped) break;
                     part++;
                     sw.Restart();
@@ -279,10 +279,12 @@ public sealed partial class Trainer
             }
         }
 
-        // Validates the model after `done` rows of `epoch`, keeps it when it is the best so far, reports, and at an
-        // epoch's end keeps a checkpoint; sets `stopped` when the patience has run out.
-        void Report(int epoch, long done, double fraction)
+        // Validates the model after `done` rows of `epoch`, keeps it when it is the best so far, reports, and at the
+        // epoch's end (or where a run told to end within it ends) keeps a checkpoint; sets `stopped` when the patience
+        // has run out.
+        void Report(int epoch, long done, bool epochEnd)
         {
+            double fraction = Math.Min(1, (double)done / train.Rows);
             _accelerator.Synchronize();
             double seconds = sw.Elapsed.TotalSeconds;
             double lossTotal = work.LossSum.ToArray()[0];
@@ -308,10 +310,9 @@ public sealed partial class Trainer
                 sinceBest = 0;
             }
             else sinceBest++;
-            var report = new EpochReport(epoch, trainLoss, metrics, seconds, rows / Math.Max(seconds, 1e-9), isBest, fraction >= 1 ? 1 : fraction);
+            var report = new EpochReport(epoch, trainLoss, metrics, seconds, rows / Math.Max(seconds, 1e-9), isBest, fraction);
             history.Add(report);
-            bool runEnd = fraction < 1 && epoch == o.Epochs && o.LastEpochFraction < 1; // the fraction of an epoch asked for
-            if ((fraction >= 1 || runEnd) && Checkpoint is not null && IsRoot)
+            if (epochEnd && Checkpoint is not null && IsRoot)
                 CheckpointFile.Save(Checkpoint, fingerprint, new CheckpointState(epoch, step, bestEpoch, bestScore, sinceBest, history), best, device);
             EpochCompleted?.Invoke(report);
             if (o.Patience > 0 && sinceBest >= o.Patience) stopped = true;
