@@ -316,7 +316,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             },
             K = o.K,
             T = o.T,
-            // A maximum: early stopping (patience 5) ends most runs well before it (README, "Pre-training and defaults").
+            // A maximum: early stopping (patience 5) ends most runs well before it (docs/defaults.md).
             Epochs = o.Epochs ?? (demo ? 30 : d.Epochs),
             BatchSize = o.Batch ?? d.BatchSize,
             LearningRate = o.LearningRate ?? (demo ? 0.1f : d.LearningRate),

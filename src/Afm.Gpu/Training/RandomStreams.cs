@@ -8,7 +8,7 @@ namespace Afm.Gpu.Training;
 /// the epochs' row order and dropout, each of its own per model kind. Drawn from the seed itself, an FM's initial
 /// embeddings and its row order would come from one sequence of numbers, and an AFM trained from that FM with the same
 /// seed would visit the rows in the very order the FM last did: on click logs that overfit in an epoch, that start cost
-/// the AFM 3% of test log loss against the same FM with another AFM seed (README, "Pre-training and defaults"). The
+/// the AFM 3% of test log loss against the same FM with another AFM seed (docs/defaults.md). The
 /// validation split is not among them: every stage of a recipe holds out the same rows.
 /// </summary>
 public static class RandomStreams

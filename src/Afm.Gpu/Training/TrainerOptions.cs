@@ -19,7 +19,7 @@ public enum FmHandOff
     Paper,
     /// <summary>
     /// p at the mean pair count of the training rows and h = 0 (uniform attention): the FM's pair sum
-    /// on rows of average length. Kept for comparison; it trains worse (README, "Pre-training").
+    /// on rows of average length. Kept for comparison; it trains worse (docs/defaults.md).
     /// </summary>
     FmScale,
 }
@@ -99,7 +99,7 @@ public sealed class TrainerOptions
     /// <summary>
     /// Keep probability of the FM pre-training's pooled-vector dropout (default null: <see cref="Keep1"/>). 1 trains
     /// the FM the AFM starts from without dropout: a better start on click logs that overfit in an epoch, a worse one on
-    /// ml-100k (README, "Pre-training and defaults").
+    /// ml-100k (docs/defaults.md).
     /// </summary>
     public float? PretrainKeep1 { get; set; }
     /// <summary>
@@ -134,7 +134,7 @@ public sealed class TrainerOptions
     /// </summary>
     public Data.InputEncoding Input { get; set; } = Data.InputEncoding.Default;
 
-    /// <summary>The λ values the command line tries by default: none, moderate, strong (README, "Defaults").</summary>
+    /// <summary>The λ values the command line tries by default: none, moderate, strong (docs/defaults.md).</summary>
     public static IReadOnlyList<float> DefaultLambdaCandidates { get; } = [0f, 0.3f, 3f];
 
     /// <summary>
