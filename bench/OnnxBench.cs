@@ -19,10 +19,20 @@ internal static class OnnxBench
     {
         int threads = o.Threads > 0 ? o.Threads : Environment.ProcessorCount;
         double minSeconds = o.Quick ? 0.25 : o.MinSeconds;
+        string version;
+        try
+        {
+            version = OrtEnv.Instance().GetVersionString();
+        }
+        catch (TypeInitializationException e) when (e.InnerException is DllNotFoundException)
+        {
+            Console.Error.WriteLine("afm-bench: --onnx: ONNX Runtime's native library (libonnxruntime.so) is not beside afm-bench; a build of scripts/publish-gpu.sh leaves it out unless WITH_ONNX=1");
+            return 2;
+        }
         string dir = Directory.CreateTempSubdirectory("afm-bench-onnx-").FullName;
         try
         {
-            Console.WriteLine($"inference rows/s, {threads} threads, ONNX opset {OnnxExport.Opset}, ONNX Runtime {OrtEnv.Instance().GetVersionString()}");
+            Console.WriteLine($"inference rows/s, {threads} threads, ONNX opset {OnnxExport.Opset}, ONNX Runtime {version}");
             Console.WriteLine($"{"shape",-20} {"native cpu",12} {"onnxruntime",12} {"ratio",7}  max |diff|");
             foreach (var shape in shapes)
             {

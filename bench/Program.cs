@@ -36,7 +36,7 @@ if (o.Isa is not null)
             return 2;
         }
         var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") psi.ArgumentList.Add(typeof(BenchOptions).Assembly.Location);
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, typeof(BenchOptions).Assembly.GetName().Name + ".dll"));
         foreach (string a in args) psi.ArgumentList.Add(a);
         psi.Environment["AFM_BENCH_ISA_CHILD"] = "1";
         psi.Environment["DOTNET_EnableAVX512"] = "0";

@@ -6,6 +6,7 @@
 # Usage: scripts/publish-gpu.sh        (RID=linux-x64 by default)
 #        SINGLE_FILE=1 scripts/publish-gpu.sh   each program as one compressed file (about half the size), for
 #                                               carrying both to a machine with a size limit
+#        WITH_ONNX=1 ...                        keep ONNX Runtime's native library for afm-bench --onnx (29 MB)
 #        WITH_DATA=1 ...                        also copy ml-100k-libfm (from ../shared/data or $AFM_DATA) into
 #                                               publish/data, for scripts/gpu-check.sh (publish/ is not tracked)
 set -euo pipefail
@@ -22,6 +23,12 @@ fi
 rm -rf publish/afm-gpu publish/afm-bench
 dotnet publish src/Afm.Cli "${args[@]}" -o publish/afm-gpu
 dotnet publish bench "${args[@]}" -o publish/afm-bench
+# ONNX Runtime's native library (29 MB, and its Windows files, which its package copies for every RID) serves only
+# afm-bench --onnx, a CPU comparison; it stays out unless asked for, which keeps the bundle at about 36 MB with the data.
+rm -f publish/afm-bench/onnxruntime*.dll
+if [ "${WITH_ONNX:-0}" != 1 ]; then
+    rm -f publish/afm-bench/libonnxruntime*.so
+fi
 
 if [ "${WITH_DATA:-0}" = 1 ]; then
     data=${AFM_DATA:-$root/../shared/data}/ml-100k-libfm

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Reflection;
 using Afm.Gpu;
@@ -130,6 +131,7 @@ public static class Cli
     /// The parser takes an option that needs a value as the last argument without one (and runs with the
     /// default); that is a syntax error.
     /// </summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2075", Justification = "The option classes are this assembly's, which a trimmed publish keeps whole (scripts/publish-trim.targets).")]
     private static string? TrailingOptionWithoutValue(string[] args, Type[] verbs)
     {
         if (args.Length < 2) return null;
