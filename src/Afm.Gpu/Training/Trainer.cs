@@ -239,7 +239,10 @@ public sealed partial class Trainer
             for (long start = 0; ; start += feed.Count)
             {
                 cancel.ThrowIfCancellationRequested();
-                int count = start >= epochRows ? 0 : feed.Wait();
+                // At a fraction's end the feed is still filling the next batch into `host`, which the validation below
+                // may use: wait for that fill, and train no more of the epoch.
+                int count = feed.Wait();
+                if (start >= epochRows) count = 0;
                 if (count == 0)
                 {
                     // the epoch's end (or the fraction asked for)
