@@ -25,13 +25,17 @@ public class TrainerTests
                 }
     }
 
+    /// <summary>Squared-loss training and validation rows of 2 to 8 features over 60 ids.</summary>
+    private static (Data.SparseDataset Train, Data.SparseDataset Valid) RaggedRows(int trainRows, int validRows) =>
+        (Fixtures.RaggedData(60, Enumerable.Range(0, trainRows).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 3),
+         Fixtures.RaggedData(60, Enumerable.Range(0, validRows).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 4));
+
     private static int[] Bits(float[] a) => Array.ConvertAll(a, BitConverter.SingleToInt32Bits);
 
     [Fact]
     public void ValidationWithinEpochsKeepsThatStepsModelAndARunToItsFractionEndsThere()
     {
-        var train = Fixtures.RaggedData(60, Enumerable.Range(0, 1000).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 3);
-        var valid = Fixtures.RaggedData(60, Enumerable.Range(0, 300).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 4);
+        var (train, valid) = RaggedRows(1000, 300);
         var o = new TrainerOptions { K = 6, T = 4, Epochs = 6, BatchSize = 50, Keep1 = 0.8f, Patience = 0, EvaluationsPerEpoch = 4, LearningRate = 0.1f };
         using var acc = new CpuAccelerator(2);
         var r = new Trainer(acc, o).Train(train, valid);
@@ -71,8 +75,7 @@ public class TrainerTests
     {
         // Where a run ends within an epoch, the batch feed is still filling the next batch into the host buffer that
         // validation then uses; the validation must wait for it. A race shows as scores that differ between repeats.
-        var train = Fixtures.RaggedData(60, Enumerable.Range(0, 1000).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 3);
-        var valid = Fixtures.RaggedData(60, Enumerable.Range(0, 3000).Select(i => 2 + i % 7).ToArray(), LossKind.Squared, seed: 4);
+        var (train, valid) = RaggedRows(1000, 3000);
         var o = new TrainerOptions { K = 6, T = 4, Epochs = 2, BatchSize = 50, Keep1 = 0.8f, Patience = 0, LearningRate = 0.1f, LastEpochFraction = 0.25 };
         using var acc = new CpuAccelerator(2);
         var first = new Trainer(acc, o).Train(train, valid);
