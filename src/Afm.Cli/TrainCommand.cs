@@ -132,9 +132,9 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["train"] = o.TrainFile ?? "synthetic demo";
         meta.Properties["options"] = Describe(options);
         meta.Properties["accelerator"] = acc.Descriptor.Name;
-        meta.Properties["best_epoch"] = EpochText(result.Training.BestEpochs);
+        meta.Properties["best_epoch"] = EpochReport.EpochsText(result.Training.BestEpochs);
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
-        if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = EpochText(result.Pretraining.BestEpochs);
+        if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = EpochReport.EpochsText(result.Pretraining.BestEpochs);
         if (result.Keep1 is { } fmKeep) meta.Properties["keep1"] = fmKeep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.PretrainKeep1 is { } keep) meta.Properties["pretrain_keep1"] = keep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Refitted) meta.Properties["refit"] = "all rows";
@@ -145,7 +145,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             if (!Root) return 0;
         }
         ModelFile.Save(result.Model, output, meta);
-        stdout.WriteLine($"best epoch {EpochText(result.Training.BestEpochs)}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
+        stdout.WriteLine($"best epoch {EpochReport.EpochsText(result.Training.BestEpochs)}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
         // Early stopping chose that epoch unless it was the cap: then the run was still improving when it was cut.
         bool validated = result.Refitted || result.Training.History.Any(h => h.Validation is not null);
         if (validated && result.Training.BestEpochs >= options.Epochs)
@@ -158,9 +158,6 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (demo && options.Model == ModelKind.Afm) PrintAttention(acc, result.Model, planted!);
         return 0;
     }
-
-    /// <summary>Epochs as the log gives them: 5, or 2.25 with validations within epochs.</summary>
-    private static string EpochText(double epochs) => epochs.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Where rank <paramref name="rank"/> writes its copy of the model with --save-replicas.</summary>
     private static string Replica(string output, int rank) => $"{output}.rank{rank}";
@@ -228,7 +225,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         };
         var result = recipe.Run(train, validation, pretrained);
         // what the recipe cost: its pre-trainings, its choices of λ and dropout and its refit together
-        stdout.WriteLine($"trained {EpochText(epochs)} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
+        stdout.WriteLine($"trained {EpochReport.EpochsText(epochs)} epoch{(epochs == 1 ? "" : "s")} in {runs} run{(runs == 1 ? "" : "s")}, {wall.Elapsed.TotalSeconds:F1} s");
         return result;
     }
 

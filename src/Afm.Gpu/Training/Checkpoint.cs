@@ -133,7 +133,7 @@ internal static class CheckpointFile
         int sinceBest = r.Int32();
         int count = r.Int32();
         // one report per epoch, or (version 2) one per validation, several an epoch
-        if (epoch < 0 || step < 0 || (version == 1 ? count != epoch : count < epoch || count > epoch * 1000L) || bestEpoch < 0 || bestEpoch > epoch || sinceBest < 0)
+        if (epoch < 0 || step < 0 || (version == 1 ? count != epoch : count < epoch || count > epoch * (long)TrainerOptions.MaxEvaluationsPerEpoch) || bestEpoch < 0 || bestEpoch > epoch || sinceBest < 0)
             throw r.Error("inconsistent counters");
         var history = new List<EpochReport>(count);
         for (int i = 0; i < count; i++)

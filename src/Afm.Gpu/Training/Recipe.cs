@@ -250,8 +250,8 @@ public sealed class Recipe
         return (whole, whole == 0 || last >= 1 - 1e-9 ? 1 : last);
     }
 
-    /// <summary>The best model's epochs as messages give them: 5, or 2.25 with validations within epochs.</summary>
-    private static string Epochs(TrainResult r) => r.BestEpochs.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
+    /// <summary>The best model's epochs as messages give them (<see cref="EpochReport.EpochsText"/>).</summary>
+    private static string Epochs(TrainResult r) => EpochReport.EpochsText(r.BestEpochs);
 
     /// <summary>A run's validation score for choosing between runs (+∞ without validation rows).</summary>
     private static double Score(TrainResult r) => r.BestScore ?? double.PositiveInfinity;

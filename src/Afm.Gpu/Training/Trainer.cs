@@ -21,6 +21,9 @@ public sealed record EpochReport(int Epoch, double TrainLoss, Metrics? Validatio
 {
     /// <summary>Epochs trained when this report was made, counting parts of an epoch (1.25: a quarter into the second).</summary>
     public double Epochs => Epoch - 1 + Fraction;
+
+    /// <summary>Epochs as messages give them: <c>5</c>, or <c>2.25</c> with validations within epochs.</summary>
+    public static string EpochsText(double epochs) => epochs.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture);
 }
 
 /// <summary>Progress inside an epoch.</summary>

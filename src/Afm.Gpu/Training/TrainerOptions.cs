@@ -80,6 +80,8 @@ public sealed class TrainerOptions
     /// validation row. Ignored without validation rows.
     /// </summary>
     public int EvaluationsPerEpoch { get; set; } = 1;
+    /// <summary>The most <see cref="EvaluationsPerEpoch"/> allows.</summary>
+    public const int MaxEvaluationsPerEpoch = 1000;
     /// <summary>
     /// The share of its rows that the last epoch trains (default 1: all), so that a run can end within an epoch: a
     /// refit for <see cref="TrainResult.BestEpochs"/> = 2.25 trains 3 epochs, the third for 0.25 of its rows.
@@ -194,7 +196,7 @@ public sealed class TrainerOptions
             Keep1Candidates is null ? "" : string.Join(",", Keep1Candidates), "every keep probability must be in (0, 1]");
         Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
         Check(Patience >= 0, nameof(Patience), Patience, "must not be negative");
-        Check(EvaluationsPerEpoch is >= 1 and <= 1000, nameof(EvaluationsPerEpoch), EvaluationsPerEpoch, "must be in 1..1000");
+        Check(EvaluationsPerEpoch is >= 1 and <= MaxEvaluationsPerEpoch, nameof(EvaluationsPerEpoch), EvaluationsPerEpoch, $"must be in 1..{MaxEvaluationsPerEpoch}");
         Check(double.IsFinite(LastEpochFraction) && LastEpochFraction is > 0 and <= 1, nameof(LastEpochFraction), LastEpochFraction, "must be in (0, 1]");
         Check(LambdaCandidates is null || LambdaCandidates.All(l => float.IsFinite(l) && l >= 0), nameof(LambdaCandidates),
             LambdaCandidates is null ? "" : string.Join(",", LambdaCandidates), "every λ must be >= 0");
