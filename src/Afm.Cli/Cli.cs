@@ -289,8 +289,8 @@ public static class Cli
         bool seekable = Afm.Gpu.Data.DataCache.IsSeekable(input);
         string of = seekable && LibFmReader.IsGzip(input) ? "gzip" : "text";
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var encoding = TrainCommand.EncodingOf(o.Format, o.HashBits, stdout);
-        var h = CacheFile.Write(input, o.Output, new LibFmReadOptions { Format = encoding.Format, HashBits = encoding.HashBits }, o.ChunkRows);
+        var encoding = TrainCommand.EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, stdout);
+        var h = CacheFile.Write(input, o.Output, LibFmReadOptions.Reading(encoding), o.ChunkRows);
         double seconds = sw.Elapsed.TotalSeconds;
         stdout.WriteLine($"cached {o.Input}: {h.Rows} rows, {h.NonZeros} non-zeros, {h.FeatureCount} features, up to {h.MaxNnz} per row, " +
             $"{h.ChunkCount} chunks of {h.ChunkRows} rows; {seconds:F1} s" + (seekable ? $", {h.SourceLength / 1e6 / Math.Max(seconds, 1e-9):F0} MB/s of {of}" : "") + $"; written to {o.Output}");

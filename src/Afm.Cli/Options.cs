@@ -20,11 +20,17 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("train", HelpText = "Training data (libFM format, or see --format; - reads standard input). Omit to run the synthetic demo.")]
     public string? TrainFile { get; set; }
 
-    [Option("format", Default = "libfm", HelpText = "Data format: libfm (label id:value ..., or named features with --hash-bits) or criteo (Criteo's TSV: label, I1..I13, C1..C26; hashed).")]
+    [Option("format", Default = "libfm", HelpText = "Data format: libfm (label id:value ..., or named features with --hash-bits), criteo (Criteo's TSV: label, I1..I13, C1..C26; hashed) or csv (a header line, a label column, categorical columns; hashed).")]
     public string Format { get; set; } = "libfm";
 
-    [Option("hash-bits", HelpText = "Hash every feature (numeric id or name) into 2^B embedding rows, B in 1..30 (default: none for libfm, 20 for criteo). Stored in the model, so predict, evaluate and explain hash the same way.")]
+    [Option("hash-bits", HelpText = "Hash every feature (numeric id or name) into 2^B embedding rows, B in 1..30 (default: none for libfm, 20 for criteo and csv). Stored in the model, so predict, evaluate and explain hash the same way.")]
     public int? HashBits { get; set; }
+
+    [Option("label-column", HelpText = "--format csv: the header name of the label column (default label). Stored in the model; data to predict or explain may lack it.")]
+    public string? LabelColumn { get; set; }
+
+    [Option("ignore-columns", HelpText = "--format csv: comma-separated header names of columns that are not features (an id, a timestamp). Stored in the model.")]
+    public string? IgnoreColumns { get; set; }
 
     [Option("validation", HelpText = "Validation data for early stopping. Default: hold out --validation-fraction of the training rows.")]
     public string? ValidationFile { get; set; }
@@ -198,7 +204,7 @@ internal sealed class DemoDataOptions
     public bool Binary { get; set; }
 }
 
-[Verb("cache", HelpText = "Convert a libFM text file into a binary cache (.afmbin) that train, evaluate, predict and explain read wherever a data file goes.")]
+[Verb("cache", HelpText = "Convert a libFM (or Criteo, CSV) text file into a binary cache (.afmbin) that train, evaluate, predict and explain read wherever a data file goes.")]
 internal sealed class CacheOptions
 {
     [Value(0, MetaName = "input", Required = true, HelpText = "The text data file (libFM, or see --format; - reads standard input).")]
@@ -210,11 +216,17 @@ internal sealed class CacheOptions
     [Option("chunk-rows", Default = 65536, HelpText = "Rows per chunk (the unit of reading, checksums and shuffling).")]
     public int ChunkRows { get; set; }
 
-    [Option("format", Default = "libfm", HelpText = "Data format: libfm or criteo, as for train.")]
+    [Option("format", Default = "libfm", HelpText = "Data format: libfm, criteo or csv, as for train.")]
     public string Format { get; set; } = "libfm";
 
-    [Option("hash-bits", HelpText = "Hash every feature into 2^B rows, as train --hash-bits does (default: none for libfm, 20 for criteo); the model trained on the cache must use the same.")]
+    [Option("hash-bits", HelpText = "Hash every feature into 2^B rows, as train --hash-bits does (default: none for libfm, 20 for criteo and csv); the model trained on the cache must use the same.")]
     public int? HashBits { get; set; }
+
+    [Option("label-column", HelpText = "--format csv: the label column, as for train (default label).")]
+    public string? LabelColumn { get; set; }
+
+    [Option("ignore-columns", HelpText = "--format csv: the columns that are not features, as for train.")]
+    public string? IgnoreColumns { get; set; }
 }
 
 [Verb("devices", HelpText = "List the accelerators on this machine.")]

@@ -77,13 +77,11 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         {
             var sw = Stopwatch.StartNew();
             // Limits the model puts on the data are checked as it is read, so that they name the line.
-            var read = new LibFmReadOptions
+            var read = LibFmReadOptions.Reading(input) with
             {
                 BinaryLabels = options.Loss == LossKind.Logistic,
                 MaxRowNonZeros = Afm.Gpu.Limits.MaxRowNonZeros(options.K, options.Model == ModelKind.Afm ? options.T : 0),
                 MaxFeatureCount = Afm.Gpu.Limits.MaxFeatureCount(options.K),
-                Format = input.Format,
-                HashBits = input.HashBits,
             };
             train = files.Open(o.TrainFile!, read, o.ShuffleBuffer);
             if (o.ValidationFile is not null) validation = files.Open(o.ValidationFile, read);
@@ -263,31 +261,47 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private InputEncoding InputEncodingOf(bool demo)
     {
-        if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase)))
-            throw new ArgumentException("--format and --hash-bits apply to data given with --train, not to the demo");
-        var encoding = EncodingOf(o.Format, o.HashBits, stdout);
+        if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase) || o.LabelColumn is not null || o.IgnoreColumns is not null))
+            throw new ArgumentException("--format, --hash-bits, --label-column and --ignore-columns apply to data given with --train, not to the demo");
+        var encoding = EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, stdout);
         if (encoding.Format == DataFormat.Criteo && o.Loss is null)
             stdout.WriteLine("criteo: logistic loss on the click labels (the default; --loss squared to change)");
         return encoding;
     }
 
-    /// <summary>The data format and hashing from --format and --hash-bits, saying when Criteo's default hash bits are taken.</summary>
-    internal static InputEncoding EncodingOf(string formatName, int? hashBits, TextWriter stdout)
+    /// <summary>
+    /// The data format, hashing and CSV columns from --format, --hash-bits, --label-column and --ignore-columns, saying
+    /// when a format's default hash bits or label column are taken.
+    /// </summary>
+    internal static InputEncoding EncodingOf(string formatName, int? hashBits, string? labelColumn, string? ignoreColumns, TextWriter stdout)
     {
         var format = formatName.ToLowerInvariant() switch
         {
             "libfm" or "libsvm" => DataFormat.LibFm,
             "criteo" => DataFormat.Criteo,
-            _ => throw new ArgumentException($"--format {formatName}: use libfm or criteo"),
+            "csv" => DataFormat.Csv,
+            _ => throw new ArgumentException($"--format {formatName}: use libfm, criteo or csv"),
         };
+        string name = InputEncoding.FormatName(format);
         if (hashBits is < 0 or > FeatureHash.MaxBits)
             throw new ArgumentException($"--hash-bits {hashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing, libfm only)");
-        if (format == DataFormat.Criteo && hashBits == 0)
-            throw new ArgumentException($"--hash-bits 0: the criteo format is always hashed; give 1..{FeatureHash.MaxBits}");
-        int bits = hashBits ?? (format == DataFormat.Criteo ? CriteoFormat.DefaultHashBits : 0);
-        if (format == DataFormat.Criteo && hashBits is null)
-            stdout.WriteLine($"criteo: hashing features into 2^{bits} embedding rows (the default; --hash-bits B to change)");
-        return new InputEncoding(format, bits);
+        if (format != DataFormat.LibFm && hashBits == 0)
+            throw new ArgumentException($"--hash-bits 0: the {name} format is always hashed; give 1..{FeatureHash.MaxBits}");
+        if (format != DataFormat.Csv && (labelColumn is not null || ignoreColumns is not null))
+            throw new ArgumentException($"--label-column and --ignore-columns name columns of --format csv, not of {name}");
+        int bits = hashBits ?? format switch { DataFormat.Criteo => CriteoFormat.DefaultHashBits, DataFormat.Csv => CsvFormat.DefaultHashBits, _ => 0 };
+        if (format != DataFormat.LibFm && hashBits is null)
+            stdout.WriteLine($"{name}: hashing features into 2^{bits} embedding rows (the default; --hash-bits B to change)");
+        if (format != DataFormat.Csv) return new InputEncoding(format, bits);
+        if (labelColumn is null)
+            stdout.WriteLine($"csv: the label is the column '{CsvFormat.DefaultLabelColumn}' (the default; --label-column NAME to change)");
+        string label = labelColumn?.Trim() ?? CsvFormat.DefaultLabelColumn;
+        if (CsvFormat.ColumnNameError(label) is { } bad) throw new ArgumentException($"--label-column {labelColumn}: {bad}");
+        var ignored = (ignoreColumns ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var encoding = InputEncoding.Csv(label, bits, ignored);
+        try { encoding.Validate(); }
+        catch (ArgumentException e) { throw new ArgumentException($"--ignore-columns {ignoreColumns}: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}"); }
+        return encoding;
     }
 
     private TrainerOptions BuildOptions()

@@ -149,13 +149,28 @@ public sealed class CacheFile : IDisposable
     /// check the rows (limits, labels) or tune the reading (threads) do not change it.
     /// </summary>
     public static ulong Fingerprint(LibFmReadOptions? options) =>
-        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(Inv($"format={FormatIdOf(options)};hash_bits={HashBitsOf(options)};max_rows={options?.MaxRows ?? 0}")));
+        XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(Inv($"format={FormatIdOf(options)};hash_bits={HashBitsOf(options)};max_rows={options?.MaxRows ?? 0}{CsvColumnsOf(options)}")));
+
+    /// <summary>
+    /// For CSV, what the fingerprint adds: <c>;label=L;ignore=I</c> (the label column and the ignored ones), and
+    /// <c>;label_optional=1</c> when the label column may be absent (data to be scored), so that a cache of such rows is
+    /// never taken for labelled ones; empty for other formats, whose fingerprints stay as they were.
+    /// </summary>
+    private static string CsvColumnsOf(LibFmReadOptions? options)
+    {
+        if (options?.Format != DataFormat.Csv) return "";
+        var input = options.Encoding;
+        return $";label={input.LabelColumn};ignore={input.IgnoredColumns}{(options.LabelOptional ? ";label_optional=1" : "")}";
+    }
 
     /// <summary>The reading options a cache of text read with <paramref name="options"/> is built with: what changes the rows read, nothing that only checks them.</summary>
     public static LibFmReadOptions BuildOptions(LibFmReadOptions? options) => new()
     {
         Format = options?.Format ?? DataFormat.LibFm,
         HashBits = options?.HashBits ?? 0,
+        LabelColumn = options?.LabelColumn,
+        IgnoredColumns = options?.IgnoredColumns,
+        LabelOptional = options?.LabelOptional ?? false,
         MaxRows = options?.MaxRows ?? 0,
         Threads = options?.Threads ?? 0,
     };
@@ -208,7 +223,7 @@ public sealed class CacheFile : IDisposable
         return header!;
     }
 
-    /// <summary>The format id of text read with <paramref name="options"/>: the <see cref="DataFormat"/> (0, libFM / libsvm text; 1, Criteo TSV).</summary>
+    /// <summary>The format id of text read with <paramref name="options"/>: the <see cref="DataFormat"/> (0, libFM / libsvm text; 1, Criteo TSV; 2, CSV).</summary>
     internal static int FormatIdOf(LibFmReadOptions? options) => (int)(options?.Format ?? DataFormat.LibFm);
 
     /// <summary>The hash bits of text read with <paramref name="options"/> (0: ids used as written).</summary>
@@ -460,6 +475,8 @@ public sealed class CacheFile : IDisposable
         var h = Header;
         if (h.FormatId != FormatIdOf(options) || h.HashBits != HashBitsOf(options))
             throw new DataFormatException(Path, 0, $"the cache holds {Describe(h.FormatId, h.HashBits)}, but {Describe(FormatIdOf(options), HashBitsOf(options))} is needed here; build the cache with the same --format and --hash-bits");
+        if (h.FormatId == (int)DataFormat.Csv && !CsvColumnsMatch(h.OptionsFingerprint, options))
+            throw new DataFormatException(Path, 0, $"the cache holds CSV rows read with another label column or other ignored columns than {options.Encoding} needs here; build the cache with the same --label-column and --ignore-columns");
         if (options.FeatureCount > 0 && h.FeatureCount > options.FeatureCount)
             throw new DataFormatException(Path, 0, $"feature ids go up to {h.FeatureCount - 1}, not below the model's feature count {options.FeatureCount} (features new since training; afm-gpu's --unknown-ids ignore drops such ids)");
         if (options.MaxFeatureCount > 0 && h.FeatureCount > options.MaxFeatureCount)
@@ -468,6 +485,20 @@ public sealed class CacheFile : IDisposable
             throw new DataFormatException(Path, 0, $"a row has {h.MaxNnz} non-zeros; at most {options.MaxRowNonZeros} are allowed for this model, as all pairs of a row are held in memory at once (prune or split long rows)");
         if (options.BinaryLabels && h.FirstNonBinaryRow >= 0)
             throw new DataFormatException(Path, 0, $"row {h.FirstNonBinaryRow + 1} has label {h.FirstNonBinaryLabel}: logistic loss takes labels 0/1 or -1/1");
+    }
+
+    /// <summary>
+    /// Whether a CSV cache of fingerprint <paramref name="fingerprint"/> was read with the columns of
+    /// <paramref name="options"/>: with or without its row limit, and labelled, or (where labels are not needed) without
+    /// its label column.
+    /// </summary>
+    private static bool CsvColumnsMatch(ulong fingerprint, LibFmReadOptions options)
+    {
+        foreach (long maxRows in (long[])[options.MaxRows, 0])
+            foreach (bool optional in options.LabelOptional ? (bool[])[false, true] : [false])
+                if (fingerprint == Fingerprint(options with { MaxRows = maxRows, LabelOptional = optional }))
+                    return true;
+        return false;
     }
 
     private static string Describe(int formatId, int hashBits) =>

@@ -10,6 +10,8 @@ public enum DataFormat
     LibFm = 0,
     /// <summary>Criteo's TSV: a 0/1 label, 13 integer and 26 categorical columns (see <see cref="CriteoFormat"/>).</summary>
     Criteo = 1,
+    /// <summary>Comma-separated values with a header line: a label column and categorical columns (see <see cref="CsvFormat"/>).</summary>
+    Csv = 2,
 }
 
 /// <summary>
@@ -19,8 +21,18 @@ public enum DataFormat
 /// <param name="Format">The text format.</param>
 /// <param name="HashBits">0: ids index the embedding table directly; B in 1..<see cref="FeatureHash.MaxBits"/>: every
 /// feature is hashed into 2^B rows (<see cref="FeatureHash"/>).</param>
-public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0)
+/// <param name="LabelColumn">CSV only: the header name of the label column.</param>
+/// <param name="IgnoredColumns">CSV only: the header names of the columns that are neither label nor feature, joined by
+/// commas (<c>""</c>: none); see <see cref="CsvFormat.JoinColumns"/>.</param>
+public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0, string? LabelColumn = null, string? IgnoredColumns = null)
 {
+    /// <summary>CSV whose label is the column <paramref name="labelColumn"/>, hashed into 2^<paramref name="hashBits"/> rows, with the columns <paramref name="ignoredColumns"/> left out.</summary>
+    public static InputEncoding Csv(string labelColumn, int hashBits = CsvFormat.DefaultHashBits, IEnumerable<string>? ignoredColumns = null) =>
+        new(DataFormat.Csv, hashBits, labelColumn, CsvFormat.JoinColumns(ignoredColumns ?? []));
+
+    /// <summary>The ignored CSV columns as a list (empty for other formats).</summary>
+    public IReadOnlyList<string> IgnoredColumnList => string.IsNullOrEmpty(IgnoredColumns) ? [] : IgnoredColumns.Split(',');
+
     /// <summary>libFM text with numeric ids and no hashing: what a model file without this information means.</summary>
     public static InputEncoding Default { get; } = new();
 
@@ -32,13 +44,14 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
 
     /// <summary>A short description, e.g. <c>criteo, hashed into 2^20 rows (xxh64, seed 0)</c>.</summary>
     public override string ToString() =>
-        $"{FormatName(Format)}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
+        $"{FormatName(Format)}{(Format == DataFormat.Csv ? $" (label column '{LabelColumn}'{(IgnoredColumnList.Count > 0 ? $", ignoring {string.Join(", ", IgnoredColumnList)}" : "")})" : "")}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
 
     /// <summary>The format's name as the command line spells it (<c>libfm</c>, <c>criteo</c>).</summary>
     public static string FormatName(DataFormat format) => format switch
     {
         DataFormat.LibFm => "libfm",
         DataFormat.Criteo => "criteo",
+        DataFormat.Csv => "csv",
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, "unknown data format"),
     };
 
@@ -48,8 +61,23 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
         if (!Enum.IsDefined(Format)) throw new ArgumentException($"unknown data format {(int)Format}", nameof(Format));
         if (HashBits is < 0 or > FeatureHash.MaxBits)
             throw new ArgumentException($"hash bits {HashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing)", nameof(HashBits));
-        if (Format == DataFormat.Criteo && HashBits == 0)
-            throw new ArgumentException($"the criteo format needs hashing: give hash bits in 1..{FeatureHash.MaxBits}", nameof(HashBits));
+        if ((Format is DataFormat.Criteo or DataFormat.Csv) && HashBits == 0)
+            throw new ArgumentException($"the {FormatName(Format)} format needs hashing: give hash bits in 1..{FeatureHash.MaxBits}", nameof(HashBits));
+        if (Format == DataFormat.Csv)
+        {
+            if (CsvFormat.ColumnNameError(LabelColumn) is { } label) throw new ArgumentException($"label column: {label}", nameof(LabelColumn));
+            if (IgnoredColumns is null) throw new ArgumentException("the csv format needs its ignored columns (\"\" for none)", nameof(IgnoredColumns));
+            var ignored = IgnoredColumnList;
+            foreach (var name in ignored)
+            {
+                if (CsvFormat.ColumnNameError(name) is { } bad) throw new ArgumentException($"ignored column: {bad}", nameof(IgnoredColumns));
+                if (name == LabelColumn) throw new ArgumentException($"column '{name}' is the label column and cannot be ignored too", nameof(IgnoredColumns));
+            }
+            if (ignored.Distinct(StringComparer.Ordinal).Count() != ignored.Count)
+                throw new ArgumentException($"ignored columns '{IgnoredColumns}' name a column twice", nameof(IgnoredColumns));
+        }
+        else if (LabelColumn is not null || IgnoredColumns is not null)
+            throw new ArgumentException($"a label column and ignored columns are for the csv format, not {FormatName(Format)}", nameof(LabelColumn));
     }
 }
 

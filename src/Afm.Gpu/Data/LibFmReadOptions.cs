@@ -40,8 +40,20 @@ public sealed record LibFmReadOptions
     /// </summary>
     public int HashBits { get; init; }
 
-    /// <summary>The text format (libFM by default; <see cref="DataFormat.Criteo"/> needs <see cref="HashBits"/>).</summary>
+    /// <summary>The text format (libFM by default; <see cref="DataFormat.Criteo"/> and <see cref="DataFormat.Csv"/> need <see cref="HashBits"/>).</summary>
     public DataFormat Format { get; init; }
+
+    /// <summary>CSV only: the header name of the label column (null: <see cref="CsvFormat.DefaultLabelColumn"/>).</summary>
+    public string? LabelColumn { get; init; }
+
+    /// <summary>CSV only: the header names of the columns to leave out, joined by commas (null or <c>""</c>: none).</summary>
+    public string? IgnoredColumns { get; init; }
+
+    /// <summary>
+    /// CSV only: the label column may be absent from the header (data to be scored), and then every row's label is 0;
+    /// an ignored column may be absent too. False (the default): the header must name the label and every ignored column.
+    /// </summary>
+    public bool LabelOptional { get; init; }
 
     /// <summary>Threads that parse text (0, the default: one per core).</summary>
     public int Threads { get; init; }
@@ -50,23 +62,32 @@ public sealed record LibFmReadOptions
     internal int ChunkBytes { get; init; } = LibFmReader.DefaultChunkBytes;
 
     /// <summary>The format and hashing these options read, as a model stores them.</summary>
-    public InputEncoding Encoding => new(Format, HashBits);
+    public InputEncoding Encoding => Format == DataFormat.Csv
+        ? new(Format, HashBits, LabelColumn ?? CsvFormat.DefaultLabelColumn, IgnoredColumns ?? "")
+        : new(Format, HashBits, LabelColumn, IgnoredColumns);
+
+    /// <summary>Options that read text as <paramref name="input"/> says: its format, hashing and CSV columns.</summary>
+    public static LibFmReadOptions Reading(InputEncoding input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return new() { Format = input.Format, HashBits = input.HashBits, LabelColumn = input.LabelColumn, IgnoredColumns = input.IgnoredColumns };
+    }
 
     /// <summary>
     /// Options that read data for <paramref name="model"/> the way it was trained (its format and hashing), checking
     /// what the model needs (ids below its feature count, rows it can hold, binary labels for logistic loss when
-    /// <paramref name="labelsMatter"/>) as the data is read, so that a problem names its line.
+    /// <paramref name="labelsMatter"/>) as the data is read, so that a problem names its line. A CSV model's label column
+    /// may be absent from data read where labels do not matter.
     /// </summary>
     public static LibFmReadOptions For(AfmModel model, bool labelsMatter)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return new()
+        return Reading(model.Input) with
         {
             FeatureCount = model.FeatureCount,
             BinaryLabels = labelsMatter && model.Loss == LossKind.Logistic,
             MaxRowNonZeros = Limits.MaxRowNonZeros(model.K, model.T),
-            HashBits = model.Input.HashBits,
-            Format = model.Input.Format,
+            LabelOptional = !labelsMatter,
         };
     }
 }

@@ -12,7 +12,7 @@ public static partial class LibFmReader
 
     /// <summary>Parses chunks of text with fixed options; safe to use from several threads at once.</summary>
     [System.Runtime.CompilerServices.SkipLocalsInit]
-    private sealed class ChunkParser
+    private sealed partial class ChunkParser
     {
         private readonly LibFmReadOptions _o;
         private readonly int _maxId, _bits;
@@ -69,6 +69,7 @@ public static partial class LibFmReader
                 try
                 {
                     if (_o.Format == DataFormat.Criteo) ParseCriteoLine(lineText, chunk);
+                    else if (_o.Format == DataFormat.Csv) ParseCsvLine(lineText, chunk);
                     else ParseLibFmLine(lineText, chunk);
                 }
                 catch (LineException e)

@@ -230,8 +230,13 @@ public static partial class LibFmReader
         int threads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount;
         var scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, threads).ConcurrentScheduler;
         var pending = new Queue<Task<ParsedChunk>>();
-        var chunker = new Chunker(stream, name, Math.Max(16, options.ChunkBytes));
         long line = 0;
+        if (options.Format == DataFormat.Csv)
+        {
+            stream = ReadCsvHeader(stream, name, parser);
+            line = 1;
+        }
+        var chunker = new Chunker(stream, name, Math.Max(16, options.ChunkBytes));
         while (true)
         {
             while (pending.Count < 2 * threads && chunker.Next() is { } text)

@@ -22,17 +22,22 @@ public static class ModelFile
     // Layout, version 1; all little-endian, strings are an int32 byte count then UTF-8 bytes:
     //   "AFMGPU\0\0" | version u32 = 1
     //   kind u32 | loss u32 | featureCount i32 | k i32 | t i32 | labelMin f32 | labelMax f32
-    //   (version 2 only: data format u32 | hash bits u32)
+    //   (versions 2 and 3: data format u32 | hash bits u32)
+    //   (version 3 only: label column string | ignored columns string, the CSV columns)
     //   metadata count i32 | (key string, value string) x count, sorted by key
     //   per tensor, in AfmModel.Tensors() order: name string | rank i32 | dims i32 x rank | count i64 | f32 x count
     //   CRC-32 (IEEE) u32 of every byte above | "AFMGPEND"
 
     /// <summary>
-    /// The newest format version, which this build writes for a model with a non-default <see cref="AfmModel.Input"/>
-    /// (format and feature hashing); a model without one is written as version 1, byte for byte as before.
-    /// Both versions are read.
+    /// The newest format version, which this build writes for a model of CSV data (<see cref="Data.DataFormat.Csv"/>:
+    /// its label and ignored columns); another non-default <see cref="AfmModel.Input"/> (format and feature hashing) is
+    /// written as version 2 (<see cref="HashedFormatVersion"/>) and a model without one as version 1, each byte for byte
+    /// as before. All three versions are read.
     /// </summary>
-    public const uint FormatVersion = 2;
+    public const uint FormatVersion = 3;
+
+    /// <summary>The version that added the data format and hashing.</summary>
+    public const uint HashedFormatVersion = 2;
 
     /// <summary>The first format version: no data format or hashing (libFM, ids index the table directly).</summary>
     public const uint FirstFormatVersion = 1;
@@ -73,7 +78,7 @@ public static class ModelFile
         {
             var w = new Writer(stream);
             w.Bytes(Magic);
-            w.UInt32(model.Input.IsDefault ? FirstFormatVersion : FormatVersion);
+            w.UInt32(VersionFor(model.Input));
             w.UInt32((uint)model.Kind);
             w.UInt32((uint)model.Loss);
             w.Int32(model.FeatureCount);
@@ -85,6 +90,11 @@ public static class ModelFile
             {
                 w.UInt32((uint)model.Input.Format);
                 w.Int32(model.Input.HashBits);
+            }
+            if (model.Input.Format == Data.DataFormat.Csv)
+            {
+                w.String(model.Input.LabelColumn!, "label column");
+                w.String(model.Input.IgnoredColumns!, "ignored columns");
             }
             w.Int32(entries.Length);
             foreach (var (key, value) in entries)
@@ -130,8 +140,8 @@ public static class ModelFile
         if (!magic[..n].SequenceEqual(Magic[..n])) throw r.Error("not an afm-gpu model file");
         r.Read(magic[n..], "magic");
         uint version = r.UInt32("format version");
-        if (version is not (FirstFormatVersion or FormatVersion))
-            throw r.Error($"unsupported format version {version}; this build reads versions {FirstFormatVersion} and {FormatVersion}");
+        if (version is not (FirstFormatVersion or HashedFormatVersion or FormatVersion))
+            throw r.Error($"unsupported format version {version}; this build reads versions {FirstFormatVersion} to {FormatVersion}");
 
         AfmModel model;
         ModelMetadata metadata;
@@ -160,7 +170,7 @@ public static class ModelFile
         int n = r.Int32("feature count"), k = r.Int32("k"), t = r.Int32("t");
         float labelMin = r.Single("label min"), labelMax = r.Single("label max");
         if (ShapeError(kind, loss, n, k, t) is { } error) throw r.Error(error);
-        var input = version == FirstFormatVersion ? Data.InputEncoding.Default : ReadInput(r, n);
+        var input = version == FirstFormatVersion ? Data.InputEncoding.Default : ReadInput(r, n, version);
 
         var metadata = new ModelMetadata();
         int count = r.Int32("metadata count");
@@ -204,10 +214,24 @@ public static class ModelFile
         return (model ?? throw new UnreachableException("a file shorter than its header says must end early"), metadata, computed, stored);
     }
 
-    /// <summary>Reads version 2's data format and hash bits, which must agree with the feature count.</summary>
-    private static Data.InputEncoding ReadInput(Reader r, int featureCount)
+    /// <summary>The version a model with <paramref name="input"/> is written as: the oldest that holds it.</summary>
+    private static uint VersionFor(Data.InputEncoding input) =>
+        input.IsDefault ? FirstFormatVersion : input.Format == Data.DataFormat.Csv ? FormatVersion : HashedFormatVersion;
+
+    /// <summary>
+    /// Reads the data format and hash bits (versions 2 and 3) and the CSV columns (version 3), which must agree with
+    /// the feature count and with the version.
+    /// </summary>
+    private static Data.InputEncoding ReadInput(Reader r, int featureCount, uint version)
     {
-        var input = new Data.InputEncoding((Data.DataFormat)r.UInt32("data format"), r.Int32("hash bits"));
+        var format = (Data.DataFormat)r.UInt32("data format");
+        int bits = r.Int32("hash bits");
+        var input = version == FormatVersion
+            ? new Data.InputEncoding(format, bits, r.String("label column"), r.String("ignored columns"))
+            : new Data.InputEncoding(format, bits);
+        if ((version == FormatVersion) != (format == Data.DataFormat.Csv))
+            throw r.Error(format == Data.DataFormat.Csv ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {FormatVersion})"
+                : $"format version {version} is for models of CSV data, but the data format is {(int)format}");
         try { input.Validate(); }
         catch (ArgumentException e) { throw r.Error(e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal), e); }
         if (input.HashBits > 0 && input.HashedFeatureCount != featureCount)

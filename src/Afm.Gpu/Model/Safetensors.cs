@@ -24,7 +24,7 @@ public static class Safetensors
     /// <summary>The largest header accepted, as in the reference implementation (100 MB).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32", "data_format", "hash_bits", "feature_hash"];
+    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32", "data_format", "hash_bits", "feature_hash", "csv_label_column", "csv_ignored_columns"];
     private const int ChunkFloats = 1 << 18;
 
     /// <summary>
@@ -135,7 +135,7 @@ public static class Safetensors
     /// The entries of a model's <see cref="AfmModel.Input"/>, written only when it is not the default (then also
     /// <c>feature_hash</c>, the hash in words); the checksum covers them after <see cref="Checked"/> when present.
     /// </summary>
-    private static readonly string[] InputKeys = ["data_format", "hash_bits"];
+    private static readonly string[] InputKeys = ["data_format", "hash_bits", "csv_label_column", "csv_ignored_columns"];
 
     private static Dictionary<string, string> Fields(AfmModel model) => new(StringComparer.Ordinal)
     {
@@ -148,12 +148,22 @@ public static class Safetensors
     };
 
     /// <summary>The <see cref="InputKeys"/> entries of <paramref name="model"/> (none for the default input) and <c>feature_hash</c>.</summary>
-    private static Dictionary<string, string> InputFields(AfmModel model) => model.Input.IsDefault ? [] : new(StringComparer.Ordinal)
+    private static Dictionary<string, string> InputFields(AfmModel model)
     {
-        ["data_format"] = Data.InputEncoding.FormatName(model.Input.Format),
-        ["hash_bits"] = model.Input.HashBits.ToString(CultureInfo.InvariantCulture),
-        ["feature_hash"] = Data.FeatureHash.Spec,
-    };
+        if (model.Input.IsDefault) return [];
+        var fields = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["data_format"] = Data.InputEncoding.FormatName(model.Input.Format),
+            ["hash_bits"] = model.Input.HashBits.ToString(CultureInfo.InvariantCulture),
+            ["feature_hash"] = Data.FeatureHash.Spec,
+        };
+        if (model.Input.Format == Data.DataFormat.Csv)
+        {
+            fields["csv_label_column"] = model.Input.LabelColumn!;
+            fields["csv_ignored_columns"] = model.Input.IgnoredColumns!;
+        }
+        return fields;
+    }
 
     /// <summary>
     /// CRC-32 of the tensors' bytes as stored (little-endian float32, back to back), followed by the UTF-8
@@ -277,7 +287,7 @@ public static class Safetensors
         return result;
     }
 
-    /// <summary>The model's input from <c>data_format</c> and <c>hash_bits</c> (both absent: the default).</summary>
+    /// <summary>The model's input from <c>data_format</c> and <c>hash_bits</c> (both absent: the default), and for CSV <c>csv_label_column</c> and <c>csv_ignored_columns</c>.</summary>
     private static Data.InputEncoding ReadInput(Dictionary<string, string> meta, int featureCount, string path)
     {
         bool hasFormat = meta.TryGetValue("data_format", out var formatText), hasBits = meta.TryGetValue("hash_bits", out var bitsText);
@@ -286,12 +296,15 @@ public static class Safetensors
         {
             "libfm" or null => Data.DataFormat.LibFm,
             "criteo" => Data.DataFormat.Criteo,
-            _ => throw Bad(path, $"__metadata__ data_format is '{formatText}', expected 'libfm' or 'criteo'"),
+            "csv" => Data.DataFormat.Csv,
+            _ => throw Bad(path, $"__metadata__ data_format is '{formatText}', expected 'libfm', 'criteo' or 'csv'"),
         };
         int bits = 0;
         if (hasBits && !int.TryParse(bitsText, NumberStyles.None, CultureInfo.InvariantCulture, out bits))
             throw Bad(path, $"__metadata__ 'hash_bits' = '{bitsText}' is not a non-negative integer");
-        var input = new Data.InputEncoding(format, bits);
+        meta.TryGetValue("csv_label_column", out var label);
+        meta.TryGetValue("csv_ignored_columns", out var ignored);
+        var input = new Data.InputEncoding(format, bits, label, ignored);
         try { input.Validate(); }
         catch (ArgumentException e) { throw Bad(path, $"__metadata__: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}", e); }
         if (bits > 0 && input.HashedFeatureCount != featureCount)

@@ -235,6 +235,11 @@ public static class OnnxExport
             ["hash_bits"] = model.Input.HashBits.ToString(CultureInfo.InvariantCulture),
         };
         if (model.Input.HashBits > 0) props["feature_hash"] = Data.FeatureHash.Spec;
+        if (model.Input.Format == Data.DataFormat.Csv)
+        {
+            props["csv_label_column"] = model.Input.LabelColumn!;
+            props["csv_ignored_columns"] = model.Input.IgnoredColumns!;
+        }
         foreach (var (key, value) in metadata?.Properties ?? [])
         {
             if (props.ContainsKey(key)) throw new ArgumentException($"metadata key '{key}' is reserved", nameof(metadata));

@@ -1,0 +1,42 @@
+namespace Afm.Gpu.Data;
+
+/// <summary>
+/// Comma-separated values with a header line, as click logs such as Avazu's come: the first line names the columns,
+/// one of them is the label, some may be left out (an id, a timestamp), and every other column is categorical.
+/// </summary>
+/// <remarks>
+/// <para>A field is the text between commas, or a quoted field (<c>"a,b"</c>, with <c>""</c> for a quote inside it,
+/// as RFC 4180 writes them; a field may not hold a line break). Lines end at LF, CRLF or CR; blank lines are skipped;
+/// a UTF-8 byte order mark before the header is skipped. Every line must have as many fields as the header.</para>
+/// <para>A present field <c>s</c> of column <c>col</c> becomes the feature <c>col=s</c> with value 1, hashed
+/// (<see cref="FeatureHash"/>), so that equal values in different columns differ and explanations group features by
+/// their column; an empty field is missing and gives no feature. The label must be a number (0/1 or -1/1 for
+/// logistic loss). Where labels are not needed (prediction, explanation) the label column may be absent from the
+/// header, as in data to be scored; columns are found by name, so their order may differ from the training data's.</para>
+/// </remarks>
+public static class CsvFormat
+{
+    /// <summary>The hash bits used when none are given: 2^20 embedding rows.</summary>
+    public const int DefaultHashBits = 20;
+
+    /// <summary>The label column's name when none is given.</summary>
+    public const string DefaultLabelColumn = "label";
+
+    /// <summary>The most columns a header may name.</summary>
+    public const int MaxColumns = 4096;
+
+    /// <summary>The most bytes a header line may have.</summary>
+    internal const int MaxHeaderBytes = 1 << 20;
+
+    /// <summary>The feature name of column <paramref name="column"/> holding <paramref name="text"/>: <c>column=text</c>.</summary>
+    public static string Feature(string column, string text) => $"{column}={text}";
+
+    /// <summary>Joins column names with commas, as <see cref="InputEncoding.IgnoredColumns"/> stores them.</summary>
+    public static string JoinColumns(IEnumerable<string> columns) => string.Join(",", columns);
+
+    /// <summary>Why <paramref name="name"/> cannot name a column (null when it can): it must be non-empty and hold no comma, quote or line break.</summary>
+    public static string? ColumnNameError(string? name) =>
+        string.IsNullOrEmpty(name) ? "a column name is empty"
+        : name.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? $"column name '{IO.Printable.Escape(name)}' holds a comma, quote or line break"
+        : null;
+}

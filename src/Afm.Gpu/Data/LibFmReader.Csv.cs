@@ -1,0 +1,216 @@
+using System.Text;
+
+namespace Afm.Gpu.Data;
+
+/// <summary>CSV text (<see cref="CsvFormat"/>): the header line, then one row per line.</summary>
+public static partial class LibFmReader
+{
+    /// <summary>
+    /// Reads the header line of CSV text from <paramref name="stream"/> into <paramref name="parser"/> and returns the
+    /// stream of the lines after it.
+    /// </summary>
+    private static Stream ReadCsvHeader(Stream stream, string name, ChunkParser parser)
+    {
+        var buffer = new byte[4096];
+        int length = 0, end;
+        bool eof = false;
+        while (true)
+        {
+            end = buffer.AsSpan(0, length).IndexOfAny((byte)'\n', (byte)'\r');
+            // a CR at the end of what was read may be the first half of a CRLF
+            if ((end >= 0 && !(buffer[end] == '\r' && end == length - 1 && !eof)) || eof) break;
+            if (length == buffer.Length)
+            {
+                if (length >= CsvFormat.MaxHeaderBytes)
+                    throw new DataFormatException(name, 1, $"the header line is longer than {CsvFormat.MaxHeaderBytes} bytes");
+                Array.Resize(ref buffer, 2 * length);
+            }
+            int n;
+            try
+            {
+                n = stream.Read(buffer, length, buffer.Length - length);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new DataFormatException(name, 0, "the gzip data is damaged: a block or its checksum is wrong, so the file cannot be read as written", e);
+            }
+            length += n;
+            eof = n == 0;
+        }
+        var text = buffer.AsSpan(0, length);
+        int start = text.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0;
+        if (text.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || text.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
+            throw new DataFormatException(name, 0, "is UTF-16 text; save it as UTF-8");
+        var header = end < 0 ? text[start..] : text[start..Math.Max(start, end)];
+        if (header.IndexOfAnyExcept((byte)' ', (byte)'\t') < 0)
+            throw new DataFormatException(name, 1, length == 0 ? "no header line: CSV data starts with a line naming its columns" : "the header line is blank: CSV data starts with a line naming its columns");
+        parser.SetCsvHeader(header, name);
+        int next = end < 0 ? length : end + (buffer[end] == '\r' && end + 1 < length && buffer[end + 1] == '\n' ? 2 : 1);
+        return new PrefixedStream(buffer.AsMemory(next, length - next), new UnownedStream(stream));
+    }
+
+    /// <summary>A stream read through without being disposed with its reader: the caller of the read owns it.</summary>
+    private sealed class UnownedStream(Stream inner) : IO.ReadOnlyStream
+    {
+        public override int Read(Span<byte> buffer) => inner.Read(buffer);
+    }
+
+    /// <summary>What each CSV column is, from the header.</summary>
+    private sealed class CsvLayout(byte[][] prefixes, int labelIndex, bool[] feature)
+    {
+        /// <summary>Columns of the header.</summary>
+        public int Count => feature.Length;
+
+        /// <summary>The label column's index, or -1 when it is absent (labels not needed).</summary>
+        public int LabelIndex => labelIndex;
+
+        /// <summary>Whether column j gives features.</summary>
+        public bool IsFeature(int j) => feature[j];
+
+        /// <summary>The UTF-8 bytes <c>name=</c> of column j.</summary>
+        public ReadOnlySpan<byte> Prefix(int j) => prefixes[j];
+    }
+
+    private sealed partial class ChunkParser
+    {
+        private CsvLayout? _csv;
+
+        /// <summary>Sets the columns from the CSV header line (line 1 of <paramref name="name"/>).</summary>
+        public void SetCsvHeader(ReadOnlySpan<byte> header, string name)
+        {
+            var names = new List<string>();
+            try
+            {
+                var rest = header;
+                while (true)
+                {
+                    var field = NextCsvField(ref rest, out bool last, out byte[]? unquoted);
+                    names.Add(Encoding.UTF8.GetString(unquoted ?? field));
+                    if (names.Count > CsvFormat.MaxColumns)
+                        throw Error($"the header names more than {CsvFormat.MaxColumns} columns");
+                    if (last) break;
+                }
+            }
+            catch (LineException e)
+            {
+                throw new DataFormatException(name, 1, $"header: {e.Message}");
+            }
+            var index = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (int j = 0; j < names.Count; j++)
+            {
+                string column = names[j].Trim();
+                if (column.Length == 0) throw new DataFormatException(name, 1, $"header: column {j + 1} has no name");
+                if (!index.TryAdd(column, j)) throw new DataFormatException(name, 1, $"header: column '{IO.Printable.Escape(column)}' appears twice");
+                names[j] = column;
+            }
+            var input = _o.Encoding;
+            string label = input.LabelColumn!;
+            int labelIndex = index.GetValueOrDefault(label, -1);
+            if (labelIndex < 0 && !_o.LabelOptional)
+                throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(label)}' for the label (--label-column names it); the columns are {Listed(names)}");
+            var feature = new bool[names.Count];
+            Array.Fill(feature, true);
+            if (labelIndex >= 0) feature[labelIndex] = false;
+            foreach (var ignored in input.IgnoredColumnList)
+            {
+                if (index.TryGetValue(ignored, out int j)) feature[j] = false;
+                else if (!_o.LabelOptional)
+                    throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(ignored)}' to ignore; the columns are {Listed(names)}");
+            }
+            _csv = new CsvLayout([.. names.Select(n => Encoding.UTF8.GetBytes(n + "="))], labelIndex, feature);
+        }
+
+        /// <summary>The first columns of a header, for a message.</summary>
+        private static string Listed(List<string> names) =>
+            string.Join(", ", names.Take(12).Select(n => IO.Printable.Escape(n))) + (names.Count > 12 ? $", ... ({names.Count} in all)" : "");
+
+        private void ParseCsvLine(ReadOnlySpan<byte> line, ParsedChunk chunk)
+        {
+            if (line.IndexOfAnyExcept((byte)' ', (byte)'\t') < 0) return;
+            var layout = _csv ?? throw new InvalidOperationException("CSV rows before the header");
+            Span<byte> name = stackalloc byte[256];
+            float label = 0f;
+            int column = 0;
+            var rest = line;
+            while (true)
+            {
+                var field = NextCsvField(ref rest, out bool last, out byte[]? unquoted);
+                if (unquoted is not null) field = unquoted;
+                if (column < layout.Count)
+                {
+                    if (column == layout.LabelIndex)
+                    {
+                        if (field.IsEmpty) throw Error($"the label (column {column + 1}) is empty");
+                        label = ParseLabel(field);
+                    }
+                    else if (layout.IsFeature(column) && !field.IsEmpty)
+                    {
+                        var prefix = layout.Prefix(column);
+                        if (prefix.Length + field.Length <= name.Length)
+                        {
+                            prefix.CopyTo(name);
+                            field.CopyTo(name[prefix.Length..]);
+                            AddHashed(chunk, name[..(prefix.Length + field.Length)]);
+                        }
+                        else
+                        {
+                            AddHashed(chunk, [.. prefix, .. field]);
+                        }
+                    }
+                }
+                column++;
+                if (last) break;
+            }
+            if (column != layout.Count)
+                throw Error($"{column} comma-separated fields; the header has {layout.Count}");
+            if (_o.MaxRowNonZeros > 0 && chunk.Ids.Count - chunk.RowStart(chunk.Rows) > _o.MaxRowNonZeros)
+                throw TooLong(chunk.Ids.Count - chunk.RowStart(chunk.Rows));
+            EndRow(chunk, label);
+        }
+
+        /// <summary>
+        /// The next field of <paramref name="rest"/> and advances past it and its comma; <paramref name="last"/> when no
+        /// comma follows. A quoted field is returned without its quotes, in <paramref name="unquoted"/> when it held
+        /// <c>""</c>.
+        /// </summary>
+        private static ReadOnlySpan<byte> NextCsvField(ref ReadOnlySpan<byte> rest, out bool last, out byte[]? unquoted)
+        {
+            unquoted = null;
+            if (rest.IsEmpty || rest[0] != '"')
+            {
+                int comma = rest.IndexOf((byte)',');
+                last = comma < 0;
+                var field = last ? rest : rest[..comma];
+                rest = last ? [] : rest[(comma + 1)..];
+                return field;
+            }
+            int at = 1;
+            List<byte>? copy = null;
+            while (true)
+            {
+                int quote = rest[at..].IndexOf((byte)'"');
+                if (quote < 0) throw Error("a quoted field has no closing quote (a field may not hold a line break)");
+                quote += at;
+                if (quote + 1 < rest.Length && rest[quote + 1] == '"')
+                {
+                    copy ??= [];
+                    copy.AddRange(rest[at..(quote + 1)]);
+                    at = quote + 2;
+                    continue;
+                }
+                var inside = rest[1..quote];
+                if (copy is not null)
+                {
+                    copy.AddRange(rest[at..quote]);
+                    unquoted = [.. copy];
+                }
+                var after = rest[(quote + 1)..];
+                if (!after.IsEmpty && after[0] != ',')
+                    throw Error($"text after the closing quote of a quoted field: '{Show(after[..Math.Min(after.Length, 20)])}'");
+                last = after.IsEmpty;
+                rest = last ? [] : after[1..];
+                return copy is null ? inside : [];
+            }
+        }
+    }
+}

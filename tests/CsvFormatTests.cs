@@ -1,0 +1,248 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Text;
+using Afm.Gpu.Data;
+using Afm.Gpu.Model;
+using Afm.Gpu.Model.Onnx;
+using CliApp = Afm.Cli.Cli;
+
+namespace Afm.Gpu.Tests;
+
+/// <summary>CSV with a header (<see cref="CsvFormat"/>): the reader, the model's files that keep its columns, the cache and the commands.</summary>
+public sealed class CsvFormatTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("afm-csv-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private const int Bits = 12;
+
+    private static LibFmReadOptions Csv(string label = "click", string ignored = "id", bool optional = false) =>
+        new() { Format = DataFormat.Csv, HashBits = Bits, LabelColumn = label, IgnoredColumns = ignored, LabelOptional = optional };
+
+    private string Write(string content, string name = "data.csv")
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, Encoding.UTF8.GetBytes(content));
+        return path;
+    }
+
+    private static int Row(string name) => FeatureHash.Row(name, Bits);
+
+    private static (int[] Ids, float[] Values, float Label) RowOf(SparseDataset d, int r)
+    {
+        long from = d.Offsets[r], to = d.Offsets[r + 1];
+        return (d.FeatureIds[(int)from..(int)to], d.Values[(int)from..(int)to], d.Labels[r]);
+    }
+
+    [Fact]
+    public void EachPresentFieldIsTheFeatureColumnEqualsTextAndTheLabelAndIgnoredColumnsAreNot()
+    {
+        // a BOM, CRLF and CR line ends, a quoted field with a comma, one with a doubled quote, an empty (missing) field, a blank line
+        string path = Write("\uFEFFid,click,site, app \r\n7,1,s1,a2\r\n8,0,\"s,1\",\r\n\n9,1,\"say \"\"hi\"\"\",\"\"\r10,-1,s1,a 2\n");
+        var d = LibFmReader.Read(path, Csv());
+        Assert.Equal(4, d.Rows);
+        Assert.Equal(1 << Bits, d.FeatureCount);
+        Assert.Equal([1f, 0f, 1f, -1f], d.Labels);
+        Assert.Equal([Row("site=s1"), Row("app=a2")], RowOf(d, 0).Ids);
+        Assert.Equal([1f, 1f], RowOf(d, 0).Values);
+        Assert.Equal([Row("site=s,1")], RowOf(d, 1).Ids); // the empty app is missing
+        Assert.Equal([Row("site=say \"hi\"")], RowOf(d, 2).Ids); // "" quoted is empty, so missing
+        Assert.Equal([Row("site=s1"), Row("app=a 2")], RowOf(d, 3).Ids); // the header's name is trimmed, a field's text is not
+    }
+
+    [Fact]
+    public void ColumnsAreFoundByNameSoTheirOrderDoesNotMatterAndScoringDataMayLackTheLabel()
+    {
+        var a = LibFmReader.Read(Write("id,click,site,app\n1,1,x,y\n2,0,z,y\n", "a.csv"), Csv());
+        var b = LibFmReader.Read(Write("app,site,click,id\ny,x,1,1\ny,z,0,2\n", "b.csv"), Csv());
+        for (int r = 0; r < 2; r++)
+        {
+            Assert.Equal(RowOf(a, r).Ids.Order(), RowOf(b, r).Ids.Order());
+            Assert.Equal(RowOf(a, r).Label, RowOf(b, r).Label);
+        }
+        // data to score: no label and no id column; the features are those of the labelled rows, every label 0
+        var s = LibFmReader.Read(Write("site,app\nx,y\nz,y\n", "s.csv"), Csv(optional: true));
+        for (int r = 0; r < 2; r++) Assert.Equal(RowOf(a, r).Ids.Order(), RowOf(s, r).Ids.Order());
+        Assert.Equal([0f, 0f], s.Labels);
+    }
+
+    [Fact]
+    public void SmallChunksOnManyThreadsReadTheSameRowsAsOneChunk()
+    {
+        var text = new StringBuilder("id,click,user,item,ctx\n");
+        var rng = new Random(5);
+        for (int i = 0; i < 3000; i++)
+            text.Append($"{i},{rng.Next(2)},u{rng.Next(90)},{(rng.Next(9) == 0 ? "\"i,q\"" : $"i{rng.Next(400)}")},{(rng.Next(4) == 0 ? "" : $"c{rng.Next(7)}")}\n");
+        string path = Write(text.ToString());
+        var one = LibFmReader.Read(path, Csv() with { ChunkBytes = 1 << 30, Threads = 1 });
+        foreach (int chunk in new[] { 64, 333, 4096 })
+        {
+            var many = LibFmReader.Read(path, Csv() with { ChunkBytes = chunk, Threads = 4 });
+            Assert.Equal(one.Offsets, many.Offsets);
+            Assert.Equal(one.FeatureIds, many.FeatureIds);
+            Assert.Equal(one.Labels, many.Labels);
+        }
+        Assert.Equal(3000, one.Rows);
+        // with names: every id is the hash of its column=value
+        var (_, names) = LibFmReader.ReadWithNames(path, Csv());
+        Assert.Equal("item", names.FieldNames[names.FieldOf(Row("item=i,q"))]);
+        Assert.Contains("item=i,q", names.NameOf(Row("item=i,q")));
+    }
+
+    [Theory]
+    [InlineData("id,click,site\n1,1,a\n2,0\n", 3, "2 comma-separated fields; the header has 3")]
+    [InlineData("id,click,site\n1,1,a,b\n", 2, "4 comma-separated fields; the header has 3")]
+    [InlineData("id,label,site\n1,1,a\n", 1, "header: no column 'click' for the label (--label-column names it); the columns are id, label, site")]
+    [InlineData("click,site\n1,a\n", 1, "header: no column 'id' to ignore")]
+    [InlineData("id,click,site,site\n1,1,a,b\n", 1, "header: column 'site' appears twice")]
+    [InlineData("id,click,,x\n1,1,a,b\n", 1, "header: column 3 has no name")]
+    [InlineData("", 1, "no header line")]
+    [InlineData(" \nid,click\n", 1, "the header line is blank")]
+    [InlineData("id,click,site\n1,,a\n", 2, "the label (column 2) is empty")]
+    [InlineData("id,click,site\n1,yes,a\n", 2, "malformed label 'yes'")]
+    [InlineData("id,click,site\n1,1,\"a\n", 2, "a quoted field has no closing quote")]
+    [InlineData("id,click,site\n1,1,\"a\"b\n", 2, "text after the closing quote")]
+    [InlineData("id,click,site\n", 0, "no data rows")]
+    public void BadCsvNamesTheFileLineAndProblem(string content, long line, string problem)
+    {
+        string path = Write(content);
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path, Csv()));
+        Assert.Equal(path, e.File);
+        Assert.Equal(line, e.Line);
+        Assert.Contains(problem, e.Problem);
+    }
+
+    [Fact]
+    public void LogisticLossRefusesANonBinaryLabelOnItsLine()
+    {
+        string path = Write("id,click,site\n1,1,a\n2,3,b\n");
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path, Csv() with { BinaryLabels = true }));
+        Assert.Equal(3, e.Line);
+        Assert.Contains("not binary", e.Problem);
+    }
+
+    private static AfmModel RandomModel(InputEncoding input)
+    {
+        var m = new AfmModel(ModelKind.Afm, 1 << input.HashBits, 4, 3, LossKind.Logistic) { Input = input };
+        var rng = new Random(3);
+        foreach (var (_, data, _) in m.Tensors())
+            for (int i = 0; i < data.Length; i++) data[i] = (float)rng.NextDouble() - 0.5f;
+        return m;
+    }
+
+    [Fact]
+    public void TheModelFileKeepsTheColumnsAsVersion3AndSafetensorsAndOnnxCarryThem()
+    {
+        var input = InputEncoding.Csv("click", 8, ["id", "hour"]);
+        Assert.Equal("id,hour", input.IgnoredColumns);
+        var model = RandomModel(input);
+        string path = Path.Combine(_dir, "m.afm");
+        ModelFile.Save(model, path);
+        Assert.Equal(3u, BinaryPrimitives.ReadUInt32LittleEndian(File.ReadAllBytes(path).AsSpan(8)));
+        var loaded = ModelFile.Load(path);
+        Assert.Equal(input, loaded.Input);
+        Assert.Equal(["id", "hour"], loaded.Input.IgnoredColumnList);
+        foreach (var (x, y) in model.Tensors().Zip(loaded.Tensors())) Assert.Equal(x.Data, y.Data);
+        var read = LibFmReadOptions.For(loaded, labelsMatter: false);
+        Assert.Equal((DataFormat.Csv, 8, "click", "id,hour", true), (read.Format, read.HashBits, read.LabelColumn, read.IgnoredColumns, read.LabelOptional));
+
+        string st = Path.Combine(_dir, "m.safetensors");
+        Safetensors.Export(model, st);
+        Assert.Equal(input, Safetensors.Import(st).Input);
+        var props = OnnxExport.Build(model, null, new OnnxExportOptions()).MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+        Assert.Equal(("csv", "click", "id,hour"), (props["data_format"], props["csv_label_column"], props["csv_ignored_columns"]));
+
+        // a version 3 header whose format is not CSV, and a CSV model's file relabelled version 2, are refused
+        byte[] bytes = File.ReadAllBytes(path);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 12), Afm.Gpu.Model.Crc32.Compute(bytes.AsSpan(0, bytes.Length - 12)));
+        File.WriteAllBytes(path, bytes);
+        Assert.Contains("cannot hold a model of CSV data", Assert.Throws<ModelFormatException>(() => ModelFile.Load(path)).Message);
+    }
+
+    [Theory]
+    [InlineData("", "", "label column: a column name is empty")]
+    [InlineData("click", "id,click", "'click' is the label column and cannot be ignored too")]
+    [InlineData("click", "id,id", "name a column twice")]
+    [InlineData("cl,ick", "", "holds a comma, quote or line break")]
+    public void InvalidColumnsAreRefused(string label, string ignored, string problem)
+    {
+        var e = Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 8, label, ignored).Validate());
+        Assert.Contains(problem, e.Message);
+        Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Criteo, 8, "click", "").Validate());
+        Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 0, "click", "").Validate());
+    }
+
+    [Fact]
+    public void TheCacheFingerprintOfOtherFormatsIsAsBeforeAndACsvOneHoldsItsColumns()
+    {
+        static ulong Old(int format, int bits) => XxHash64.HashToUInt64(Encoding.UTF8.GetBytes($"format={format};hash_bits={bits};max_rows=0"));
+        Assert.Equal(Old(0, 0), CacheFile.Fingerprint(new LibFmReadOptions()));
+        Assert.Equal(Old(1, 20), CacheFile.Fingerprint(new LibFmReadOptions { Format = DataFormat.Criteo, HashBits = 20 }));
+        var csv = Csv();
+        Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { LabelColumn = "y" }));
+        Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { IgnoredColumns = "" }));
+        Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { LabelOptional = true }));
+
+        string text = Write("id,click,site\n1,1,a\n2,0,b\n");
+        string cache = Path.Combine(_dir, "d.afmbin");
+        CacheFile.Write(text, cache, csv);
+        using var file = CacheFile.Open(cache);
+        file.CheckAgainst(csv);
+        file.CheckAgainst(csv with { LabelOptional = true }); // labelled rows serve scoring too
+        var e = Assert.Throws<DataFormatException>(() => file.CheckAgainst(csv with { IgnoredColumns = "" }));
+        Assert.Contains("another label column or other ignored columns", e.Problem);
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CliApp.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    [Fact]
+    public void TrainPredictEvaluateAndExplainReadCsvByTheModelsColumns()
+    {
+        var rng = new Random(9);
+        string Line(bool label)
+        {
+            int site = rng.Next(12), app = rng.Next(10);
+            int y = rng.NextDouble() < (site % 3 == app % 3 ? 0.8 : 0.2) ? 1 : 0;
+            return label ? $"{rng.Next()},{y},{site},a{app},{rng.Next(3)}" : $"{rng.Next(3)},a{app},{site}";
+        }
+        string train = Write("id,click,site,app,banner\n" + string.Concat(Enumerable.Range(0, 1500).Select(_ => Line(true) + "\n")), "train.csv");
+        string score = Write("banner,app,site\n" + string.Concat(Enumerable.Range(0, 40).Select(_ => Line(false) + "\n")), "score.csv");
+        string model = Path.Combine(_dir, "m.afm");
+        var (code, output, err) = Run("train", "--train", train, "--format", "csv", "--label-column", "click", "--ignore-columns", "id",
+            "--hash-bits", "10", "--loss", "logistic", "-k", "4", "-t", "4", "--epochs", "3", "--keep1", "1", "--pretrain-keep1", "1", "--lambda", "0",
+            "--accelerator", "cpu", "-o", model);
+        Assert.True(code == 0, err + output);
+        Assert.Equal(InputEncoding.Csv("click", 10, ["id"]), ModelFile.Load(model).Input);
+
+        string predictions = Path.Combine(_dir, "p.txt");
+        (code, output, err) = Run("predict", "-m", model, "-d", score, "-o", predictions, "--accelerator", "cpu");
+        Assert.True(code == 0, err + output);
+        var p = File.ReadAllLines(predictions).Select(float.Parse).ToArray();
+        Assert.Equal(40, p.Length);
+        Assert.All(p, x => Assert.InRange(x, 0f, 1f));
+
+        (code, output, err) = Run("evaluate", "-m", model, "-d", train, "--accelerator", "cpu");
+        Assert.True(code == 0, err + output);
+        Assert.Contains("auc", output);
+        (code, _, err) = Run("evaluate", "-m", model, "-d", score, "--accelerator", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("score.csv:1: header: no column 'click' for the label", err);
+        Assert.DoesNotContain("   at ", err);
+
+        (code, output, err) = Run("explain", "-m", model, "-d", train, "--accelerator", "cpu");
+        Assert.True(code == 0, err + output);
+        Assert.Contains("site x app", output);
+
+        (code, _, err) = Run("train", "--train", train, "--format", "libfm", "--label-column", "click");
+        Assert.Equal(1, code);
+        Assert.Contains("--label-column and --ignore-columns name columns of --format csv", err);
+    }
+}
