@@ -254,7 +254,9 @@ public sealed class HashedModelTests : IDisposable
 
     [Theory]
     [InlineData(new[] { "--hash-bits", "31" }, "--hash-bits 31: must be in 1..30")]
-    [InlineData(new[] { "--format", "csv" }, "--format csv: use libfm or criteo")]
+    [InlineData(new[] { "--format", "tsv" }, "--format tsv: use libfm, criteo or csv")]
+    [InlineData(new[] { "--format", "csv", "--hash-bits", "0" }, "the csv format is always hashed")]
+    [InlineData(new[] { "--format", "csv", "--ignore-columns", "label" }, "--ignore-columns label: column 'label' is the label column and cannot be ignored too")]
     [InlineData(new[] { "--format", "criteo", "--hash-bits", "0" }, "the criteo format is always hashed")]
     [InlineData(new string[0], ":2: feature 'user=3' is named, not a numeric id:value; hash named features with --hash-bits B")]
     public void BadHashingInputIsOneLine(string[] extra, string message)

@@ -226,12 +226,12 @@ public static class ModelFile
     {
         var format = (Data.DataFormat)r.UInt32("data format");
         int bits = r.Int32("hash bits");
+        if ((version == FormatVersion) != (format == Data.DataFormat.Csv))
+            throw r.Error(format == Data.DataFormat.Csv ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {FormatVersion})"
+                : $"format version {version} is for models of CSV data, but the data format is {(uint)format}");
         var input = version == FormatVersion
             ? new Data.InputEncoding(format, bits, r.String("label column"), r.String("ignored columns"))
             : new Data.InputEncoding(format, bits);
-        if ((version == FormatVersion) != (format == Data.DataFormat.Csv))
-            throw r.Error(format == Data.DataFormat.Csv ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {FormatVersion})"
-                : $"format version {version} is for models of CSV data, but the data format is {(int)format}");
         try { input.Validate(); }
         catch (ArgumentException e) { throw r.Error(e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal), e); }
         if (input.HashBits > 0 && input.HashedFeatureCount != featureCount)
