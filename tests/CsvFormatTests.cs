@@ -114,6 +114,18 @@ public sealed class CsvFormatTests : IDisposable
     }
 
     [Fact]
+    public void CsvReadAsLibFmOrCriteoSaysToUseTheCsvFormat()
+    {
+        string path = Write("id,click,site\n1,1,a\n");
+        foreach (var options in new[] { new LibFmReadOptions(), new LibFmReadOptions { HashBits = 8 }, new LibFmReadOptions { Format = DataFormat.Criteo, HashBits = 8 } })
+        {
+            var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path, options));
+            Assert.Equal(1, e.Line);
+            Assert.Contains("use the csv format: --format csv", e.Problem);
+        }
+    }
+
+    [Fact]
     public void LogisticLossRefusesANonBinaryLabelOnItsLine()
     {
         string path = Write("id,click,site\n1,1,a\n2,3,b\n");

@@ -96,6 +96,8 @@ public static partial class LibFmReader
             var token = NextToken(ref rest);
             if (token.Contains((byte)':'))
                 throw Error($"missing label (first token '{Show(token)}' is a feature)");
+            if (token.Contains((byte)',') && !TryParseFloat(token, out _))
+                throw Error($"malformed label '{Show(token)}' (expected a number; for comma-separated text with a header line, use the csv format: --format csv)");
             float label = ParseLabel(token);
             int start = chunk.Ids.Count;
             while (!(token = NextToken(ref rest)).IsEmpty)
@@ -213,7 +215,8 @@ public static partial class LibFmReader
             if (IsBlankOrComment(line)) return;
             int columns = line.Count((byte)'\t') + 1;
             if (columns != CriteoFormat.Columns)
-                throw Error($"{columns} tab-separated columns; a Criteo line has {CriteoFormat.Columns} (label, I1..I{CriteoFormat.IntegerColumns}, C1..C{CriteoFormat.CategoricalColumns})");
+                throw Error($"{columns} tab-separated columns; a Criteo line has {CriteoFormat.Columns} (label, I1..I{CriteoFormat.IntegerColumns}, C1..C{CriteoFormat.CategoricalColumns})"
+                    + (columns == 1 && line.Contains((byte)',') ? "; for comma-separated text with a header line, use the csv format: --format csv" : ""));
             Span<byte> name = stackalloc byte[256];
             var rest = line;
             float label = ParseLabel(NextColumn(ref rest));
