@@ -24,17 +24,18 @@ internal static class ParseBench
             Console.WriteLine("MB/s: text per second of wall time; MB/cpu-s: per second of the process's CPU time (all its threads: parse");
             Console.WriteLine("workers, the reading and block-building thread, GC), the figure per core");
             Console.WriteLine($"{"file",-26} {"threads",7} {"MB/s",9} {"MB/cpu-s",9} {"rows/s",12}");
-            var files = new (string Name, Action<StringBuilder, Random> Line, LibFmReadOptions Options)[]
+            var files = new (string Name, Action<StringBuilder, Random> Line, LibFmReadOptions Options, string? Header)[]
             {
-                ("libfm ids", NumericLine, new LibFmReadOptions()),
-                ("libfm ids, hashed", NumericLine, new LibFmReadOptions { HashBits = 20 }),
-                ("libfm names, hashed", NamedLine, new LibFmReadOptions { HashBits = 20 }),
-                ("criteo tsv", CriteoLine, new LibFmReadOptions { Format = DataFormat.Criteo, HashBits = 20 }),
+                ("libfm ids", NumericLine, new LibFmReadOptions(), null),
+                ("libfm ids, hashed", NumericLine, new LibFmReadOptions { HashBits = 20 }, null),
+                ("libfm names, hashed", NamedLine, new LibFmReadOptions { HashBits = 20 }, null),
+                ("criteo tsv", CriteoLine, new LibFmReadOptions { Format = DataFormat.Criteo, HashBits = 20 }, null),
+                ("csv (avazu-like)", CsvLine, new LibFmReadOptions { Format = DataFormat.Csv, HashBits = 20, LabelColumn = "click", IgnoredColumns = "id" }, CsvHeader),
             };
-            foreach (var (name, line, options) in files)
+            foreach (var (name, line, options, header) in files)
             {
                 string path = Path.Combine(dir, "data.txt");
-                long bytes = Generate(path, o.ParseMegabytes << 20, line);
+                long bytes = Generate(path, o.ParseMegabytes << 20, line, header);
                 foreach (int threads in all > 1 ? new[] { 1, all } : [1])
                 {
                     var (seconds, cpuSeconds, rows) = Time(path, options with { Threads = threads }, minSeconds);
@@ -74,12 +75,17 @@ internal static class ParseBench
         return rows;
     }
 
-    private static long Generate(string path, long bytes, Action<StringBuilder, Random> line)
+    private static long Generate(string path, long bytes, Action<StringBuilder, Random> line, string? header = null)
     {
         var rng = new Random(2017);
         var sb = new StringBuilder();
         using var w = new StreamWriter(path, false, new UTF8Encoding(false), 1 << 20);
         long written = 0;
+        if (header is not null)
+        {
+            w.Write(header + "\n");
+            written += header.Length + 1;
+        }
         while (written < bytes)
         {
             sb.Clear();
@@ -105,6 +111,22 @@ internal static class ParseBench
         sb.Append(rng.Next(2));
         for (int j = 0; j < Columns; j++)
             sb.Append(" C").Append(j + 1).Append('=').Append(rng.Next().ToString("x8", CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>The header of <see cref="CsvLine"/>: Avazu's columns (an id, the click, the hour, 21 categorical columns).</summary>
+    private static readonly string CsvHeader = "id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,app_domain,app_category,"
+        + "device_id,device_ip,device_model,device_type,device_conn_type,C14,C15,C16,C17,C18,C19,C20,C21";
+
+    /// <summary>An Avazu-like CSV line: a 20-digit id, a 0/1 click, the hour, 8-hex ids and small integers.</summary>
+    private static void CsvLine(StringBuilder sb, Random rng)
+    {
+        sb.Append(rng.NextInt64(long.MaxValue)).Append(',').Append(rng.Next(2)).Append(",141021").Append(rng.Next(10, 31)).Append(rng.Next(10, 24));
+        for (int j = 0; j < 21; j++)
+        {
+            sb.Append(',');
+            if (j is 0 or 1 or >= 11) sb.Append(rng.Next(j == 0 ? 10 : 3000));
+            else sb.Append(rng.Next().ToString("x8", CultureInfo.InvariantCulture));
+        }
     }
 
     /// <summary>A Criteo TSV line: label, 13 integers, 26 hex categories, about one in ten missing.</summary>
