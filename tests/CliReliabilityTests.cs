@@ -102,6 +102,12 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         (rc, output) = PythonProcess.Run("dotnet", $"\"{cli}\" train --train - --test - -a cpu -o \"{PathOf("x.afm")}\"", stdin: sb.ToString());
         Assert.Equal(CliApp.UserError, rc);
         Assert.Contains("afm-gpu: error: -: standard input is read once, so only one data file can be '-'", output);
+
+        // a problem in the piped text names standard input and its line, not the device file it is read through
+        (rc, output) = PythonProcess.Run("dotnet", $"\"{cli}\" predict -m \"{model}\" -d - -a cpu", stdin: "1 3:1\n1 3:x\n");
+        Assert.Equal(CliApp.UserError, rc);
+        Assert.Contains("afm-gpu: error: standard input:2: malformed token '3:x'", output);
+        Assert.DoesNotContain("/dev/stdin", output);
     }
 
     [Fact]

@@ -161,6 +161,7 @@ public static class Cli
             ArgumentException a when a.ParamName is not null => a.Message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal),
             OutOfMemoryException => "out of memory: the data, the model (-k/--dim, -t/--attention-factor, feature ids) or the batch (--batch) is too large for this machine",
             ILGPU.Runtime.AcceleratorException or ILGPU.CapabilityNotSupportedException => $"device error: {e.Message}",
+            DataFormatException { File: DataFiles.StandardInput } d => d.Line > 0 ? $"standard input:{d.Line}: {d.Problem}" : $"standard input: {d.Problem}",
             _ when IsUserError(e) => e.Message,
             _ => $"internal error: {e.GetType().Name}: {e.Message}",
         };

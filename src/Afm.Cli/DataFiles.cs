@@ -102,7 +102,7 @@ internal sealed class DataFiles(IDataOptions o, TextWriter stdout) : IDisposable
     }
 
     /// <summary>Where standard input is read from as a file: a data file given as <c>-</c>.</summary>
-    private const string StandardInput = "/dev/stdin";
+    internal const string StandardInput = "/dev/stdin";
 
     private bool _standardInputRead;
 
