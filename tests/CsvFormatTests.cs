@@ -52,6 +52,27 @@ public sealed class CsvFormatTests : IDisposable
     }
 
     [Fact]
+    public void ANumericColumnIsOneFeatureValuedByItsField()
+    {
+        string path = Write("id,click,age,site,price\n1,1,31,s1,2.5e1\n2,0,,s2,-0.25\n3,1,7,,\n");
+        var d = LibFmReader.Read(path, Csv() with { NumericColumns = "age,price" });
+        Assert.Equal([Row("age"), Row("site=s1"), Row("price")], RowOf(d, 0).Ids);
+        Assert.Equal([31f, 1f, 25f], RowOf(d, 0).Values);
+        Assert.Equal([Row("site=s2"), Row("price")], RowOf(d, 1).Ids); // an empty numeric field is missing
+        Assert.Equal([1f, -0.25f], RowOf(d, 1).Values);
+        Assert.Equal([Row("age")], RowOf(d, 2).Ids);
+        Assert.Equal([7f], RowOf(d, 2).Values);
+
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click,age\n1,1,old\n", "bad.csv"), Csv() with { NumericColumns = "age" }));
+        Assert.Equal(2, e.Line);
+        Assert.Contains("column 'age': 'old' is not a number (it is a numeric column)", e.Problem);
+        e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click,age\n1,1,1e39\n", "big.csv"), Csv() with { NumericColumns = "age" }));
+        Assert.Contains("not finite", e.Problem);
+        e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click\n1,1\n", "none.csv"), Csv() with { NumericColumns = "age" }));
+        Assert.Equal((1L, true), (e.Line, e.Problem.Contains("no column 'age' of numbers")));
+    }
+
+    [Fact]
     public void ColumnsAreFoundByNameSoTheirOrderDoesNotMatterAndScoringDataMayLackTheLabel()
     {
         var a = LibFmReader.Read(Write("id,click,site,app\n1,1,x,y\n2,0,z,y\n", "a.csv"), Csv());
@@ -146,8 +167,8 @@ public sealed class CsvFormatTests : IDisposable
     [Fact]
     public void TheModelFileKeepsTheColumnsAsVersion3AndSafetensorsAndOnnxCarryThem()
     {
-        var input = InputEncoding.Csv("click", 8, ["id", "hour"]);
-        Assert.Equal("id,hour", input.IgnoredColumns);
+        var input = InputEncoding.Csv("click", 8, ["id", "hour"], ["age"]);
+        Assert.Equal(("id,hour", "age"), (input.IgnoredColumns, input.NumericColumns));
         var model = RandomModel(input);
         string path = Path.Combine(_dir, "m.afm");
         ModelFile.Save(model, path);
@@ -157,13 +178,13 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Equal(["id", "hour"], loaded.Input.IgnoredColumnList);
         foreach (var (x, y) in model.Tensors().Zip(loaded.Tensors())) Assert.Equal(x.Data, y.Data);
         var read = LibFmReadOptions.For(loaded, labelsMatter: false);
-        Assert.Equal((DataFormat.Csv, 8, "click", "id,hour", true), (read.Format, read.HashBits, read.LabelColumn, read.IgnoredColumns, read.LabelOptional));
+        Assert.Equal((DataFormat.Csv, 8, "click", "id,hour", "age", true), (read.Format, read.HashBits, read.LabelColumn, read.IgnoredColumns, read.NumericColumns, read.LabelOptional));
 
         string st = Path.Combine(_dir, "m.safetensors");
         Safetensors.Export(model, st);
         Assert.Equal(input, Safetensors.Import(st).Input);
         var props = OnnxExport.Build(model, null, new OnnxExportOptions()).MetadataProps.ToDictionary(p => p.Key, p => p.Value);
-        Assert.Equal(("csv", "click", "id,hour"), (props["data_format"], props["csv_label_column"], props["csv_ignored_columns"]));
+        Assert.Equal(("csv", "click", "id,hour", "age"), (props["data_format"], props["csv_label_column"], props["csv_ignored_columns"], props["csv_numeric_columns"]));
 
         // a version 3 header whose format is not CSV, and a CSV model's file relabelled version 2, are refused
         byte[] bytes = File.ReadAllBytes(path);
@@ -178,12 +199,16 @@ public sealed class CsvFormatTests : IDisposable
     [InlineData("click", "id,click", "'click' is the label column and cannot be ignored too")]
     [InlineData("click", "id,id", "name a column twice")]
     [InlineData("cl,ick", "", "holds a comma, quote or line break")]
-    public void InvalidColumnsAreRefused(string label, string ignored, string problem)
+    [InlineData("click", "id", "'id' is ignored and cannot be a numeric feature too", "id")]
+    [InlineData("click", "", "'click' is the label column and cannot be a numeric feature too", "click")]
+    [InlineData("click", "", "numeric columns 'a,a' name a column twice", "a,a")]
+    public void InvalidColumnsAreRefused(string label, string ignored, string problem, string numeric = "")
     {
-        var e = Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 8, label, ignored).Validate());
+        var e = Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 8, label, ignored, numeric).Validate());
         Assert.Contains(problem, e.Message);
         Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Criteo, 8, "click", "").Validate());
-        Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 0, "click", "").Validate());
+        Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 0, "click", "", "").Validate());
+        Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 8, "click", "").Validate()); // numeric columns not given
     }
 
     [Fact]
@@ -196,6 +221,8 @@ public sealed class CsvFormatTests : IDisposable
         Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { LabelColumn = "y" }));
         Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { IgnoredColumns = "" }));
         Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { LabelOptional = true }));
+        Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { NumericColumns = "site" }));
+        Assert.Equal(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { NumericColumns = "" }));
 
         string text = Write("id,click,site\n1,1,a\n2,0,b\n");
         string cache = Path.Combine(_dir, "d.afmbin");
@@ -204,7 +231,7 @@ public sealed class CsvFormatTests : IDisposable
         file.CheckAgainst(csv);
         file.CheckAgainst(csv with { LabelOptional = true }); // labelled rows serve scoring too
         var e = Assert.Throws<DataFormatException>(() => file.CheckAgainst(csv with { IgnoredColumns = "" }));
-        Assert.Contains("another label column or other ignored columns", e.Problem);
+        Assert.Contains("other label, ignored or numeric columns", e.Problem);
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
@@ -223,16 +250,16 @@ public sealed class CsvFormatTests : IDisposable
         {
             int site = rng.Next(12), app = rng.Next(10);
             int y = rng.NextDouble() < (site % 3 == app % 3 ? 0.8 : 0.2) ? 1 : 0;
-            return label ? $"{rng.Next()},{y},{site},a{app},{rng.Next(3)}" : $"{rng.Next(3)},a{app},{site}";
+            return label ? $"{rng.Next()},{y},{site},a{app},{rng.Next(3)},{rng.NextDouble():F3}" : $"{rng.Next(3)},a{app},{site}";
         }
-        string train = Write("id,click,site,app,banner\n" + string.Concat(Enumerable.Range(0, 1500).Select(_ => Line(true) + "\n")), "train.csv");
+        string train = Write("id,click,site,app,banner,score\n" + string.Concat(Enumerable.Range(0, 1500).Select(_ => Line(true) + "\n")), "train.csv");
         string score = Write("banner,app,site\n" + string.Concat(Enumerable.Range(0, 40).Select(_ => Line(false) + "\n")), "score.csv");
         string model = Path.Combine(_dir, "m.afm");
         var (code, output, err) = Run("train", "--train", train, "--format", "csv", "--label-column", "click", "--ignore-columns", "id",
-            "--hash-bits", "10", "--loss", "logistic", "-k", "4", "-t", "4", "--epochs", "3", "--keep1", "1", "--pretrain-keep1", "1", "--lambda", "0",
+            "--numeric-columns", "score", "--hash-bits", "10", "--loss", "logistic", "-k", "4", "-t", "4", "--epochs", "3", "--keep1", "1", "--pretrain-keep1", "1", "--lambda", "0",
             "--accelerator", "cpu", "-o", model);
         Assert.True(code == 0, err + output);
-        Assert.Equal(InputEncoding.Csv("click", 10, ["id"]), ModelFile.Load(model).Input);
+        Assert.Equal(InputEncoding.Csv("click", 10, ["id"], ["score"]), ModelFile.Load(model).Input);
 
         string predictions = Path.Combine(_dir, "p.txt");
         (code, output, err) = Run("predict", "-m", model, "-d", score, "-o", predictions, "--accelerator", "cpu");
@@ -255,6 +282,6 @@ public sealed class CsvFormatTests : IDisposable
 
         (code, _, err) = Run("train", "--train", train, "--format", "libfm", "--label-column", "click");
         Assert.Equal(1, code);
-        Assert.Contains("--label-column and --ignore-columns name columns of --format csv", err);
+        Assert.Contains("--label-column, --ignore-columns and --numeric-columns name columns of --format csv, not of libfm", err);
     }
 }

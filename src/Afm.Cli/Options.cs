@@ -32,6 +32,9 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("ignore-columns", HelpText = "--format csv: comma-separated header names of columns that are not features (an id, a timestamp). Stored in the model.")]
     public string? IgnoreColumns { get; set; }
 
+    [Option("numeric-columns", HelpText = "--format csv: comma-separated header names of columns of numbers, each one feature valued by its field (others are categorical). Stored in the model.")]
+    public string? NumericColumns { get; set; }
+
     [Option("validation", HelpText = "Validation data for early stopping. Default: hold out --validation-fraction of the training rows.")]
     public string? ValidationFile { get; set; }
 
@@ -227,6 +230,9 @@ internal sealed class CacheOptions
 
     [Option("ignore-columns", HelpText = "--format csv: the columns that are not features, as for train.")]
     public string? IgnoreColumns { get; set; }
+
+    [Option("numeric-columns", HelpText = "--format csv: the columns of numbers, as for train.")]
+    public string? NumericColumns { get; set; }
 }
 
 [Verb("devices", HelpText = "List the accelerators on this machine.")]

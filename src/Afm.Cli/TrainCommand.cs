@@ -261,19 +261,19 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private InputEncoding InputEncodingOf(bool demo)
     {
-        if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase) || o.LabelColumn is not null || o.IgnoreColumns is not null))
-            throw new ArgumentException("--format, --hash-bits, --label-column and --ignore-columns apply to data given with --train, not to the demo");
-        var encoding = EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, stdout);
+        if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase) || o.LabelColumn is not null || o.IgnoreColumns is not null || o.NumericColumns is not null))
+            throw new ArgumentException("--format, --hash-bits and the CSV columns (--label-column, --ignore-columns, --numeric-columns) apply to data given with --train, not to the demo");
+        var encoding = EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, o.NumericColumns, stdout);
         if (encoding.Format == DataFormat.Criteo && o.Loss is null)
             stdout.WriteLine("criteo: logistic loss on the click labels (the default; --loss squared to change)");
         return encoding;
     }
 
     /// <summary>
-    /// The data format, hashing and CSV columns from --format, --hash-bits, --label-column and --ignore-columns, saying
-    /// when a format's default hash bits or label column are taken.
+    /// The data format, hashing and CSV columns from --format, --hash-bits, --label-column, --ignore-columns and
+    /// --numeric-columns, saying when a format's default hash bits or label column are taken.
     /// </summary>
-    internal static InputEncoding EncodingOf(string formatName, int? hashBits, string? labelColumn, string? ignoreColumns, TextWriter stdout)
+    internal static InputEncoding EncodingOf(string formatName, int? hashBits, string? labelColumn, string? ignoreColumns, string? numericColumns, TextWriter stdout)
     {
         var format = formatName.ToLowerInvariant() switch
         {
@@ -287,8 +287,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             throw new ArgumentException($"--hash-bits {hashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing, libfm only)");
         if (format != DataFormat.LibFm && hashBits == 0)
             throw new ArgumentException($"--hash-bits 0: the {name} format is always hashed; give 1..{FeatureHash.MaxBits}");
-        if (format != DataFormat.Csv && (labelColumn is not null || ignoreColumns is not null))
-            throw new ArgumentException($"--label-column and --ignore-columns name columns of --format csv, not of {name}");
+        if (format != DataFormat.Csv && (labelColumn is not null || ignoreColumns is not null || numericColumns is not null))
+            throw new ArgumentException($"--label-column, --ignore-columns and --numeric-columns name columns of --format csv, not of {name}");
         int bits = hashBits ?? format switch { DataFormat.Criteo => CriteoFormat.DefaultHashBits, DataFormat.Csv => CsvFormat.DefaultHashBits, _ => 0 };
         if (format != DataFormat.LibFm && hashBits is null)
             stdout.WriteLine($"{name}: hashing features into 2^{bits} embedding rows (the default; --hash-bits B to change)");
@@ -297,10 +297,14 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             stdout.WriteLine($"csv: the label is the column '{CsvFormat.DefaultLabelColumn}' (the default; --label-column NAME to change)");
         string label = labelColumn?.Trim() ?? CsvFormat.DefaultLabelColumn;
         if (CsvFormat.ColumnNameError(label) is { } bad) throw new ArgumentException($"--label-column {labelColumn}: {bad}");
-        var ignored = (ignoreColumns ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        var encoding = InputEncoding.Csv(label, bits, ignored);
+        static string[] Names(string? list) => (list ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var encoding = InputEncoding.Csv(label, bits, Names(ignoreColumns), Names(numericColumns));
         try { encoding.Validate(); }
-        catch (ArgumentException e) { throw new ArgumentException($"--ignore-columns {ignoreColumns}: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}"); }
+        catch (ArgumentException e)
+        {
+            string option = e.ParamName == nameof(InputEncoding.NumericColumns) ? $"--numeric-columns {numericColumns}" : $"--ignore-columns {ignoreColumns}";
+            throw new ArgumentException($"{option}: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}");
+        }
         return encoding;
     }
 

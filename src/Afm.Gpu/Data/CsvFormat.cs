@@ -8,9 +8,10 @@ namespace Afm.Gpu.Data;
 /// <para>A field is the text between commas, or a quoted field (<c>"a,b"</c>, with <c>""</c> for a quote inside it,
 /// as RFC 4180 writes them; a field may not hold a line break). Lines end at LF, CRLF or CR; blank lines are skipped;
 /// a UTF-8 byte order mark before the header is skipped. Every line must have as many fields as the header.</para>
-/// <para>A present field <c>s</c> of column <c>col</c> becomes the feature <c>col=s</c> with value 1, hashed
-/// (<see cref="FeatureHash"/>), so that equal values in different columns differ and explanations group features by
-/// their column; an empty field is missing and gives no feature. The label must be a number (0/1 or -1/1 for
+/// <para>A present field <c>s</c> of a categorical column <c>col</c> becomes the feature <c>col=s</c> with value 1, so
+/// that equal values in different columns differ and explanations group features by their column; a field of a numeric
+/// column (<see cref="InputEncoding.NumericColumns"/>) is the feature <c>col</c> with the field as its value. Features
+/// are hashed (<see cref="FeatureHash"/>); an empty field is missing and gives no feature. The label must be a number (0/1 or -1/1 for
 /// logistic loss). Where labels are not needed (prediction, explanation) the label column may be absent from the
 /// header, as in data to be scored; columns are found by name, so their order may differ from the training data's.</para>
 /// </remarks>

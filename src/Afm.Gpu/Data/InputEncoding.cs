@@ -24,14 +24,23 @@ public enum DataFormat
 /// <param name="LabelColumn">CSV only: the header name of the label column.</param>
 /// <param name="IgnoredColumns">CSV only: the header names of the columns that are neither label nor feature, joined by
 /// commas (<c>""</c>: none); see <see cref="CsvFormat.JoinColumns"/>.</param>
-public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0, string? LabelColumn = null, string? IgnoredColumns = null)
+/// <param name="NumericColumns">CSV only: the header names of the columns whose fields are numbers, each the feature
+/// named after its column with the field as its value, joined by commas (<c>""</c>: none; every other column is
+/// categorical).</param>
+public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0, string? LabelColumn = null, string? IgnoredColumns = null, string? NumericColumns = null)
 {
-    /// <summary>CSV whose label is the column <paramref name="labelColumn"/>, hashed into 2^<paramref name="hashBits"/> rows, with the columns <paramref name="ignoredColumns"/> left out.</summary>
-    public static InputEncoding Csv(string labelColumn, int hashBits = CsvFormat.DefaultHashBits, IEnumerable<string>? ignoredColumns = null) =>
-        new(DataFormat.Csv, hashBits, labelColumn, CsvFormat.JoinColumns(ignoredColumns ?? []));
+    /// <summary>
+    /// CSV whose label is the column <paramref name="labelColumn"/>, hashed into 2^<paramref name="hashBits"/> rows, with
+    /// the columns <paramref name="ignoredColumns"/> left out and the columns <paramref name="numericColumns"/> read as numbers.
+    /// </summary>
+    public static InputEncoding Csv(string labelColumn, int hashBits = CsvFormat.DefaultHashBits, IEnumerable<string>? ignoredColumns = null, IEnumerable<string>? numericColumns = null) =>
+        new(DataFormat.Csv, hashBits, labelColumn, CsvFormat.JoinColumns(ignoredColumns ?? []), CsvFormat.JoinColumns(numericColumns ?? []));
 
     /// <summary>The ignored CSV columns as a list (empty for other formats).</summary>
     public IReadOnlyList<string> IgnoredColumnList => string.IsNullOrEmpty(IgnoredColumns) ? [] : IgnoredColumns.Split(',');
+
+    /// <summary>The numeric CSV columns as a list (empty for other formats).</summary>
+    public IReadOnlyList<string> NumericColumnList => string.IsNullOrEmpty(NumericColumns) ? [] : NumericColumns.Split(',');
 
     /// <summary>libFM text with numeric ids and no hashing: what a model file without this information means.</summary>
     public static InputEncoding Default { get; } = new();
@@ -44,7 +53,7 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
 
     /// <summary>A short description, e.g. <c>criteo, hashed into 2^20 rows (xxh64, seed 0)</c>.</summary>
     public override string ToString() =>
-        $"{FormatName(Format)}{(Format == DataFormat.Csv ? $" (label column '{LabelColumn}'{(IgnoredColumnList.Count > 0 ? $", ignoring {string.Join(", ", IgnoredColumnList)}" : "")})" : "")}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
+        $"{FormatName(Format)}{(Format == DataFormat.Csv ? $" (label column '{LabelColumn}'{(IgnoredColumnList.Count > 0 ? $", ignoring {string.Join(", ", IgnoredColumnList)}" : "")}{(NumericColumnList.Count > 0 ? $", numeric {string.Join(", ", NumericColumnList)}" : "")})" : "")}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
 
     /// <summary>The format's name as the command line spells it (<c>libfm</c>, <c>criteo</c>).</summary>
     public static string FormatName(DataFormat format) => format switch
@@ -67,6 +76,7 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
         {
             if (CsvFormat.ColumnNameError(LabelColumn) is { } label) throw new ArgumentException($"label column: {label}", nameof(LabelColumn));
             if (IgnoredColumns is null) throw new ArgumentException("the csv format needs its ignored columns (\"\" for none)", nameof(IgnoredColumns));
+            if (NumericColumns is null) throw new ArgumentException("the csv format needs its numeric columns (\"\" for none)", nameof(NumericColumns));
             var ignored = IgnoredColumnList;
             foreach (var name in ignored)
             {
@@ -75,9 +85,18 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
             }
             if (ignored.Distinct(StringComparer.Ordinal).Count() != ignored.Count)
                 throw new ArgumentException($"ignored columns '{IgnoredColumns}' name a column twice", nameof(IgnoredColumns));
+            var numeric = NumericColumnList;
+            foreach (var name in numeric)
+            {
+                if (CsvFormat.ColumnNameError(name) is { } bad) throw new ArgumentException($"numeric column: {bad}", nameof(NumericColumns));
+                if (name == LabelColumn) throw new ArgumentException($"column '{name}' is the label column and cannot be a numeric feature too", nameof(NumericColumns));
+                if (ignored.Contains(name)) throw new ArgumentException($"column '{name}' is ignored and cannot be a numeric feature too", nameof(NumericColumns));
+            }
+            if (numeric.Distinct(StringComparer.Ordinal).Count() != numeric.Count)
+                throw new ArgumentException($"numeric columns '{NumericColumns}' name a column twice", nameof(NumericColumns));
         }
-        else if (LabelColumn is not null || IgnoredColumns is not null)
-            throw new ArgumentException($"a label column and ignored columns are for the csv format, not {FormatName(Format)}", nameof(LabelColumn));
+        else if (LabelColumn is not null || IgnoredColumns is not null || NumericColumns is not null)
+            throw new ArgumentException($"a label column, ignored and numeric columns are for the csv format, not {FormatName(Format)}", nameof(LabelColumn));
     }
 }
 

@@ -49,9 +49,12 @@ public sealed record LibFmReadOptions
     /// <summary>CSV only: the header names of the columns to leave out, joined by commas (null or <c>""</c>: none).</summary>
     public string? IgnoredColumns { get; init; }
 
+    /// <summary>CSV only: the header names of the numeric columns, joined by commas (null or <c>""</c>: none).</summary>
+    public string? NumericColumns { get; init; }
+
     /// <summary>
     /// CSV only: the label column may be absent from the header (data to be scored), and then every row's label is 0;
-    /// an ignored column may be absent too. False (the default): the header must name the label and every ignored column.
+    /// an ignored or numeric column may be absent too (a numeric one is then missing from every row). False (the default): the header must name the label and every ignored column.
     /// </summary>
     public bool LabelOptional { get; init; }
 
@@ -63,14 +66,14 @@ public sealed record LibFmReadOptions
 
     /// <summary>The format and hashing these options read, as a model stores them.</summary>
     public InputEncoding Encoding => Format == DataFormat.Csv
-        ? new(Format, HashBits, LabelColumn ?? CsvFormat.DefaultLabelColumn, IgnoredColumns ?? "")
-        : new(Format, HashBits, LabelColumn, IgnoredColumns);
+        ? new(Format, HashBits, LabelColumn ?? CsvFormat.DefaultLabelColumn, IgnoredColumns ?? "", NumericColumns ?? "")
+        : new(Format, HashBits, LabelColumn, IgnoredColumns, NumericColumns);
 
     /// <summary>Options that read text as <paramref name="input"/> says: its format, hashing and CSV columns.</summary>
     public static LibFmReadOptions Reading(InputEncoding input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return new() { Format = input.Format, HashBits = input.HashBits, LabelColumn = input.LabelColumn, IgnoredColumns = input.IgnoredColumns };
+        return new() { Format = input.Format, HashBits = input.HashBits, LabelColumn = input.LabelColumn, IgnoredColumns = input.IgnoredColumns, NumericColumns = input.NumericColumns };
     }
 
     /// <summary>

@@ -55,20 +55,25 @@ public static partial class LibFmReader
         public override int Read(Span<byte> buffer) => inner.Read(buffer);
     }
 
+    /// <summary>What a CSV column is.</summary>
+    private enum CsvColumn : byte { Categorical, Numeric, Label, Ignored }
+
     /// <summary>What each CSV column is, from the header.</summary>
-    private sealed class CsvLayout(byte[][] prefixes, int labelIndex, bool[] feature)
+    private sealed class CsvLayout(string[] names, CsvColumn[] kinds)
     {
+        private readonly byte[][] _prefixes = [.. names.Select((n, j) => Encoding.UTF8.GetBytes(kinds[j] == CsvColumn.Numeric ? n : n + "="))];
+
         /// <summary>Columns of the header.</summary>
-        public int Count => feature.Length;
+        public int Count => kinds.Length;
 
-        /// <summary>The label column's index, or -1 when it is absent (labels not needed).</summary>
-        public int LabelIndex => labelIndex;
+        /// <summary>What column j is.</summary>
+        public CsvColumn Kind(int j) => kinds[j];
 
-        /// <summary>Whether column j gives features.</summary>
-        public bool IsFeature(int j) => feature[j];
+        /// <summary>The name of column j.</summary>
+        public string Name(int j) => names[j];
 
-        /// <summary>The UTF-8 bytes <c>name=</c> of column j.</summary>
-        public ReadOnlySpan<byte> Prefix(int j) => prefixes[j];
+        /// <summary>The UTF-8 bytes <c>name=</c> of categorical column j (a field's feature is the prefix and the field), <c>name</c> of a numeric one (its feature).</summary>
+        public ReadOnlySpan<byte> Prefix(int j) => _prefixes[j];
     }
 
     private sealed partial class ChunkParser
@@ -105,19 +110,18 @@ public static partial class LibFmReader
             }
             var input = _o.Encoding;
             string label = input.LabelColumn!;
-            int labelIndex = index.GetValueOrDefault(label, -1);
-            if (labelIndex < 0 && !_o.LabelOptional)
+            var kinds = new CsvColumn[names.Count];
+            if (index.TryGetValue(label, out int labelIndex)) kinds[labelIndex] = CsvColumn.Label;
+            else if (!_o.LabelOptional)
                 throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(label)}' for the label (--label-column names it); the columns are {Listed(names)}");
-            var feature = new bool[names.Count];
-            Array.Fill(feature, true);
-            if (labelIndex >= 0) feature[labelIndex] = false;
-            foreach (var ignored in input.IgnoredColumnList)
-            {
-                if (index.TryGetValue(ignored, out int j)) feature[j] = false;
-                else if (!_o.LabelOptional)
-                    throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(ignored)}' to ignore; the columns are {Listed(names)}");
-            }
-            _csv = new CsvLayout([.. names.Select(n => Encoding.UTF8.GetBytes(n + "="))], labelIndex, feature);
+            foreach (var (columns, kind, what) in new[] { (input.IgnoredColumnList, CsvColumn.Ignored, "to ignore"), (input.NumericColumnList, CsvColumn.Numeric, "of numbers") })
+                foreach (var column in columns)
+                {
+                    if (index.TryGetValue(column, out int j)) kinds[j] = kind;
+                    else if (!_o.LabelOptional)
+                        throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(column)}' {what}; the columns are {Listed(names)}");
+                }
+            _csv = new CsvLayout([.. names], kinds);
         }
 
         /// <summary>The first columns of a header, for a message.</summary>
@@ -138,12 +142,20 @@ public static partial class LibFmReader
                 if (unquoted is not null) field = unquoted;
                 if (column < layout.Count)
                 {
-                    if (column == layout.LabelIndex)
+                    var kind = layout.Kind(column);
+                    if (kind == CsvColumn.Label)
                     {
                         if (field.IsEmpty) throw Error($"the label (column {column + 1}) is empty");
                         label = ParseLabel(field);
                     }
-                    else if (layout.IsFeature(column) && !field.IsEmpty)
+                    else if (kind == CsvColumn.Numeric && !field.IsEmpty)
+                    {
+                        if (!TryParseFloat(field, out float value))
+                            throw Error($"column '{IO.Printable.Escape(layout.Name(column))}': '{Show(field)}' is not a number (it is a numeric column)");
+                        CheckValue(field, value);
+                        AddHashed(chunk, layout.Prefix(column), value);
+                    }
+                    else if (kind == CsvColumn.Categorical && !field.IsEmpty)
                     {
                         var prefix = layout.Prefix(column);
                         if (prefix.Length + field.Length <= name.Length)

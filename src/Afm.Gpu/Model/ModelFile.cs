@@ -23,7 +23,7 @@ public static class ModelFile
     //   "AFMGPU\0\0" | version u32 = 1
     //   kind u32 | loss u32 | featureCount i32 | k i32 | t i32 | labelMin f32 | labelMax f32
     //   (versions 2 and 3: data format u32 | hash bits u32)
-    //   (version 3 only: label column string | ignored columns string, the CSV columns)
+    //   (version 3 only: label column string | ignored columns string | numeric columns string, the CSV columns)
     //   metadata count i32 | (key string, value string) x count, sorted by key
     //   per tensor, in AfmModel.Tensors() order: name string | rank i32 | dims i32 x rank | count i64 | f32 x count
     //   CRC-32 (IEEE) u32 of every byte above | "AFMGPEND"
@@ -95,6 +95,7 @@ public static class ModelFile
             {
                 w.String(model.Input.LabelColumn!, "label column");
                 w.String(model.Input.IgnoredColumns!, "ignored columns");
+                w.String(model.Input.NumericColumns!, "numeric columns");
             }
             w.Int32(entries.Length);
             foreach (var (key, value) in entries)
@@ -230,7 +231,7 @@ public static class ModelFile
             throw r.Error(format == Data.DataFormat.Csv ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {FormatVersion})"
                 : $"format version {version} is for models of CSV data, but the data format is {(uint)format}");
         var input = version == FormatVersion
-            ? new Data.InputEncoding(format, bits, r.String("label column"), r.String("ignored columns"))
+            ? new Data.InputEncoding(format, bits, r.String("label column"), r.String("ignored columns"), r.String("numeric columns"))
             : new Data.InputEncoding(format, bits);
         try { input.Validate(); }
         catch (ArgumentException e) { throw r.Error(e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal), e); }

@@ -24,7 +24,7 @@ public static class Safetensors
     /// <summary>The largest header accepted, as in the reference implementation (100 MB).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32", "data_format", "hash_bits", "feature_hash", "csv_label_column", "csv_ignored_columns"];
+    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32", "data_format", "hash_bits", "feature_hash", "csv_label_column", "csv_ignored_columns", "csv_numeric_columns"];
     private const int ChunkFloats = 1 << 18;
 
     /// <summary>
@@ -135,7 +135,7 @@ public static class Safetensors
     /// The entries of a model's <see cref="AfmModel.Input"/>, written only when it is not the default (then also
     /// <c>feature_hash</c>, the hash in words); the checksum covers them after <see cref="Checked"/> when present.
     /// </summary>
-    private static readonly string[] InputKeys = ["data_format", "hash_bits", "csv_label_column", "csv_ignored_columns"];
+    private static readonly string[] InputKeys = ["data_format", "hash_bits", "csv_label_column", "csv_ignored_columns", "csv_numeric_columns"];
 
     private static Dictionary<string, string> Fields(AfmModel model) => new(StringComparer.Ordinal)
     {
@@ -161,6 +161,7 @@ public static class Safetensors
         {
             fields["csv_label_column"] = model.Input.LabelColumn!;
             fields["csv_ignored_columns"] = model.Input.IgnoredColumns!;
+            fields["csv_numeric_columns"] = model.Input.NumericColumns!;
         }
         return fields;
     }
@@ -304,7 +305,8 @@ public static class Safetensors
             throw Bad(path, $"__metadata__ 'hash_bits' = '{bitsText}' is not a non-negative integer");
         meta.TryGetValue("csv_label_column", out var label);
         meta.TryGetValue("csv_ignored_columns", out var ignored);
-        var input = new Data.InputEncoding(format, bits, label, ignored);
+        meta.TryGetValue("csv_numeric_columns", out var numeric);
+        var input = new Data.InputEncoding(format, bits, label, ignored, numeric);
         try { input.Validate(); }
         catch (ArgumentException e) { throw Bad(path, $"__metadata__: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}", e); }
         if (bits > 0 && input.HashedFeatureCount != featureCount)

@@ -239,6 +239,7 @@ public static class OnnxExport
         {
             props["csv_label_column"] = model.Input.LabelColumn!;
             props["csv_ignored_columns"] = model.Input.IgnoredColumns!;
+            props["csv_numeric_columns"] = model.Input.NumericColumns!;
         }
         foreach (var (key, value) in metadata?.Properties ?? [])
         {
