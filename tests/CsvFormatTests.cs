@@ -70,6 +70,9 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Contains("not finite", e.Problem);
         e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click\n1,1\n", "none.csv"), Csv() with { NumericColumns = "age" }));
         Assert.Equal((1L, true), (e.Line, e.Problem.Contains("no column 'age' of numbers")));
+        // data read for a trained model may lack them: the model's columns were checked when it was trained
+        var scored = LibFmReader.Read(Write("click,site\n1,a\n", "lacking.csv"), Csv() with { NumericColumns = "age", RequireAllColumns = false });
+        Assert.Equal([Row("site=a")], RowOf(scored, 0).Ids);
     }
 
     [Fact]
@@ -83,7 +86,8 @@ public sealed class CsvFormatTests : IDisposable
             Assert.Equal(RowOf(a, r).Label, RowOf(b, r).Label);
         }
         // data to score: no label and no id column; the features are those of the labelled rows, every label 0
-        var s = LibFmReader.Read(Write("site,app\nx,y\nz,y\n", "s.csv"), Csv(optional: true));
+        var s = LibFmReader.Read(Write("site,app\nx,y\nz,y\n", "s.csv"), Csv(optional: true) with { RequireAllColumns = false });
+        Assert.Contains("no column 'id' to ignore", Assert.Throws<DataFormatException>(() => LibFmReader.Read(Path.Combine(_dir, "s.csv"), Csv(optional: true))).Problem);
         for (int r = 0; r < 2; r++) Assert.Equal(RowOf(a, r).Ids.Order(), RowOf(s, r).Ids.Order());
         Assert.Equal([0f, 0f], s.Labels);
     }
@@ -178,7 +182,7 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Equal(["id", "hour"], loaded.Input.IgnoredColumnList);
         foreach (var (x, y) in model.Tensors().Zip(loaded.Tensors())) Assert.Equal(x.Data, y.Data);
         var read = LibFmReadOptions.For(loaded, labelsMatter: false);
-        Assert.Equal((DataFormat.Csv, 8, "click", "id,hour", "age", true), (read.Format, read.HashBits, read.LabelColumn, read.IgnoredColumns, read.NumericColumns, read.LabelOptional));
+        Assert.Equal((DataFormat.Csv, 8, "click", "id,hour", "age", true, false), (read.Format, read.HashBits, read.LabelColumn, read.IgnoredColumns, read.NumericColumns, read.LabelOptional, read.RequireAllColumns));
 
         string st = Path.Combine(_dir, "m.safetensors");
         Safetensors.Export(model, st);

@@ -173,6 +173,7 @@ public sealed class CacheFile : IDisposable
         IgnoredColumns = options?.IgnoredColumns,
         NumericColumns = options?.NumericColumns,
         LabelOptional = options?.LabelOptional ?? false,
+        RequireAllColumns = options?.RequireAllColumns ?? true,
         MaxRows = options?.MaxRows ?? 0,
         Threads = options?.Threads ?? 0,
     };

@@ -13,7 +13,8 @@ namespace Afm.Gpu.Data;
 /// column (<see cref="InputEncoding.NumericColumns"/>) is the feature <c>col</c> with the field as its value. Features
 /// are hashed (<see cref="FeatureHash"/>); an empty field is missing and gives no feature. The label must be a number (0/1 or -1/1 for
 /// logistic loss). Where labels are not needed (prediction, explanation) the label column may be absent from the
-/// header, as in data to be scored; columns are found by name, so their order may differ from the training data's.</para>
+/// header, as in data to be scored, and data read for a trained model may lack its ignored and numeric columns; columns
+/// are found by name, so their order may differ from the training data's.</para>
 /// </remarks>
 public static class CsvFormat
 {

@@ -53,10 +53,18 @@ public sealed record LibFmReadOptions
     public string? NumericColumns { get; init; }
 
     /// <summary>
-    /// CSV only: the label column may be absent from the header (data to be scored), and then every row's label is 0;
-    /// an ignored or numeric column may be absent too (a numeric one is then missing from every row). False (the default): the header must name the label and every ignored column.
+    /// CSV only: the label column may be absent from the header (data to be scored), and then every row's label is 0.
+    /// False (the default): the header must name the label.
     /// </summary>
     public bool LabelOptional { get; init; }
+
+    /// <summary>
+    /// CSV only: the header must name every ignored and numeric column, so that a misspelt name fails rather than
+    /// leave a column among the categorical features (true, the default, as for training data). False (data read for a
+    /// trained model, whose columns were checked when it was trained): such a column may be absent, and a numeric
+    /// one is then missing from every row.
+    /// </summary>
+    public bool RequireAllColumns { get; init; } = true;
 
     /// <summary>Threads that parse text (0, the default: one per core).</summary>
     public int Threads { get; init; }
@@ -91,6 +99,7 @@ public sealed record LibFmReadOptions
             BinaryLabels = labelsMatter && model.Loss == LossKind.Logistic,
             MaxRowNonZeros = Limits.MaxRowNonZeros(model.K, model.T),
             LabelOptional = !labelsMatter,
+            RequireAllColumns = false,
         };
     }
 }

@@ -118,7 +118,7 @@ public static partial class LibFmReader
                 foreach (var column in columns)
                 {
                     if (index.TryGetValue(column, out int j)) kinds[j] = kind;
-                    else if (!_o.LabelOptional)
+                    else if (_o.RequireAllColumns)
                         throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(column)}' {what}; the columns are {Listed(names)}");
                 }
             _csv = new CsvLayout([.. names], kinds);
