@@ -4,7 +4,7 @@ using System.Text;
 namespace Afm.Gpu.Data;
 
 /// <summary>
-/// Reads libFM / libsvm text (or Criteo's TSV, <see cref="CriteoFormat"/>) into a <see cref="SparseDataset"/>,
+/// Reads libFM / libsvm text (or Criteo's TSV, <see cref="CriteoFormat"/>, or CSV with a header, <see cref="CsvFormat"/>) into a <see cref="SparseDataset"/>,
 /// parsing in parallel and streaming.
 /// </summary>
 /// <remarks>
@@ -30,7 +30,9 @@ namespace Afm.Gpu.Data;
 /// <para>The text is read in chunks of about 1 MiB cut at line ends, parsed as UTF-8 bytes on
 /// <see cref="LibFmReadOptions.Threads"/> threads and delivered in file order, with at most twice as many chunks in
 /// flight as threads, so memory stays bounded whatever the file size. With <see cref="DataFormat.Criteo"/> each line
-/// is read as <see cref="CriteoFormat"/> says, and blank and <c>#</c> lines are skipped likewise.</para>
+/// is read as <see cref="CriteoFormat"/> says, and blank and <c>#</c> lines are skipped likewise. With
+/// <see cref="DataFormat.Csv"/> the header line is read first, then each line as <see cref="CsvFormat"/> says (blank lines
+/// are skipped; <c>#</c> has no meaning), and line numbers count the header as line 1.</para>
 /// </remarks>
 public static partial class LibFmReader
 {
