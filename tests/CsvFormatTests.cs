@@ -54,13 +54,13 @@ public sealed class CsvFormatTests : IDisposable
     [Fact]
     public void ANumericColumnIsOneFeatureValuedByItsField()
     {
-        string path = Write("id,click,age,site,price\n1,1,31,s1,2.5e1\n2,0,,s2,-0.25\n3,1,7,,\n");
+        string path = Write("id,click,age,site,price\n1,1,31,s1,2.5e1\n2,0,,s2,-0.25\n3,1,7,,0.0\n");
         var d = LibFmReader.Read(path, Csv() with { NumericColumns = "age,price" });
         Assert.Equal([Row("age"), Row("site=s1"), Row("price")], RowOf(d, 0).Ids);
         Assert.Equal([31f, 1f, 25f], RowOf(d, 0).Values);
         Assert.Equal([Row("site=s2"), Row("price")], RowOf(d, 1).Ids); // an empty numeric field is missing
         Assert.Equal([1f, -0.25f], RowOf(d, 1).Values);
-        Assert.Equal([Row("age")], RowOf(d, 2).Ids);
+        Assert.Equal([Row("age")], RowOf(d, 2).Ids); // a 0 is absent, as in a sparse row
         Assert.Equal([7f], RowOf(d, 2).Values);
 
         var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click,age\n1,1,old\n", "bad.csv"), Csv() with { NumericColumns = "age" }));

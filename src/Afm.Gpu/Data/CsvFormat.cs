@@ -10,7 +10,8 @@ namespace Afm.Gpu.Data;
 /// a UTF-8 byte order mark before the header is skipped. Every line must have as many fields as the header.</para>
 /// <para>A present field <c>s</c> of a categorical column <c>col</c> becomes the feature <c>col=s</c> with value 1, so
 /// that equal values in different columns differ and explanations group features by their column; a field of a numeric
-/// column (<see cref="InputEncoding.NumericColumns"/>) is the feature <c>col</c> with the field as its value. Features
+/// column (<see cref="InputEncoding.NumericColumns"/>) is the feature <c>col</c> with the field as its value (none for
+/// 0, a sparse row's zero, so that it takes no part in the attention). Features
 /// are hashed (<see cref="FeatureHash"/>); an empty field is missing and gives no feature. The label must be a number (0/1 or -1/1 for
 /// logistic loss). Where labels are not needed (prediction, explanation) the label column may be absent from the
 /// header, as in data to be scored, and data read for a trained model may lack its ignored and numeric columns; columns

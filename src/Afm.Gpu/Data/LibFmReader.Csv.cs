@@ -153,7 +153,8 @@ public static partial class LibFmReader
                         if (!TryParseFloat(field, out float value))
                             throw Error($"column '{IO.Printable.Escape(layout.Name(column))}': '{Show(field)}' is not a number (it is a numeric column)");
                         CheckValue(field, value);
-                        AddHashed(chunk, layout.Prefix(column), value);
+                        // a zero is absent from a sparse row; kept, it would be a slot in the AFM's softmax
+                        if (value != 0) AddHashed(chunk, layout.Prefix(column), value);
                     }
                     else if (kind == CsvColumn.Categorical && !field.IsEmpty)
                     {
