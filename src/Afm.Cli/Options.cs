@@ -178,7 +178,7 @@ internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
-    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default; the label column is required but ignored); - reads standard input.")]
+    [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default, whose label is required but ignored; CSV data may lack the label column); - reads standard input.")]
     public string Data { get; set; } = "";
 
     [Option('o', "output", HelpText = "Output file (default: standard output). Written atomically.")]
