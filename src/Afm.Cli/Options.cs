@@ -9,14 +9,8 @@ internal interface IAcceleratorOptions
 }
 
 [Verb("train", HelpText = "Train an AFM or FM model. With no --train file, trains on a built-in synthetic dataset with planted interactions (the demo).")]
-internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
+internal sealed class TrainOptions : DataCommandOptions
 {
-    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
-    public string Cache { get; set; } = "auto";
-
-    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
-    public string? CacheDirectory { get; set; }
-
     [Option("train", HelpText = "Training data (libFM format, or see --format; - reads standard input). Omit to run the synthetic demo.")]
     public string? TrainFile { get; set; }
 
@@ -113,11 +107,6 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
     [Option("no-refit", HelpText = "Keep the best epoch's model of the run with early stopping; do not train again on all rows.")]
     public bool NoRefit { get; set; }
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
-    public string Accelerator { get; set; } = "auto";
-
-    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
-    public int Threads { get; set; }
 
     [Option('o', "output", HelpText = "Where to write the model (default: model.afm, or demo.afm for the demo).")]
     public string? Output { get; set; }
@@ -139,42 +128,19 @@ internal sealed class TrainOptions : IAcceleratorOptions, IDataOptions
 }
 
 [Verb("evaluate", HelpText = "Score a model on labelled data and print its metrics.")]
-internal sealed class EvaluateOptions : IAcceleratorOptions, IDataOptions
+internal sealed class EvaluateOptions : ScoringOptions
 {
-    [Option("unknown-ids", Default = "error", HelpText = "A feature id the model has no row for (a user or item new since training): error (the default), or ignore: drop it from its row, which counts it as absent, and say how many were dropped.")]
-    public string UnknownIds { get; set; } = "error";
-
-    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
-    public string Cache { get; set; } = "auto";
-
-    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
-    public string? CacheDirectory { get; set; }
-
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
     [Option('d', "data", Required = true, HelpText = "Data, read in the format and hashing the model was trained with (libFM by default); - reads standard input.")]
     public string Data { get; set; } = "";
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
-    public string Accelerator { get; set; } = "auto";
-
-    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
-    public int Threads { get; set; }
 }
 
 [Verb("predict", HelpText = "Write one prediction per input line.")]
-internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
+internal sealed class PredictOptions : ScoringOptions
 {
-    [Option("unknown-ids", Default = "error", HelpText = "A feature id the model has no row for (a user or item new since training): error (the default), or ignore: drop it from its row, which counts it as absent, and say how many were dropped.")]
-    public string UnknownIds { get; set; } = "error";
-
-    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
-    public string Cache { get; set; } = "auto";
-
-    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
-    public string? CacheDirectory { get; set; }
-
     [Option('m', "model", Required = true, HelpText = "Model file.")]
     public string Model { get; set; } = "";
 
@@ -190,11 +156,6 @@ internal sealed class PredictOptions : IAcceleratorOptions, IDataOptions
     [Option("feature-map", HelpText = "Feature map file (lines 'id name [field]') naming the features in --top-pairs output.")]
     public string? FeatureMap { get; set; }
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
-    public string Accelerator { get; set; } = "auto";
-
-    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
-    public int Threads { get; set; }
 }
 
 [Verb("demo-data", HelpText = "Write the demo's synthetic data (planted interactions) as libFM files train.libfm and test.libfm.")]
@@ -241,17 +202,8 @@ internal sealed class DevicesOptions
 }
 
 [Verb("explain", HelpText = "Explain predictions: top pairs per row by attention, and attention per field pair (table, CSV, JSON, SVG heat map).")]
-internal sealed class ExplainOptions : IAcceleratorOptions, IDataOptions
+internal sealed class ExplainOptions : ScoringOptions
 {
-    [Option("unknown-ids", Default = "error", HelpText = "A feature id the model has no row for (a user or item new since training): error (the default), or ignore: drop it from its row, which counts it as absent, and say how many were dropped.")]
-    public string UnknownIds { get; set; } = "error";
-
-    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
-    public string Cache { get; set; } = "auto";
-
-    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
-    public string? CacheDirectory { get; set; }
-
     [Option('m', "model", Required = true, HelpText = "Model file (.afm or safetensors).")]
     public string Model { get; set; } = "";
 
@@ -282,11 +234,6 @@ internal sealed class ExplainOptions : IAcceleratorOptions, IDataOptions
     [Option("heat", Default = "attention", HelpText = "Heat map value: attention (mean attention x pair count, on a scale centred on uniform = 1) or contribution (mean |contribution|).")]
     public string Heat { get; set; } = "attention";
 
-    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
-    public string Accelerator { get; set; } = "auto";
-
-    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
-    public int Threads { get; set; }
 }
 
 [Verb("export", HelpText = "Export a model as safetensors (tensor names in docs/safetensors.md) or ONNX (--format onnx, docs/onnx.md), or import safetensors back with --import.")]
@@ -319,4 +266,28 @@ internal sealed class SelfTestOptions : IAcceleratorOptions
 
     [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
     public int Threads { get; set; }
+}
+
+/// <summary>The options of a command that reads data files and runs on an accelerator.</summary>
+internal abstract class DataCommandOptions : IAcceleratorOptions, IDataOptions
+{
+    [Option("cache", Default = "auto", HelpText = "Binary cache of text data: auto (files of 1 GiB or more are converted once into the cache directory and read from there), always, or off.")]
+    public string Cache { get; set; } = "auto";
+
+    [Option("cache-dir", HelpText = "Directory of implicit caches (default $XDG_CACHE_HOME/afm-gpu, else ~/.cache/afm-gpu).")]
+    public string? CacheDirectory { get; set; }
+
+    [Option('a', "accelerator", Default = "auto", HelpText = "auto, cpu, cuda[:N], opencl[:N] or ilgpu-cpu.")]
+    public string Accelerator { get; set; } = "auto";
+
+    [Option("threads", Default = 0, HelpText = "CPU accelerator worker threads (0 = all cores).")]
+    public int Threads { get; set; }
+}
+
+/// <summary>The options of a command that reads data files for a trained model: evaluate, predict, explain.</summary>
+/// <remarks>It names <see cref="IDataOptions"/> again, so that its <see cref="UnknownIds"/> is the interface's, not the default.</remarks>
+internal abstract class ScoringOptions : DataCommandOptions, IDataOptions
+{
+    [Option("unknown-ids", Default = "error", HelpText = "A feature id the model has no row for (a user or item new since training): error (the default), or ignore: drop it from its row, which counts it as absent, and say how many were dropped.")]
+    public string UnknownIds { get; set; } = "error";
 }
