@@ -52,6 +52,28 @@ public sealed class CsvFormatTests : IDisposable
     }
 
     [Fact]
+    public void TsvIsTheSameWithTabsAndItsFieldsAsWritten()
+    {
+        string path = Write("id\tclick\tsite\tapp\n7\t1\t\"s,1\"\ta2\n8\t0\t\tx y\n");
+        var d = LibFmReader.Read(path, Csv() with { Format = DataFormat.Tsv });
+        Assert.Equal([1f, 0f], d.Labels);
+        Assert.Equal([Row("site=\"s,1\""), Row("app=a2")], RowOf(d, 0).Ids); // no quoting in TSV
+        Assert.Equal([Row("app=x y")], RowOf(d, 1).Ids);
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id\tclick\n1\t1\t2\n", "bad.tsv"), Csv() with { Format = DataFormat.Tsv }));
+        Assert.Equal(2, e.Line);
+        Assert.Contains("3 tab-separated fields; the header has 2", e.Problem);
+
+        var model = RandomModel(InputEncoding.Csv("click", 8, ["id"], [], DataFormat.Tsv));
+        string file = Path.Combine(_dir, "tsv.afm");
+        ModelFile.Save(model, file);
+        Assert.Equal(model.Input, ModelFile.Load(file).Input);
+        string st = Path.Combine(_dir, "tsv.safetensors");
+        Safetensors.Export(model, st);
+        Assert.Equal(model.Input, Safetensors.Import(st).Input);
+        Assert.Equal(DataFormat.Tsv, LibFmReadOptions.For(model, labelsMatter: false).Format);
+    }
+
+    [Fact]
     public void ANumericColumnIsOneFeatureValuedByItsField()
     {
         string path = Write("id,click,age,site,price\n1,1,31,s1,2.5e1\n2,0,,s2,-0.25\n3,1,7,,0.0\n");
@@ -202,7 +224,7 @@ public sealed class CsvFormatTests : IDisposable
     [InlineData("", "", "label column: a column name is empty")]
     [InlineData("click", "id,click", "'click' is the label column and cannot be ignored too")]
     [InlineData("click", "id,id", "name a column twice")]
-    [InlineData("cl,ick", "", "holds a comma, quote or line break")]
+    [InlineData("cl,ick", "", "holds a comma, tab, quote or line break")]
     [InlineData("click", "id", "'id' is ignored and cannot be a numeric feature too", "id")]
     [InlineData("click", "", "'click' is the label column and cannot be a numeric feature too", "click")]
     [InlineData("click", "", "numeric columns 'a,a' name a column twice", "a,a")]
@@ -284,8 +306,19 @@ public sealed class CsvFormatTests : IDisposable
         Assert.True(code == 0, err + output);
         Assert.Contains("site x app", output);
 
+        // the same rows tab-separated train the same model
+        string tsv = Write(File.ReadAllText(train).Replace(',', '\t'), "train.tsv"), tsvModel = Path.Combine(_dir, "t.afm");
+        (code, output, err) = Run("train", "--train", tsv, "--format", "tsv", "--label-column", "click", "--ignore-columns", "id",
+            "--numeric-columns", "score", "--hash-bits", "10", "--loss", "logistic", "-k", "4", "-t", "4", "--epochs", "3", "--keep1", "1", "--pretrain-keep1", "1", "--lambda", "0",
+            "--accelerator", "cpu", "-o", tsvModel);
+        Assert.True(code == 0, err + output);
+        var fromCsv = ModelFile.Load(model);
+        var fromTsv = ModelFile.Load(tsvModel);
+        Assert.Equal(InputEncoding.Csv("click", 10, ["id"], ["score"], DataFormat.Tsv), fromTsv.Input);
+        foreach (var (x, y) in fromCsv.Tensors().Zip(fromTsv.Tensors())) Assert.Equal(x.Data, y.Data);
+
         (code, _, err) = Run("train", "--train", train, "--format", "libfm", "--label-column", "click");
         Assert.Equal(1, code);
-        Assert.Contains("--label-column, --ignore-columns and --numeric-columns name columns of --format csv, not of libfm", err);
+        Assert.Contains("--label-column, --ignore-columns and --numeric-columns name columns of --format csv or tsv, not of libfm", err);
     }
 }

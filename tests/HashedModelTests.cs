@@ -254,7 +254,7 @@ public sealed class HashedModelTests : IDisposable
 
     [Theory]
     [InlineData(new[] { "--hash-bits", "31" }, "--hash-bits 31: must be in 1..30")]
-    [InlineData(new[] { "--format", "tsv" }, "--format tsv: use libfm, criteo or csv")]
+    [InlineData(new[] { "--format", "psv" }, "--format psv: use libfm, criteo, csv or tsv")]
     [InlineData(new[] { "--format", "csv", "--hash-bits", "0" }, "the csv format is always hashed")]
     [InlineData(new[] { "--format", "csv", "--ignore-columns", "label" }, "--ignore-columns label: column 'label' is the label column and cannot be ignored too")]
     [InlineData(new[] { "--format", "criteo", "--hash-bits", "0" }, "the criteo format is always hashed")]

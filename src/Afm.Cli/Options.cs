@@ -14,19 +14,19 @@ internal sealed class TrainOptions : DataCommandOptions
     [Option("train", HelpText = "Training data (libFM format, or see --format; - reads standard input). Omit to run the synthetic demo.")]
     public string? TrainFile { get; set; }
 
-    [Option("format", Default = "libfm", HelpText = "Data format: libfm (label id:value ..., or named features with --hash-bits), criteo (Criteo's TSV: label, I1..I13, C1..C26; hashed) or csv (a header line, a label column, categorical columns; hashed).")]
+    [Option("format", Default = "libfm", HelpText = "Data format: libfm (label id:value ..., or named features with --hash-bits), criteo (Criteo's TSV: label, I1..I13, C1..C26; hashed), csv (a header line, a label column, categorical columns; hashed) or tsv (the same, tab-separated).")]
     public string Format { get; set; } = "libfm";
 
-    [Option("hash-bits", HelpText = "Hash every feature (numeric id or name) into 2^B embedding rows, B in 1..30 (default: none for libfm, 20 for criteo and csv). Stored in the model, so predict, evaluate and explain hash the same way.")]
+    [Option("hash-bits", HelpText = "Hash every feature (numeric id or name) into 2^B embedding rows, B in 1..30 (default: none for libfm, 20 for criteo, csv and tsv). Stored in the model, so predict, evaluate and explain hash the same way.")]
     public int? HashBits { get; set; }
 
-    [Option("label-column", HelpText = "--format csv: the header name of the label column (default label). Stored in the model; data to predict or explain may lack it.")]
+    [Option("label-column", HelpText = "--format csv or tsv: the header name of the label column (default label). Stored in the model; data to predict or explain may lack it.")]
     public string? LabelColumn { get; set; }
 
-    [Option("ignore-columns", HelpText = "--format csv: comma-separated header names of columns that are not features (an id, a timestamp). Stored in the model.")]
+    [Option("ignore-columns", HelpText = "--format csv or tsv: comma-separated header names of columns that are not features (an id, a timestamp). Stored in the model.")]
     public string? IgnoreColumns { get; set; }
 
-    [Option("numeric-columns", HelpText = "--format csv: comma-separated header names of columns of numbers, each one feature valued by its field (others are categorical). Stored in the model.")]
+    [Option("numeric-columns", HelpText = "--format csv or tsv: comma-separated header names of columns of numbers, each one feature valued by its field (others are categorical). Stored in the model.")]
     public string? NumericColumns { get; set; }
 
     [Option("validation", HelpText = "Validation data for early stopping. Default: hold out --validation-fraction of the training rows.")]
@@ -180,19 +180,19 @@ internal sealed class CacheOptions
     [Option("chunk-rows", Default = 65536, HelpText = "Rows per chunk (the unit of reading, checksums and shuffling).")]
     public int ChunkRows { get; set; }
 
-    [Option("format", Default = "libfm", HelpText = "Data format: libfm, criteo or csv, as for train.")]
+    [Option("format", Default = "libfm", HelpText = "Data format: libfm, criteo, csv or tsv, as for train.")]
     public string Format { get; set; } = "libfm";
 
-    [Option("hash-bits", HelpText = "Hash every feature into 2^B rows, as train --hash-bits does (default: none for libfm, 20 for criteo and csv); the model trained on the cache must use the same.")]
+    [Option("hash-bits", HelpText = "Hash every feature into 2^B rows, as train --hash-bits does (default: none for libfm, 20 for criteo, csv and tsv); the model trained on the cache must use the same.")]
     public int? HashBits { get; set; }
 
-    [Option("label-column", HelpText = "--format csv: the label column, as for train (default label).")]
+    [Option("label-column", HelpText = "--format csv or tsv: the label column, as for train (default label).")]
     public string? LabelColumn { get; set; }
 
-    [Option("ignore-columns", HelpText = "--format csv: the columns that are not features, as for train.")]
+    [Option("ignore-columns", HelpText = "--format csv or tsv: the columns that are not features, as for train.")]
     public string? IgnoreColumns { get; set; }
 
-    [Option("numeric-columns", HelpText = "--format csv: the columns of numbers, as for train.")]
+    [Option("numeric-columns", HelpText = "--format csv or tsv: the columns of numbers, as for train.")]
     public string? NumericColumns { get; set; }
 }
 

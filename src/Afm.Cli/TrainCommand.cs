@@ -280,25 +280,26 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             "libfm" or "libsvm" => DataFormat.LibFm,
             "criteo" => DataFormat.Criteo,
             "csv" => DataFormat.Csv,
-            _ => throw new ArgumentException($"--format {formatName}: use libfm, criteo or csv"),
+            "tsv" => DataFormat.Tsv,
+            _ => throw new ArgumentException($"--format {formatName}: use libfm, criteo, csv or tsv"),
         };
         string name = InputEncoding.FormatName(format);
         if (hashBits is < 0 or > FeatureHash.MaxBits)
             throw new ArgumentException($"--hash-bits {hashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing, libfm only)");
         if (format != DataFormat.LibFm && hashBits == 0)
             throw new ArgumentException($"--hash-bits 0: the {name} format is always hashed; give 1..{FeatureHash.MaxBits}");
-        if (format != DataFormat.Csv && (labelColumn is not null || ignoreColumns is not null || numericColumns is not null))
-            throw new ArgumentException($"--label-column, --ignore-columns and --numeric-columns name columns of --format csv, not of {name}");
-        int bits = hashBits ?? format switch { DataFormat.Criteo => CriteoFormat.DefaultHashBits, DataFormat.Csv => CsvFormat.DefaultHashBits, _ => 0 };
+        if (!CsvFormat.HasHeader(format) && (labelColumn is not null || ignoreColumns is not null || numericColumns is not null))
+            throw new ArgumentException($"--label-column, --ignore-columns and --numeric-columns name columns of --format csv or tsv, not of {name}");
+        int bits = hashBits ?? format switch { DataFormat.Criteo => CriteoFormat.DefaultHashBits, DataFormat.Csv or DataFormat.Tsv => CsvFormat.DefaultHashBits, _ => 0 };
         if (format != DataFormat.LibFm && hashBits is null)
             stdout.WriteLine($"{name}: hashing features into 2^{bits} embedding rows (the default; --hash-bits B to change)");
-        if (format != DataFormat.Csv) return new InputEncoding(format, bits);
+        if (!CsvFormat.HasHeader(format)) return new InputEncoding(format, bits);
         if (labelColumn is null)
-            stdout.WriteLine($"csv: the label is the column '{CsvFormat.DefaultLabelColumn}' (the default; --label-column NAME to change)");
+            stdout.WriteLine($"{name}: the label is the column '{CsvFormat.DefaultLabelColumn}' (the default; --label-column NAME to change)");
         string label = labelColumn?.Trim() ?? CsvFormat.DefaultLabelColumn;
         if (CsvFormat.ColumnNameError(label) is { } bad) throw new ArgumentException($"--label-column {labelColumn}: {bad}");
         static string[] Names(string? list) => (list ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        var encoding = InputEncoding.Csv(label, bits, Names(ignoreColumns), Names(numericColumns));
+        var encoding = InputEncoding.Csv(label, bits, Names(ignoreColumns), Names(numericColumns), format);
         try { encoding.Validate(); }
         catch (ArgumentException e)
         {

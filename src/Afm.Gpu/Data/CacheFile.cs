@@ -158,7 +158,7 @@ public sealed class CacheFile : IDisposable
     /// </summary>
     private static string CsvColumnsOf(LibFmReadOptions? options)
     {
-        if (options?.Format != DataFormat.Csv) return "";
+        if (options is null || !CsvFormat.HasHeader(options.Format)) return "";
         var input = options.Encoding;
         string numeric = string.IsNullOrEmpty(input.NumericColumns) ? "" : $";numeric={input.NumericColumns}";
         return $";label={input.LabelColumn};ignore={input.IgnoredColumns}{numeric}{(options.LabelOptional ? ";label_optional=1" : "")}";
@@ -226,7 +226,7 @@ public sealed class CacheFile : IDisposable
         return header!;
     }
 
-    /// <summary>The format id of text read with <paramref name="options"/>: the <see cref="DataFormat"/> (0, libFM / libsvm text; 1, Criteo TSV; 2, CSV).</summary>
+    /// <summary>The format id of text read with <paramref name="options"/>: the <see cref="DataFormat"/> (0, libFM / libsvm text; 1, Criteo TSV; 2, CSV; 3, TSV with a header).</summary>
     internal static int FormatIdOf(LibFmReadOptions? options) => (int)(options?.Format ?? DataFormat.LibFm);
 
     /// <summary>The hash bits of text read with <paramref name="options"/> (0: ids used as written).</summary>
@@ -478,7 +478,7 @@ public sealed class CacheFile : IDisposable
         var h = Header;
         if (h.FormatId != FormatIdOf(options) || h.HashBits != HashBitsOf(options))
             throw new DataFormatException(Path, 0, $"the cache holds {Describe(h.FormatId, h.HashBits)}, but {Describe(FormatIdOf(options), HashBitsOf(options))} is needed here; build the cache with the same --format and --hash-bits");
-        if (h.FormatId == (int)DataFormat.Csv && !CsvColumnsMatch(h.OptionsFingerprint, options))
+        if (CsvFormat.HasHeader((DataFormat)h.FormatId) && !CsvColumnsMatch(h.OptionsFingerprint, options))
             throw new DataFormatException(Path, 0, $"the cache holds CSV rows read with other label, ignored or numeric columns than {options.Encoding} needs here; build the cache with the same --label-column, --ignore-columns and --numeric-columns");
         if (options.FeatureCount > 0 && h.FeatureCount > options.FeatureCount)
             throw new DataFormatException(Path, 0, $"feature ids go up to {h.FeatureCount - 1}, not below the model's feature count {options.FeatureCount} (features new since training; afm-gpu's --unknown-ids ignore drops such ids)");

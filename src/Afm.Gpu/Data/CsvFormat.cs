@@ -5,7 +5,9 @@ namespace Afm.Gpu.Data;
 /// one of them is the label, some may be left out (an id, a timestamp), and every other column is categorical.
 /// </summary>
 /// <remarks>
-/// <para>A field is the text between commas, or a quoted field (<c>"a,b"</c>, with <c>""</c> for a quote inside it,
+/// <para><see cref="DataFormat.Tsv"/> is the same with tabs for commas, and without quoting: a TSV field is the text
+/// between tabs, as written.</para>
+/// <para>A CSV field is the text between commas, or a quoted field (<c>"a,b"</c>, with <c>""</c> for a quote inside it,
 /// as RFC 4180 writes them; a field may not hold a line break). Lines end at LF, CRLF or CR; blank lines are skipped;
 /// a UTF-8 byte order mark before the header is skipped. Every line must have as many fields as the header.</para>
 /// <para>A present field <c>s</c> of a categorical column <c>col</c> becomes the feature <c>col=s</c> with value 1, so
@@ -31,15 +33,21 @@ public static class CsvFormat
     /// <summary>The most bytes a header line may have.</summary>
     internal const int MaxHeaderBytes = 1 << 20;
 
+    /// <summary>Whether <paramref name="format"/> has a header line naming its columns: <see cref="DataFormat.Csv"/> or <see cref="DataFormat.Tsv"/>.</summary>
+    public static bool HasHeader(DataFormat format) => format is DataFormat.Csv or DataFormat.Tsv;
+
+    /// <summary>The byte that separates the fields of <paramref name="format"/>: a comma, or a tab for TSV.</summary>
+    internal static byte Separator(DataFormat format) => format == DataFormat.Tsv ? (byte)'\t' : (byte)',';
+
     /// <summary>The feature name of column <paramref name="column"/> holding <paramref name="text"/>: <c>column=text</c>.</summary>
     public static string Feature(string column, string text) => $"{column}={text}";
 
     /// <summary>Joins column names with commas, as <see cref="InputEncoding.IgnoredColumns"/> stores them.</summary>
     public static string JoinColumns(IEnumerable<string> columns) => string.Join(",", columns);
 
-    /// <summary>Why <paramref name="name"/> cannot name a column (null when it can): it must be non-empty and hold no comma, quote or line break.</summary>
+    /// <summary>Why <paramref name="name"/> cannot name a column (null when it can): it must be non-empty and hold no comma, tab, quote or line break.</summary>
     public static string? ColumnNameError(string? name) =>
         string.IsNullOrEmpty(name) ? "a column name is empty"
-        : name.AsSpan().IndexOfAny(",\"\r\n") >= 0 ? $"column name '{IO.Printable.Escape(name)}' holds a comma, quote or line break"
+        : name.AsSpan().IndexOfAny(",\t\"\r\n") >= 0 ? $"column name '{IO.Printable.Escape(name)}' holds a comma, tab, quote or line break"
         : null;
 }

@@ -12,6 +12,8 @@ public enum DataFormat
     Criteo = 1,
     /// <summary>Comma-separated values with a header line: a label column and categorical columns (see <see cref="CsvFormat"/>).</summary>
     Csv = 2,
+    /// <summary>Tab-separated values with a header line, read as <see cref="Csv"/> is, with tabs for commas and no quoting (see <see cref="CsvFormat"/>).</summary>
+    Tsv = 3,
 }
 
 /// <summary>
@@ -30,11 +32,11 @@ public enum DataFormat
 public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0, string? LabelColumn = null, string? IgnoredColumns = null, string? NumericColumns = null)
 {
     /// <summary>
-    /// CSV whose label is the column <paramref name="labelColumn"/>, hashed into 2^<paramref name="hashBits"/> rows, with
+    /// CSV (or with <paramref name="format"/> <see cref="DataFormat.Tsv"/>, TSV) whose label is the column <paramref name="labelColumn"/>, hashed into 2^<paramref name="hashBits"/> rows, with
     /// the columns <paramref name="ignoredColumns"/> left out and the columns <paramref name="numericColumns"/> read as numbers.
     /// </summary>
-    public static InputEncoding Csv(string labelColumn, int hashBits = CsvFormat.DefaultHashBits, IEnumerable<string>? ignoredColumns = null, IEnumerable<string>? numericColumns = null) =>
-        new(DataFormat.Csv, hashBits, labelColumn, CsvFormat.JoinColumns(ignoredColumns ?? []), CsvFormat.JoinColumns(numericColumns ?? []));
+    public static InputEncoding Csv(string labelColumn, int hashBits = CsvFormat.DefaultHashBits, IEnumerable<string>? ignoredColumns = null, IEnumerable<string>? numericColumns = null, DataFormat format = DataFormat.Csv) =>
+        new(format, hashBits, labelColumn, CsvFormat.JoinColumns(ignoredColumns ?? []), CsvFormat.JoinColumns(numericColumns ?? []));
 
     /// <summary>The ignored CSV columns as a list (empty for other formats).</summary>
     public IReadOnlyList<string> IgnoredColumnList => string.IsNullOrEmpty(IgnoredColumns) ? [] : IgnoredColumns.Split(',');
@@ -53,7 +55,7 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
 
     /// <summary>A short description, e.g. <c>criteo, hashed into 2^20 rows (xxh64, seed 0)</c>.</summary>
     public override string ToString() =>
-        $"{FormatName(Format)}{(Format == DataFormat.Csv ? $" (label column '{LabelColumn}'{(IgnoredColumnList.Count > 0 ? $", ignoring {string.Join(", ", IgnoredColumnList)}" : "")}{(NumericColumnList.Count > 0 ? $", numeric {string.Join(", ", NumericColumnList)}" : "")})" : "")}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
+        $"{FormatName(Format)}{(CsvFormat.HasHeader(Format) ? $" (label column '{LabelColumn}'{(IgnoredColumnList.Count > 0 ? $", ignoring {string.Join(", ", IgnoredColumnList)}" : "")}{(NumericColumnList.Count > 0 ? $", numeric {string.Join(", ", NumericColumnList)}" : "")})" : "")}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
 
     /// <summary>The format's name as the command line spells it (<c>libfm</c>, <c>criteo</c>).</summary>
     public static string FormatName(DataFormat format) => format switch
@@ -61,6 +63,7 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
         DataFormat.LibFm => "libfm",
         DataFormat.Criteo => "criteo",
         DataFormat.Csv => "csv",
+        DataFormat.Tsv => "tsv",
         _ => throw new ArgumentOutOfRangeException(nameof(format), format, "unknown data format"),
     };
 
@@ -70,13 +73,13 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
         if (!Enum.IsDefined(Format)) throw new ArgumentException($"unknown data format {(int)Format}", nameof(Format));
         if (HashBits is < 0 or > FeatureHash.MaxBits)
             throw new ArgumentException($"hash bits {HashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing)", nameof(HashBits));
-        if ((Format is DataFormat.Criteo or DataFormat.Csv) && HashBits == 0)
+        if ((Format == DataFormat.Criteo || CsvFormat.HasHeader(Format)) && HashBits == 0)
             throw new ArgumentException($"the {FormatName(Format)} format needs hashing: give hash bits in 1..{FeatureHash.MaxBits}", nameof(HashBits));
-        if (Format == DataFormat.Csv)
+        if (CsvFormat.HasHeader(Format))
         {
             if (CsvFormat.ColumnNameError(LabelColumn) is { } label) throw new ArgumentException($"label column: {label}", nameof(LabelColumn));
-            if (IgnoredColumns is null) throw new ArgumentException("the csv format needs its ignored columns (\"\" for none)", nameof(IgnoredColumns));
-            if (NumericColumns is null) throw new ArgumentException("the csv format needs its numeric columns (\"\" for none)", nameof(NumericColumns));
+            if (IgnoredColumns is null) throw new ArgumentException($"the {FormatName(Format)} format needs its ignored columns (\"\" for none)", nameof(IgnoredColumns));
+            if (NumericColumns is null) throw new ArgumentException($"the {FormatName(Format)} format needs its numeric columns (\"\" for none)", nameof(NumericColumns));
             var ignored = IgnoredColumnList;
             foreach (var name in ignored)
             {
@@ -96,7 +99,7 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
                 throw new ArgumentException($"numeric columns '{NumericColumns}' name a column twice", nameof(NumericColumns));
         }
         else if (LabelColumn is not null || IgnoredColumns is not null || NumericColumns is not null)
-            throw new ArgumentException($"a label column, ignored and numeric columns are for the csv format, not {FormatName(Format)}", nameof(LabelColumn));
+            throw new ArgumentException($"a label column, ignored and numeric columns are for the csv and tsv formats, not {FormatName(Format)}", nameof(LabelColumn));
     }
 }
 

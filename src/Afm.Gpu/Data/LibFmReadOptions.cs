@@ -40,7 +40,7 @@ public sealed record LibFmReadOptions
     /// </summary>
     public int HashBits { get; init; }
 
-    /// <summary>The text format (libFM by default; <see cref="DataFormat.Criteo"/> and <see cref="DataFormat.Csv"/> need <see cref="HashBits"/>).</summary>
+    /// <summary>The text format (libFM by default; <see cref="DataFormat.Criteo"/>, <see cref="DataFormat.Csv"/> and <see cref="DataFormat.Tsv"/> need <see cref="HashBits"/>).</summary>
     public DataFormat Format { get; init; }
 
     /// <summary>CSV only: the header name of the label column (null: <see cref="CsvFormat.DefaultLabelColumn"/>).</summary>
@@ -73,7 +73,7 @@ public sealed record LibFmReadOptions
     internal int ChunkBytes { get; init; } = LibFmReader.DefaultChunkBytes;
 
     /// <summary>The format and hashing these options read, as a model stores them.</summary>
-    public InputEncoding Encoding => Format == DataFormat.Csv
+    public InputEncoding Encoding => CsvFormat.HasHeader(Format)
         ? new(Format, HashBits, LabelColumn ?? CsvFormat.DefaultLabelColumn, IgnoredColumns ?? "", NumericColumns ?? "")
         : new(Format, HashBits, LabelColumn, IgnoredColumns, NumericColumns);
 

@@ -80,6 +80,15 @@ public static partial class LibFmReader
     {
         private CsvLayout? _csv;
 
+        /// <summary>A comma, or a tab for TSV.</summary>
+        private byte Separator => CsvFormat.Separator(_o.Format);
+
+        /// <summary>Whether fields may be quoted (CSV; a TSV field is as written).</summary>
+        private bool Quoting => _o.Format == DataFormat.Csv;
+
+        /// <summary>How a message names the fields of a line.</summary>
+        private string FieldsWord => _o.Format == DataFormat.Tsv ? "tab-separated" : "comma-separated";
+
         /// <summary>Sets the columns from the CSV header line (line 1 of <paramref name="name"/>).</summary>
         public void SetCsvHeader(ReadOnlySpan<byte> header, string name)
         {
@@ -89,7 +98,7 @@ public static partial class LibFmReader
                 var rest = header;
                 while (true)
                 {
-                    var field = NextCsvField(ref rest, out bool last, out byte[]? unquoted);
+                    var field = NextCsvField(ref rest, Separator, Quoting, out bool last, out byte[]? unquoted);
                     names.Add(Encoding.UTF8.GetString(unquoted ?? field));
                     if (names.Count > CsvFormat.MaxColumns)
                         throw Error($"the header names more than {CsvFormat.MaxColumns} columns");
@@ -136,9 +145,11 @@ public static partial class LibFmReader
             float label = 0f;
             int column = 0;
             var rest = line;
+            byte separator = Separator;
+            bool quoting = Quoting;
             while (true)
             {
-                var field = NextCsvField(ref rest, out bool last, out byte[]? unquoted);
+                var field = NextCsvField(ref rest, separator, quoting, out bool last, out byte[]? unquoted);
                 if (unquoted is not null) field = unquoted;
                 if (column < layout.Count)
                 {
@@ -175,23 +186,23 @@ public static partial class LibFmReader
                 if (last) break;
             }
             if (column != layout.Count)
-                throw Error($"{column} comma-separated fields; the header has {layout.Count}");
+                throw Error($"{column} {FieldsWord} fields; the header has {layout.Count}");
             if (_o.MaxRowNonZeros > 0 && chunk.Ids.Count - chunk.RowStart(chunk.Rows) > _o.MaxRowNonZeros)
                 throw TooLong(chunk.Ids.Count - chunk.RowStart(chunk.Rows));
             EndRow(chunk, label);
         }
 
         /// <summary>
-        /// The next field of <paramref name="rest"/> and advances past it and its comma; <paramref name="last"/> when no
-        /// comma follows. A quoted field is returned without its quotes, in <paramref name="unquoted"/> when it held
-        /// <c>""</c>.
+        /// The next field of <paramref name="rest"/> and advances past it and its <paramref name="separator"/>;
+        /// <paramref name="last"/> when none follows. With <paramref name="quoting"/>, a quoted field is returned
+        /// without its quotes, in <paramref name="unquoted"/> when it held <c>""</c>.
         /// </summary>
-        private static ReadOnlySpan<byte> NextCsvField(ref ReadOnlySpan<byte> rest, out bool last, out byte[]? unquoted)
+        private static ReadOnlySpan<byte> NextCsvField(ref ReadOnlySpan<byte> rest, byte separator, bool quoting, out bool last, out byte[]? unquoted)
         {
             unquoted = null;
-            if (rest.IsEmpty || rest[0] != '"')
+            if (!quoting || rest.IsEmpty || rest[0] != '"')
             {
-                int comma = rest.IndexOf((byte)',');
+                int comma = rest.IndexOf(separator);
                 last = comma < 0;
                 var field = last ? rest : rest[..comma];
                 rest = last ? [] : rest[(comma + 1)..];
@@ -218,7 +229,7 @@ public static partial class LibFmReader
                     unquoted = [.. copy];
                 }
                 var after = rest[(quote + 1)..];
-                if (!after.IsEmpty && after[0] != ',')
+                if (!after.IsEmpty && after[0] != separator)
                     throw Error($"text after the closing quote of a quoted field: '{Show(after[..Math.Min(after.Length, 20)])}'");
                 last = after.IsEmpty;
                 rest = last ? [] : after[1..];

@@ -69,7 +69,7 @@ public static partial class LibFmReader
                 try
                 {
                     if (_o.Format == DataFormat.Criteo) ParseCriteoLine(lineText, chunk);
-                    else if (_o.Format == DataFormat.Csv) ParseCsvLine(lineText, chunk);
+                    else if (CsvFormat.HasHeader(_o.Format)) ParseCsvLine(lineText, chunk);
                     else ParseLibFmLine(lineText, chunk);
                 }
                 catch (LineException e)

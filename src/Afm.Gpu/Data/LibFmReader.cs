@@ -31,7 +31,7 @@ namespace Afm.Gpu.Data;
 /// <see cref="LibFmReadOptions.Threads"/> threads and delivered in file order, with at most twice as many chunks in
 /// flight as threads, so memory stays bounded whatever the file size. With <see cref="DataFormat.Criteo"/> each line
 /// is read as <see cref="CriteoFormat"/> says, and blank and <c>#</c> lines are skipped likewise. With
-/// <see cref="DataFormat.Csv"/> the header line is read first, then each line as <see cref="CsvFormat"/> says (blank lines
+/// <see cref="DataFormat.Csv"/> or <see cref="DataFormat.Tsv"/> the header line is read first, then each line as <see cref="CsvFormat"/> says (blank lines
 /// are skipped; <c>#</c> has no meaning), and line numbers count the header as line 1.</para>
 /// </remarks>
 public static partial class LibFmReader
@@ -233,7 +233,7 @@ public static partial class LibFmReader
         var scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, threads).ConcurrentScheduler;
         var pending = new Queue<Task<ParsedChunk>>();
         long line = 0;
-        if (options.Format == DataFormat.Csv)
+        if (CsvFormat.HasHeader(options.Format))
         {
             stream = ReadCsvHeader(stream, name, parser);
             line = 1;

@@ -29,7 +29,7 @@ public static class ModelFile
     //   CRC-32 (IEEE) u32 of every byte above | "AFMGPEND"
 
     /// <summary>
-    /// The newest format version, which this build writes for a model of CSV data (<see cref="Data.DataFormat.Csv"/>:
+    /// The newest format version, which this build writes for a model of CSV or TSV data (<see cref="Data.DataFormat.Csv"/>, <see cref="Data.DataFormat.Tsv"/>:
     /// its label and ignored columns); another non-default <see cref="AfmModel.Input"/> (format and feature hashing) is
     /// written as version 2 (<see cref="HashedFormatVersion"/>) and a model without one as version 1, each byte for byte
     /// as before. All three versions are read.
@@ -91,7 +91,7 @@ public static class ModelFile
                 w.UInt32((uint)model.Input.Format);
                 w.Int32(model.Input.HashBits);
             }
-            if (model.Input.Format == Data.DataFormat.Csv)
+            if (Data.CsvFormat.HasHeader(model.Input.Format))
             {
                 w.String(model.Input.LabelColumn!, "label column");
                 w.String(model.Input.IgnoredColumns!, "ignored columns");
@@ -217,7 +217,7 @@ public static class ModelFile
 
     /// <summary>The version a model with <paramref name="input"/> is written as: the oldest that holds it.</summary>
     private static uint VersionFor(Data.InputEncoding input) =>
-        input.IsDefault ? FirstFormatVersion : input.Format == Data.DataFormat.Csv ? FormatVersion : HashedFormatVersion;
+        input.IsDefault ? FirstFormatVersion : Data.CsvFormat.HasHeader(input.Format) ? FormatVersion : HashedFormatVersion;
 
     /// <summary>
     /// Reads the data format and hash bits (versions 2 and 3) and the CSV columns (version 3), which must agree with
@@ -227,8 +227,8 @@ public static class ModelFile
     {
         var format = (Data.DataFormat)r.UInt32("data format");
         int bits = r.Int32("hash bits");
-        if ((version == FormatVersion) != (format == Data.DataFormat.Csv))
-            throw r.Error(format == Data.DataFormat.Csv ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {FormatVersion})"
+        if ((version == FormatVersion) != Data.CsvFormat.HasHeader(format))
+            throw r.Error(Data.CsvFormat.HasHeader(format) ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {FormatVersion})"
                 : $"format version {version} is for models of CSV data, but the data format is {(uint)format}");
         var input = version == FormatVersion
             ? new Data.InputEncoding(format, bits, r.String("label column"), r.String("ignored columns"), r.String("numeric columns"))

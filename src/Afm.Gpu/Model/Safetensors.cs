@@ -157,7 +157,7 @@ public static class Safetensors
             ["hash_bits"] = model.Input.HashBits.ToString(CultureInfo.InvariantCulture),
             ["feature_hash"] = Data.FeatureHash.Spec,
         };
-        if (model.Input.Format == Data.DataFormat.Csv)
+        if (Data.CsvFormat.HasHeader(model.Input.Format))
         {
             fields["csv_label_column"] = model.Input.LabelColumn!;
             fields["csv_ignored_columns"] = model.Input.IgnoredColumns!;
@@ -298,7 +298,8 @@ public static class Safetensors
             "libfm" or null => Data.DataFormat.LibFm,
             "criteo" => Data.DataFormat.Criteo,
             "csv" => Data.DataFormat.Csv,
-            _ => throw Bad(path, $"__metadata__ data_format is '{formatText}', expected 'libfm', 'criteo' or 'csv'"),
+            "tsv" => Data.DataFormat.Tsv,
+            _ => throw Bad(path, $"__metadata__ data_format is '{formatText}', expected 'libfm', 'criteo', 'csv' or 'tsv'"),
         };
         int bits = 0;
         if (hasBits && !int.TryParse(bitsText, NumberStyles.None, CultureInfo.InvariantCulture, out bits))

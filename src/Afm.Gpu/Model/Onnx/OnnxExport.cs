@@ -235,7 +235,7 @@ public static class OnnxExport
             ["hash_bits"] = model.Input.HashBits.ToString(CultureInfo.InvariantCulture),
         };
         if (model.Input.HashBits > 0) props["feature_hash"] = Data.FeatureHash.Spec;
-        if (model.Input.Format == Data.DataFormat.Csv)
+        if (Data.CsvFormat.HasHeader(model.Input.Format))
         {
             props["csv_label_column"] = model.Input.LabelColumn!;
             props["csv_ignored_columns"] = model.Input.IgnoredColumns!;
