@@ -23,10 +23,10 @@ public enum DataFormat
 /// <param name="Format">The text format.</param>
 /// <param name="HashBits">0: ids index the embedding table directly; B in 1..<see cref="FeatureHash.MaxBits"/>: every
 /// feature is hashed into 2^B rows (<see cref="FeatureHash"/>).</param>
-/// <param name="LabelColumn">CSV only: the header name of the label column.</param>
-/// <param name="IgnoredColumns">CSV only: the header names of the columns that are neither label nor feature, joined by
+/// <param name="LabelColumn">CSV and TSV only: the header name of the label column.</param>
+/// <param name="IgnoredColumns">CSV and TSV only: the header names of the columns that are neither label nor feature, joined by
 /// commas (<c>""</c>: none); see <see cref="CsvFormat.JoinColumns"/>.</param>
-/// <param name="NumericColumns">CSV only: the header names of the columns whose fields are numbers, each the feature
+/// <param name="NumericColumns">CSV and TSV only: the header names of the columns whose fields are numbers, each the feature
 /// named after its column with the field as its value, joined by commas (<c>""</c>: none; every other column is
 /// categorical).</param>
 public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0, string? LabelColumn = null, string? IgnoredColumns = null, string? NumericColumns = null)

@@ -43,23 +43,23 @@ public sealed record LibFmReadOptions
     /// <summary>The text format (libFM by default; <see cref="DataFormat.Criteo"/>, <see cref="DataFormat.Csv"/> and <see cref="DataFormat.Tsv"/> need <see cref="HashBits"/>).</summary>
     public DataFormat Format { get; init; }
 
-    /// <summary>CSV only: the header name of the label column (null: <see cref="CsvFormat.DefaultLabelColumn"/>).</summary>
+    /// <summary>CSV and TSV only: the header name of the label column (null: <see cref="CsvFormat.DefaultLabelColumn"/>).</summary>
     public string? LabelColumn { get; init; }
 
-    /// <summary>CSV only: the header names of the columns to leave out, joined by commas (null or <c>""</c>: none).</summary>
+    /// <summary>CSV and TSV only: the header names of the columns to leave out, joined by commas (null or <c>""</c>: none).</summary>
     public string? IgnoredColumns { get; init; }
 
-    /// <summary>CSV only: the header names of the numeric columns, joined by commas (null or <c>""</c>: none).</summary>
+    /// <summary>CSV and TSV only: the header names of the numeric columns, joined by commas (null or <c>""</c>: none).</summary>
     public string? NumericColumns { get; init; }
 
     /// <summary>
-    /// CSV only: the label column may be absent from the header (data to be scored), and then every row's label is 0.
+    /// CSV and TSV only: the label column may be absent from the header (data to be scored), and then every row's label is 0.
     /// False (the default): the header must name the label.
     /// </summary>
     public bool LabelOptional { get; init; }
 
     /// <summary>
-    /// CSV only: the header must name every ignored and numeric column, so that a misspelt name fails rather than
+    /// CSV and TSV only: the header must name every ignored and numeric column, so that a misspelt name fails rather than
     /// leave a column among the categorical features (true, the default, as for training data). False (data read for a
     /// trained model, whose columns were checked when it was trained): such a column may be absent, and a numeric
     /// one is then missing from every row.
