@@ -142,6 +142,7 @@ public sealed class CsvFormatTests : IDisposable
     [InlineData("id,click,site\n1,1,a,b\n", 2, "4 comma-separated fields; the header has 3")]
     [InlineData("id,label,site\n1,1,a\n", 1, "header: no column 'click' for the label (--label-column names it); the columns are id, label, site")]
     [InlineData("click,site\n1,a\n", 1, "header: no column 'id' to ignore")]
+    [InlineData("7,1,0.5\n8,0,0.25\n", 1, "the first line looks like data: the file needs a header line naming its columns")]
     [InlineData("id,click,site,site\n1,1,a,b\n", 1, "header: column 'site' appears twice")]
     [InlineData("id,click,,x\n1,1,a,b\n", 1, "header: column 3 has no name")]
     [InlineData("", 1, "no header line")]

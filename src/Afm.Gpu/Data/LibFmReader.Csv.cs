@@ -122,7 +122,8 @@ public static partial class LibFmReader
             var kinds = new CsvColumn[names.Count];
             if (index.TryGetValue(label, out int labelIndex)) kinds[labelIndex] = CsvColumn.Label;
             else if (!_o.LabelOptional)
-                throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(label)}' for the label (--label-column names it); the columns are {Listed(names)}");
+                throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(label)}' for the label (--label-column names it); the columns are {Listed(names)}"
+                    + (LooksLikeData(names) ? "; the first line looks like data: the file needs a header line naming its columns" : ""));
             foreach (var (columns, kind, what) in new[] { (input.IgnoredColumnList, CsvColumn.Ignored, "to ignore"), (input.NumericColumnList, CsvColumn.Numeric, "of numbers") })
                 foreach (var column in columns)
                 {
@@ -132,6 +133,10 @@ public static partial class LibFmReader
                 }
             _csv = new CsvLayout([.. names], kinds);
         }
+
+        /// <summary>Whether most of a header's names are numbers, as in a file without a header whose first line is a row.</summary>
+        private static bool LooksLikeData(List<string> names) =>
+            names.Count(n => double.TryParse(n, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out _)) * 2 > names.Count;
 
         /// <summary>The first columns of a header, for a message.</summary>
         private static string Listed(List<string> names) =>
