@@ -42,6 +42,9 @@ public abstract class KernelTestsBase
         { ModelKind.Afm, LossKind.Squared, 19, 5 },
         // t = 16: the GPU backward's 16-wide dW blocks where the work-group is narrow (16 work-items)
         { ModelKind.Afm, LossKind.Logistic, 16, 16 },
+        // t = 4 and 12 (t % 8 == 4): the GPU backward's 4-wide dW blocks
+        { ModelKind.Afm, LossKind.Squared, 8, 4 },
+        { ModelKind.Afm, LossKind.Logistic, 12, 12 },
         { ModelKind.Fm, LossKind.Squared, 8, 0 },
         { ModelKind.Fm, LossKind.Logistic, 5, 0 },
     };
