@@ -31,10 +31,7 @@ public static partial class LibFmReader
                     }
                     catch (InvalidDataException e)
                     {
-                        // from a decompressing stream: the compressed data is damaged
-                        // (the runtime's own message for a bad block or checksum names an unsupported compression method)
-                        throw new DataFormatException(name, 0, e.Message.StartsWith("the gzip data", StringComparison.Ordinal) ? e.Message
-                            : "the gzip data is damaged: a block or its checksum is wrong, so the file cannot be read as written", e);
+                        throw GzipDamaged(name, e);
                     }
                     length += n;
                     _end = length < buffer.Length;
@@ -61,17 +58,27 @@ public static partial class LibFmReader
         /// <summary>Drops a UTF-8 byte order mark at the start of the stream; fails on UTF-16 text.</summary>
         private int SkipByteOrderMark(byte[] buffer, int length)
         {
-            var head = buffer.AsSpan(0, length);
             _started = true;
-            if (head.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]))
-            {
-                head[3..].CopyTo(buffer);
-                return length - 3;
-            }
+            int skip = ByteOrderMarkLength(buffer.AsSpan(0, length), name);
+            if (skip > 0) buffer.AsSpan(skip, length - skip).CopyTo(buffer);
+            return length - skip;
+        }
+
+        /// <summary>The length of a UTF-8 byte order mark at the start of <paramref name="head"/> (0 or 3); fails on UTF-16 text.</summary>
+        public static int ByteOrderMarkLength(ReadOnlySpan<byte> head, string name)
+        {
             if (head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || head.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
                 throw new DataFormatException(name, 0, "is UTF-16 text; save it as UTF-8");
-            return length;
+            return head.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0;
         }
+
+        /// <summary>
+        /// The error for a decompressing stream's <see cref="InvalidDataException"/>: the compressed data is damaged (the
+        /// runtime's own message for a bad block or checksum names an unsupported compression method).
+        /// </summary>
+        public static DataFormatException GzipDamaged(string name, InvalidDataException e) =>
+            new(name, 0, e.Message.StartsWith("the gzip data", StringComparison.Ordinal) ? e.Message
+                : "the gzip data is damaged: a block or its checksum is wrong, so the file cannot be read as written", e);
 
         /// <summary>
         /// Where a chunk of <paramref name="text"/> may end: after its last line end, but not between the CR and

@@ -32,15 +32,13 @@ public static partial class LibFmReader
             }
             catch (InvalidDataException e)
             {
-                throw new DataFormatException(name, 0, "the gzip data is damaged: a block or its checksum is wrong, so the file cannot be read as written", e);
+                throw Chunker.GzipDamaged(name, e);
             }
             length += n;
             eof = n == 0;
         }
         var text = buffer.AsSpan(0, length);
-        int start = text.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0;
-        if (text.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || text.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
-            throw new DataFormatException(name, 0, "is UTF-16 text; save it as UTF-8");
+        int start = Chunker.ByteOrderMarkLength(text, name);
         var header = end < 0 ? text[start..] : text[start..Math.Max(start, end)];
         if (header.IndexOfAnyExcept((byte)' ', (byte)'\t') < 0)
             throw new DataFormatException(name, 1, length == 0 ? "no header line: CSV data starts with a line naming its columns" : "the header line is blank: CSV data starts with a line naming its columns");
