@@ -20,6 +20,33 @@ public class KernelPlanTests
         Assert.True(config.LocalBytes <= 48 * 1024 - KernelPlan.LocalMemorySlack, $"{config.LocalBytes} bytes of shared memory");
     }
 
+    /// <summary>
+    /// The forward's z = W q slices: every work-item's share of t is a whole number of the four-t blocks the
+    /// vectorised path reads (a slice of 2 of t = 4 once left every score 0 and relu(z) unwritten), the pairs times the
+    /// slices fit the group, and short rows on a wide group still get more than one slice where t allows it.
+    /// </summary>
+    [Fact]
+    public void ZSlicesCutTIntoWholeBlocksThatFitTheGroup()
+    {
+        foreach (int group in new[] { 16, 32, 64, 128, 256 })
+            for (int m = 0; m <= 12; m++)
+                for (int t = 1; t <= 68; t++)
+                    foreach (int unit in new[] { 1, 4 })
+                    {
+                        if (unit == 4 && t % 4 != 0) continue;
+                        int pairs = Math.Max(1, m * (m - 1) / 2);
+                        int s = GpuKernels.ZSlices(t, m, tile: pairs, group, unit);
+                        Assert.True(s >= 1 && (s & (s - 1)) == 0, $"t = {t}, m = {m}, group {group}: {s} slices");
+                        Assert.True(t % (s * unit) == 0, $"t = {t}, m = {m}, group {group}, unit {unit}: {s} slices leave a slice of {(double)t / s} t's");
+                        Assert.True(s == 1 || pairs * s <= group, $"t = {t}, m = {m}, group {group}: {s} slices x {pairs} pairs");
+                        Assert.Equal(1, GpuKernels.ZSlices(t, m, tile: pairs - 1, group, unit)); // tiled backward: no slices
+                    }
+        Assert.Equal(8, GpuKernels.ZSlices(64, 5, 10, 128, 4)); // 10 pairs x 8 slices of 8 t's
+        Assert.Equal(2, GpuKernels.ZSlices(8, 5, 10, 128, 4));
+        Assert.Equal(1, GpuKernels.ZSlices(4, 5, 10, 128, 4));
+        Assert.Equal(4, GpuKernels.ZSlices(4, 5, 10, 128, 1));
+    }
+
     [Fact]
     public void WorkGroupSizeIsAPowerOfTwoWithinTheLimit()
     {

@@ -70,15 +70,39 @@ public abstract class KernelTestsBase
         return s;
     }
 
+    /// <summary>
+    /// Rows of at most 5 (10 pairs) and 3 (3 pairs) non-zeros: few pairs on a wide group, where the forward splits
+    /// each pair's z = W q over several work-items (<c>GpuKernels.ZSlices</c>); t = 4, 8, 12, 20 once left slices
+    /// that the four-t blocks did not cover.
+    /// </summary>
+    public static TheoryData<ModelKind, LossKind, int, int, int> ShortRowShapes => new()
+    {
+        { ModelKind.Afm, LossKind.Logistic, 8, 4, 5 },
+        { ModelKind.Afm, LossKind.Squared, 12, 12, 5 },
+        { ModelKind.Afm, LossKind.Squared, 8, 20, 5 },
+        { ModelKind.Afm, LossKind.Logistic, 8, 8, 3 },
+        { ModelKind.Afm, LossKind.Squared, 4, 16, 3 },
+        { ModelKind.Afm, LossKind.Squared, 6, 6, 3 },
+    };
+
+    private static int[] ShortLengths(int max) => max == 5 ? [5, 3, 2, 4, 1, 0, 5, 2] : [3, 2, 1, 3, 0, 3, 2];
+
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void ForwardMatchesReference(ModelKind kind, LossKind loss, int k, int t)
+    public void ForwardMatchesReference(ModelKind kind, LossKind loss, int k, int t) => ForwardMatches(kind, loss, k, t, Lengths);
+
+    [Theory]
+    [MemberData(nameof(ShortRowShapes))]
+    public void ForwardOnShortRowsMatchesReference(ModelKind kind, LossKind loss, int k, int t, int maxLength) =>
+        ForwardMatches(kind, loss, k, t, ShortLengths(maxLength));
+
+    private void ForwardMatches(ModelKind kind, LossKind loss, int k, int t, int[] lengths)
     {
         if (!TryAccelerator(out var acc)) return;
         using var accOwner = acc;
         const int features = 23;
         var model = Fixtures.RandomModel(kind, features, k, t, loss, seed: 3);
-        var data = Fixtures.RaggedData(features, Lengths, loss, seed: 5);
+        var data = Fixtures.RaggedData(features, lengths, loss, seed: 5);
         using var s = Prepare(acc, model, data, OptimizerKind.Sgd);
         using var yhat = acc.Allocate<float>(data.Rows);
         using var att = acc.Allocate<float>((long)data.Rows * s.Kernels.Shape.Pairs);
@@ -99,14 +123,21 @@ public abstract class KernelTestsBase
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void GradientsMatchReference(ModelKind kind, LossKind loss, int k, int t)
+    public void GradientsMatchReference(ModelKind kind, LossKind loss, int k, int t) => GradientsMatch(kind, loss, k, t, Lengths);
+
+    [Theory]
+    [MemberData(nameof(ShortRowShapes))]
+    public void GradientsOnShortRowsMatchReference(ModelKind kind, LossKind loss, int k, int t, int maxLength) =>
+        GradientsMatch(kind, loss, k, t, ShortLengths(maxLength));
+
+    private void GradientsMatch(ModelKind kind, LossKind loss, int k, int t, int[] lengths)
     {
         if (!TryAccelerator(out var acc)) return;
         using var accOwner = acc;
         const int features = 23;
         const float lambda = 0.05f;
         var model = Fixtures.RandomModel(kind, features, k, t, loss, seed: 13);
-        var data = Fixtures.RaggedData(features, Lengths, loss, seed: 17);
+        var data = Fixtures.RaggedData(features, lengths, loss, seed: 17);
         using var s = Prepare(acc, model, data, OptimizerKind.Sgd);
         var step = new StepParams(loss, 1f, 1f, 123, 1f / data.Rows);
         s.Kernels.ForwardBackward(s.Device, s.Batch, s.Work, step);

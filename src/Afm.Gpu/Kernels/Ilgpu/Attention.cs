@@ -24,14 +24,18 @@ internal static partial class GpuKernels
         return j;
     }
 
-    /// <summary>Work-items per pair in the z = W q passes: a power of two dividing t such that all the pairs times it fit the group.</summary>
-    internal static int ZSlices(int t, int m, int tile, int group)
+    /// <summary>
+    /// Work-items per pair in the z = W q passes: a power of two such that all the pairs times it fit the group and
+    /// each work-item's slice of t is a whole number of <paramref name="unit"/>s (4 where <see cref="ZRun{TS}"/> reads
+    /// four t's at a time, see <see cref="SharedLayout.Vectorised"/>; else 1).
+    /// </summary>
+    internal static int ZSlices(int t, int m, int tile, int group, int unit)
     {
         int pairs = m * (m - 1) / 2, ta = t > 0 ? t : 1;
         if (pairs < 1) pairs = 1;
         if (tile < pairs) return 1;
         for (int s = 16; s > 1; s >>= 1)
-            if (pairs * s <= group && ta % s == 0) return s;
+            if (pairs * s <= group && ta % (s * unit) == 0) return s;
         return 1;
     }
 
@@ -39,7 +43,7 @@ internal static partial class GpuKernels
     /// relu(z_t) for t in [t0, t1) of pair (i, j): returns Σ h_t relu(z_t), and stores relu(z_t) at zr[slot t + t]
     /// when asked. Where rows are 16-byte aligned (<see cref="SharedLayout.Vectorised"/>), sixteen (then eight, four)
     /// t's at a time over four d's at a time: e_i, e_j and each row of W read as four floats, q_d formed once and used by sixteen
-    /// independent multiply-add chains. Otherwise four t's at a time over single d's.
+    /// independent multiply-add chains. Otherwise four t's at a time over single d's. The rest one t at a time.
     /// </summary>
     private static float ZRun<TS>(ArrayView<float> dense, ArrayView<float> sE, int i, int j, int t0, int t1,
         ArrayView<float> zr, int slot, bool store)
@@ -54,22 +58,25 @@ internal static partial class GpuKernels
             for (; c + 15 < t1; c += 16) score += ZBlock<TS>(dense, sE, ei, ej, c, 4, zr, slot, store);
             for (; c + 7 < t1; c += 8) score += ZBlock<TS>(dense, sE, ei, ej, c, 2, zr, slot, store);
             for (; c + 3 < t1; c += 4) score += ZBlock<TS>(dense, sE, ei, ej, c, 1, zr, slot, store);
-            return score;
         }
-        for (; c + 3 < t1; c += 4)
+        else
         {
-            float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f;
-            int w0 = c * k;
-            for (int d = 0; d < k; d++)
+            for (; c + 3 < t1; c += 4)
             {
-                float q = sE[ei + d] * sE[ej + d];
-                z0 += dense[w0 + d] * q;
-                z1 += dense[w0 + k + d] * q;
-                z2 += dense[w0 + 2 * k + d] * q;
-                z3 += dense[w0 + 3 * k + d] * q;
+                float z0 = 0f, z1 = 0f, z2 = 0f, z3 = 0f;
+                int w0 = c * k;
+                for (int d = 0; d < k; d++)
+                {
+                    float q = sE[ei + d] * sE[ej + d];
+                    z0 += dense[w0 + d] * q;
+                    z1 += dense[w0 + k + d] * q;
+                    z2 += dense[w0 + 2 * k + d] * q;
+                    z3 += dense[w0 + 3 * k + d] * q;
+                }
+                score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
             }
-            score += Relu4(dense, offB, offH, c, z0, z1, z2, z3, zr, slot * t, store);
         }
+        // the t's the blocks leave, one at a time (none where ZSlices keeps slices whole fours)
         for (; c < t1; c++)
         {
             float z = 0f;
@@ -169,7 +176,7 @@ internal static partial class GpuKernels
         where TS : struct, IKernelShape
     {
         int k = default(TS).K, t = default(TS).T, m = default(TS).M, group = default(TS).Group, es = SharedLayout.EStride(k, default(TS).T);
-        int zs = ZSlices(t, m, default(TS).Tile, group), slice = t / zs;
+        int zs = ZSlices(t, m, default(TS).Tile, group, SharedLayout.Vectorised(k, t) ? 4 : 1), slice = t / zs;
         int tid = ILGPU.Group.IdxX, np = n * (n - 1) / 2;
         float mx = NegativeBig;
         for (int it = tid; it < np * zs; it += group)
