@@ -14,7 +14,7 @@ public sealed class SelfTestTests(ITestOutputHelper output)
         using var b = new CpuAccelerator(maxThreads: 1);
         var rows = SelfTest.Run(a, b);
         output.WriteLine(SelfTest.Format(rows));
-        Assert.Equal(6, rows.Select(r => r.Shape).Distinct().Count());
+        Assert.Equal(7, rows.Select(r => r.Shape).Distinct().Count());
         Assert.All(rows, r =>
         {
             Assert.True(r.Pass, $"{r.Shape} / {r.Kernel}");

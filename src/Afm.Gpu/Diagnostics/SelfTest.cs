@@ -35,6 +35,8 @@ public static class SelfTest
         new("AFM m=10 k=16 t=16", ModelKind.Afm, 16, 16, 10, 10, LossKind.Squared),
         new("AFM ragged 0..12 k=8 t=5", ModelKind.Afm, 8, 5, 0, 12, LossKind.Logistic),
         new("AFM m=39 k=16 t=16", ModelKind.Afm, 16, 16, 39, 39, LossKind.Squared),
+        // few pairs on a wide group: each pair's z = W q split over work-items, slices of t not a multiple of 8
+        new("AFM ragged 2..5 k=8 t=12", ModelKind.Afm, 8, 12, 2, 5, LossKind.Logistic),
         new("AFM m=3 k=64 t=64", ModelKind.Afm, 64, 64, 3, 3, LossKind.Logistic),
         new("AFM m=3 k=128 t=128", ModelKind.Afm, 128, 128, 3, 3, LossKind.Squared),
         new("FM ragged 0..12 k=16", ModelKind.Fm, 16, 0, 0, 12, LossKind.Squared),
