@@ -26,6 +26,22 @@ public class IlgpuCpuNarrowKernelTests : KernelTestsBase
     }
 }
 
+/// <summary>
+/// The suite again with 128 work-items per group, the size the kernels take on a GPU (<c>KernelPlan.PreferredWorkGroupSize</c>),
+/// so that the paths a wide group chooses (more work-items than pairs, each pair's z = W q split over up to 16 of them)
+/// run without a GPU.
+/// </summary>
+public class IlgpuCpuWideKernelTests : KernelTestsBase
+{
+    protected override Accelerator? CreateAccelerator(out string? skipReason)
+    {
+        skipReason = null;
+        var acc = IlgpuBackend.CreateCpu(maxWorkGroupSize: Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize);
+        Assert.Equal(Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize, acc.WorkGroupSize);
+        return acc;
+    }
+}
+
 /// <summary>ILGPU's CPU accelerator as the registry, the selftest and the trainer see it.</summary>
 public class IlgpuCpuAcceleratorTests(Xunit.Abstractions.ITestOutputHelper output)
 {

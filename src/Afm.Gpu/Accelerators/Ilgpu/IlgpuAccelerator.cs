@@ -36,7 +36,11 @@ public sealed class IlgpuAccelerator : Accelerator
     /// <summary>The ILGPU accelerator.</summary>
     internal ILGPU.Runtime.Accelerator Native { get; }
 
-    /// <summary>Upper bound on the work-group size (0: the default). Tests lower it.</summary>
+    /// <summary>
+    /// The work-group size asked for (0: the default, <see cref="CpuGroupSize"/> on ILGPU's CPU accelerator and
+    /// <see cref="KernelPlan.PreferredWorkGroupSize"/> on a GPU), within what the device allows. Tests set it: lower,
+    /// and on the CPU accelerator to a GPU's size.
+    /// </summary>
     internal int MaxWorkGroupSize { get; init; }
 
     /// <summary>Upper bound on the pairs per backward tile (0: as many as shared memory holds). Tests lower it.</summary>
@@ -50,9 +54,9 @@ public sealed class IlgpuAccelerator : Accelerator
     {
         get
         {
-            int preferred = Descriptor.Kind == AcceleratorKind.IlgpuCpu ? CpuGroupSize : KernelPlan.PreferredWorkGroupSize;
-            long limit = Math.Min(Native.MaxNumThreadsPerGroup, MaxWorkGroupSize > 0 ? MaxWorkGroupSize : preferred);
-            return KernelPlan.WorkGroupSize(limit, preferred);
+            int preferred = MaxWorkGroupSize > 0 ? MaxWorkGroupSize
+                : Descriptor.Kind == AcceleratorKind.IlgpuCpu ? CpuGroupSize : KernelPlan.PreferredWorkGroupSize;
+            return KernelPlan.WorkGroupSize(Native.MaxNumThreadsPerGroup, preferred);
         }
     }
 
