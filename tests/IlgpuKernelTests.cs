@@ -69,6 +69,14 @@ public class IlgpuCpuAcceleratorTests(Xunit.Abstractions.ITestOutputHelper outpu
         AgainstCpu.SelfTestPasses(acc, output.WriteLine);
     }
 
+    /// <summary>The self-test's shapes (39 fields in tiles, k = t = 128 with the accumulator in global memory) at a GPU's 128 work-items per group.</summary>
+    [Fact]
+    public void SelfTestAgainstCpuPassesAtAGpusGroupSize()
+    {
+        using var acc = IlgpuBackend.CreateCpu(maxWorkGroupSize: Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize);
+        AgainstCpu.SelfTestPasses(acc, output.WriteLine);
+    }
+
     /// <summary>Three epochs with dropout on ILGPU's CPU accelerator and on the CPU accelerator agree closely (<see cref="AgainstCpu.TrainingMatches"/>).</summary>
     [Theory]
     [InlineData(Model.ModelKind.Afm, Kernels.OptimizerKind.Adagrad)]
