@@ -51,6 +51,26 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Equal([Row("site=s1"), Row("app=a 2")], RowOf(d, 3).Ids); // the header's name is trimmed, a field's text is not
     }
 
+    /// <summary>
+    /// A feature's field is its column, also where the column's name holds <c>=</c> or <c>:</c> (which name-derived
+    /// fields cut at, as in libFM's <c>user=3</c>): <c>explain</c> groups by the header's names.
+    /// </summary>
+    [Fact]
+    public void FeaturesBelongToTheirColumnsWhateverTheColumnsNames()
+    {
+        string path = Write("id,click,a=b,c:d,e,n:1\n1,1,x,y,z=w,2.5\n2,0,x:1,y=2,,0\n");
+        var (d, names) = LibFmReader.ReadWithNames(path, Csv() with { NumericColumns = "n:1" });
+        Assert.Equal(2, d.Rows);
+        string FieldOf(string feature) => names.FieldNames[names.FieldOf(Row(feature))];
+        Assert.Equal("a=b", FieldOf("a=b=x"));
+        Assert.Equal("c:d", FieldOf("c:d=y"));
+        Assert.Equal("e", FieldOf("e=z=w"));
+        Assert.Equal("n:1", FieldOf("n:1"));
+        Assert.Equal("a=b", FieldOf("a=b=x:1"));
+        Assert.Equal("c:d", FieldOf("c:d=y=2"));
+        Assert.Equal(["a=b", "c:d", "e", "n:1"], names.FieldNames.Where(f => f != FeatureMap.OtherField).Order(StringComparer.Ordinal));
+    }
+
     [Fact]
     public void TsvIsTheSameWithTabsAndItsFieldsAsWritten()
     {

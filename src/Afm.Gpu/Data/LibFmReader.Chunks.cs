@@ -118,22 +118,25 @@ public static partial class LibFmReader
         public int RowStart(int row) => row == 0 ? 0 : RowEnds[row - 1];
     }
 
-    /// <summary>The distinct names hashed to each row, in order of appearance (UTF-8 bytes).</summary>
+    /// <summary>
+    /// The distinct names hashed to each row, in order of appearance (UTF-8 bytes), each with the length of its field's
+    /// name where the reader knows it (a CSV column), else -1 (the field is <see cref="FeatureMap.DefaultField"/>).
+    /// </summary>
     private sealed class HashedNames
     {
         private const int MaxShown = 3;
-        private readonly Dictionary<int, List<byte[]>> _byRow = [];
+        private readonly Dictionary<int, List<(byte[] Name, int FieldLength)>> _byRow = [];
 
-        public void Add(int row, ReadOnlySpan<byte> name)
+        public void Add(int row, ReadOnlySpan<byte> name, int fieldLength = -1)
         {
-            if (!_byRow.TryGetValue(row, out var names)) _byRow.Add(row, [name.ToArray()]);
-            else if (names.Count <= MaxShown && !Contains(names, name)) names.Add(name.ToArray());
+            if (!_byRow.TryGetValue(row, out var names)) _byRow.Add(row, [(name.ToArray(), fieldLength)]);
+            else if (names.Count <= MaxShown && !Contains(names, name)) names.Add((name.ToArray(), fieldLength));
         }
 
-        private static bool Contains(List<byte[]> names, ReadOnlySpan<byte> name)
+        private static bool Contains(List<(byte[] Name, int FieldLength)> names, ReadOnlySpan<byte> name)
         {
-            foreach (byte[] n in names)
-                if (name.SequenceEqual(n)) return true;
+            foreach (var n in names)
+                if (name.SequenceEqual(n.Name)) return true;
             return false;
         }
 
@@ -141,14 +144,15 @@ public static partial class LibFmReader
         public void AddAll(HashedNames later)
         {
             foreach (var (row, names) in later._byRow)
-                foreach (byte[] name in names) Add(row, name);
+                foreach (var (name, fieldLength) in names) Add(row, name, fieldLength);
         }
 
         public FeatureMap ToFeatureMap() => FeatureMap.FromNames(_byRow.Select(p =>
         {
-            var names = p.Value.Select(n => Encoding.UTF8.GetString(n)).ToList();
+            var names = p.Value.Select(n => Encoding.UTF8.GetString(n.Name)).ToList();
             string shown = string.Join('|', names.Take(MaxShown)) + (names.Count > MaxShown ? "|..." : "");
-            return (p.Key, shown, FeatureMap.DefaultField(names[0]));
+            var (first, fieldLength) = p.Value[0];
+            return (p.Key, shown, fieldLength >= 0 ? Encoding.UTF8.GetString(first, 0, fieldLength) : FeatureMap.DefaultField(names[0]));
         }));
     }
 }

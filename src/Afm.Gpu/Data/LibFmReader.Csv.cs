@@ -168,7 +168,7 @@ public static partial class LibFmReader
                             throw Error($"column '{IO.Printable.Escape(layout.Name(column))}': '{Show(field)}' is not a number (it is a numeric column)");
                         CheckValue(field, value);
                         // a zero is absent from a sparse row; kept, it would be a slot in the AFM's softmax
-                        if (value != 0) AddHashed(chunk, layout.Prefix(column), value);
+                        if (value != 0) AddHashed(chunk, layout.Prefix(column), value, layout.Prefix(column).Length);
                     }
                     else if (kind == CsvColumn.Categorical && !field.IsEmpty)
                     {
@@ -177,11 +177,11 @@ public static partial class LibFmReader
                         {
                             prefix.CopyTo(name);
                             field.CopyTo(name[prefix.Length..]);
-                            AddHashed(chunk, name[..(prefix.Length + field.Length)]);
+                            AddHashed(chunk, name[..(prefix.Length + field.Length)], fieldLength: prefix.Length - 1);
                         }
                         else
                         {
-                            AddHashed(chunk, [.. prefix, .. field]);
+                            AddHashed(chunk, [.. prefix, .. field], fieldLength: prefix.Length - 1);
                         }
                     }
                 }

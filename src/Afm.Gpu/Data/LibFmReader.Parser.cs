@@ -251,12 +251,13 @@ public static partial class LibFmReader
             EndRow(chunk, label);
         }
 
-        private void AddHashed(ParsedChunk chunk, ReadOnlySpan<byte> name, float value = 1f)
+        /// <summary>Adds the feature <paramref name="name"/> hashed; <paramref name="fieldLength"/>: the bytes of its field's name at its start, where known (-1: <see cref="FeatureMap.DefaultField"/>).</summary>
+        private void AddHashed(ParsedChunk chunk, ReadOnlySpan<byte> name, float value = 1f, int fieldLength = -1)
         {
             int row = FeatureHash.Row(name, _bits);
             chunk.Ids.Add(row);
             chunk.Values.Add(value);
-            chunk.Names?.Add(row, name);
+            chunk.Names?.Add(row, name, fieldLength);
         }
 
         private static ReadOnlySpan<byte> NextColumn(ref ReadOnlySpan<byte> rest)
