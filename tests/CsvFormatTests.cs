@@ -163,6 +163,8 @@ public sealed class CsvFormatTests : IDisposable
     [InlineData("id,label,site\n1,1,a\n", 1, "header: no column 'click' for the label (--label-column names it); the columns are id, label, site")]
     [InlineData("click,site\n1,a\n", 1, "header: no column 'id' to ignore")]
     [InlineData("7,1,0.5\n8,0,0.25\n", 1, "the first line looks like data: the file needs a header line naming its columns")]
+    [InlineData("id;click;site\n1;1;a\n", 1, "the header is one column holding ';': afm-gpu reads fields separated by commas only")]
+    [InlineData("id\tclick\tsite\n1\t1\ta\n", 1, "the header is one column holding tabs: a tab-separated file is read with --format tsv")]
     [InlineData("id,click,site,site\n1,1,a,b\n", 1, "header: column 'site' appears twice")]
     [InlineData("id,click,,x\n1,1,a,b\n", 1, "header: column 3 has no name")]
     [InlineData("", 1, "no header line")]
@@ -179,6 +181,15 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Equal(path, e.File);
         Assert.Equal(line, e.Line);
         Assert.Contains(problem, e.Problem);
+    }
+
+    [Fact]
+    public void CommaSeparatedTextReadAsTsvSaysToUseTheCsvFormat()
+    {
+        string path = Write("id,click,site\n1,1,a\n");
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path, Csv() with { Format = DataFormat.Tsv }));
+        Assert.Equal(1, e.Line);
+        Assert.Contains("the header is one column holding commas: a comma-separated file is read with --format csv", e.Problem);
     }
 
     [Fact]

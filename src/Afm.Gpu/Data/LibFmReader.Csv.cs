@@ -121,15 +121,31 @@ public static partial class LibFmReader
             if (index.TryGetValue(label, out int labelIndex)) kinds[labelIndex] = CsvColumn.Label;
             else if (!_o.LabelOptional)
                 throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(label)}' for the label (--label-column names it); the columns are {Listed(names)}"
-                    + (LooksLikeData(names) ? "; the first line looks like data: the file needs a header line naming its columns" : ""));
+                    + (LooksLikeData(names) ? "; the first line looks like data: the file needs a header line naming its columns" : OtherSeparator(names)));
             foreach (var (columns, kind, what) in new[] { (input.IgnoredColumnList, CsvColumn.Ignored, "to ignore"), (input.NumericColumnList, CsvColumn.Numeric, "of numbers") })
                 foreach (var column in columns)
                 {
                     if (index.TryGetValue(column, out int j)) kinds[j] = kind;
                     else if (_o.RequireAllColumns)
-                        throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(column)}' {what}; the columns are {Listed(names)}");
+                        throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(column)}' {what}; the columns are {Listed(names)}{OtherSeparator(names)}");
                 }
             _csv = new CsvLayout([.. names], kinds);
+        }
+
+        /// <summary>
+        /// Where the header is one column holding another separator (a semicolon-separated file, a TSV read as CSV or
+        /// the other way round), what to do about it, for a message; else empty.
+        /// </summary>
+        private string OtherSeparator(List<string> names)
+        {
+            if (names.Count != 1) return "";
+            string only = names[0];
+            if (only.Contains('\t') && _o.Format == DataFormat.Csv) return "; the header is one column holding tabs: a tab-separated file is read with --format tsv";
+            if (only.Contains(',') && _o.Format == DataFormat.Tsv) return "; the header is one column holding commas: a comma-separated file is read with --format csv";
+            foreach (char c in ";|")
+                if (only.Contains(c))
+                    return $"; the header is one column holding '{c}': afm-gpu reads fields separated by {(_o.Format == DataFormat.Tsv ? "tabs" : "commas")} only, so save the file with commas (--format csv) or tabs (--format tsv)";
+            return "";
         }
 
         /// <summary>Whether most of a header's names are numbers, as in a file without a header whose first line is a row.</summary>
