@@ -121,6 +121,30 @@ public abstract class KernelTestsBase
         }
     }
 
+    /// <summary>
+    /// Shapes drawn at random (fixed seed): k in 1..20, t in 1..36, rows of 0..m non-zeros with m in 2..13 (one row of
+    /// m), either loss; forward and gradients against the reference, so that a path no listed shape takes is still
+    /// exercised.
+    /// </summary>
+    public static TheoryData<int, int, int, int> RandomShapes()
+    {
+        var data = new TheoryData<int, int, int, int>();
+        var rng = new Random(7);
+        for (int i = 0; i < 6; i++) data.Add(rng.Next(1, 21), rng.Next(1, 37), rng.Next(2, 14), i);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(RandomShapes))]
+    public void RandomShapesMatchReference(int k, int t, int m, int seed)
+    {
+        var rng = new Random(seed);
+        var lengths = Enumerable.Range(0, 9).Select(_ => rng.Next(0, m + 1)).Append(m).ToArray();
+        var loss = seed % 2 == 0 ? LossKind.Squared : LossKind.Logistic;
+        ForwardMatches(ModelKind.Afm, loss, k, t, lengths);
+        GradientsMatch(ModelKind.Afm, loss, k, t, lengths);
+    }
+
     [Theory]
     [MemberData(nameof(Shapes))]
     public void GradientsMatchReference(ModelKind kind, LossKind loss, int k, int t) => GradientsMatch(kind, loss, k, t, Lengths);
