@@ -22,7 +22,7 @@ public class IlgpuCpuNarrowKernelTests : KernelTestsBase
     protected override Accelerator? CreateAccelerator(out string? skipReason)
     {
         skipReason = null;
-        return IlgpuBackend.CreateCpu(maxWorkGroupSize: 16, maxTilePairs: 1);
+        return IlgpuBackend.CreateCpu(workGroupSize: 16, maxTilePairs: 1);
     }
 }
 
@@ -36,7 +36,7 @@ public class IlgpuCpuWideKernelTests : KernelTestsBase
     protected override Accelerator? CreateAccelerator(out string? skipReason)
     {
         skipReason = null;
-        var acc = IlgpuBackend.CreateCpu(maxWorkGroupSize: Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize);
+        var acc = IlgpuBackend.CreateCpu(workGroupSize: Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize);
         Assert.Equal(Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize, acc.WorkGroupSize);
         return acc;
     }
@@ -73,7 +73,7 @@ public class IlgpuCpuAcceleratorTests(Xunit.Abstractions.ITestOutputHelper outpu
     [Fact]
     public void SelfTestAgainstCpuPassesAtAGpusGroupSize()
     {
-        using var acc = IlgpuBackend.CreateCpu(maxWorkGroupSize: Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize);
+        using var acc = IlgpuBackend.CreateCpu(workGroupSize: Kernels.Ilgpu.KernelPlan.PreferredWorkGroupSize);
         AgainstCpu.SelfTestPasses(acc, output.WriteLine);
     }
 

@@ -72,7 +72,7 @@ public abstract class KernelTestsBase
 
     /// <summary>
     /// Rows of at most 5 (10 pairs) and 3 (3 pairs) non-zeros: few pairs on a wide group, where the forward splits
-    /// each pair's z = W q over several work-items (<c>GpuKernels.ZSlices</c>); t = 4, 8, 12, 20 once left slices
+    /// each pair's z = W q over several work-items (<c>GpuKernels.ZSlices</c>); t = 4, 8, 12, 16, 20 once left slices
     /// that the four-t blocks did not cover.
     /// </summary>
     public static TheoryData<ModelKind, LossKind, int, int, int> ShortRowShapes => new()

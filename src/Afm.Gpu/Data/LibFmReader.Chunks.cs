@@ -119,40 +119,40 @@ public static partial class LibFmReader
     }
 
     /// <summary>
-    /// The distinct names hashed to each row, in order of appearance (UTF-8 bytes), each with the length of its field's
-    /// name where the reader knows it (a CSV column), else -1 (the field is <see cref="FeatureMap.DefaultField"/>).
+    /// The distinct names hashed to each row, in order of appearance (UTF-8 bytes), and the length of the first one's
+    /// field name where the reader knows it (a CSV column), else -1 (the field is <see cref="FeatureMap.DefaultField"/>).
     /// </summary>
     private sealed class HashedNames
     {
         private const int MaxShown = 3;
-        private readonly Dictionary<int, List<(byte[] Name, int FieldLength)>> _byRow = [];
+        private readonly Dictionary<int, (List<byte[]> Names, int FieldLength)> _byRow = [];
 
         public void Add(int row, ReadOnlySpan<byte> name, int fieldLength = -1)
         {
-            if (!_byRow.TryGetValue(row, out var names)) _byRow.Add(row, [(name.ToArray(), fieldLength)]);
-            else if (names.Count <= MaxShown && !Contains(names, name)) names.Add((name.ToArray(), fieldLength));
+            if (!_byRow.TryGetValue(row, out var entry)) _byRow.Add(row, ([name.ToArray()], fieldLength));
+            else if (entry.Names.Count <= MaxShown && !Contains(entry.Names, name)) entry.Names.Add(name.ToArray());
         }
 
-        private static bool Contains(List<(byte[] Name, int FieldLength)> names, ReadOnlySpan<byte> name)
+        private static bool Contains(List<byte[]> names, ReadOnlySpan<byte> name)
         {
-            foreach (var n in names)
-                if (name.SequenceEqual(n.Name)) return true;
+            foreach (byte[] n in names)
+                if (name.SequenceEqual(n)) return true;
             return false;
         }
 
         /// <summary>Adds the names of a later chunk.</summary>
         public void AddAll(HashedNames later)
         {
-            foreach (var (row, names) in later._byRow)
-                foreach (var (name, fieldLength) in names) Add(row, name, fieldLength);
+            foreach (var (row, (names, fieldLength)) in later._byRow)
+                foreach (byte[] name in names) Add(row, name, fieldLength);
         }
 
         public FeatureMap ToFeatureMap() => FeatureMap.FromNames(_byRow.Select(p =>
         {
-            var names = p.Value.Select(n => Encoding.UTF8.GetString(n.Name)).ToList();
+            var (bytes, fieldLength) = p.Value;
+            var names = bytes.Select(n => Encoding.UTF8.GetString(n)).ToList();
             string shown = string.Join('|', names.Take(MaxShown)) + (names.Count > MaxShown ? "|..." : "");
-            var (first, fieldLength) = p.Value[0];
-            return (p.Key, shown, fieldLength >= 0 ? Encoding.UTF8.GetString(first, 0, fieldLength) : FeatureMap.DefaultField(names[0]));
+            return (p.Key, shown, fieldLength >= 0 ? Encoding.UTF8.GetString(bytes[0], 0, fieldLength) : FeatureMap.DefaultField(names[0]));
         }));
     }
 }

@@ -183,8 +183,9 @@ public static partial class LibFmReader
                         if (!TryParseFloat(field, out float value))
                             throw Error($"column '{IO.Printable.Escape(layout.Name(column))}': '{Show(field)}' is not a number (it is a numeric column)");
                         CheckValue(field, value);
+                        var feature = layout.Prefix(column); // the column's name: the feature and its field
                         // a zero is absent from a sparse row; kept, it would be a slot in the AFM's softmax
-                        if (value != 0) AddHashed(chunk, layout.Prefix(column), value, layout.Prefix(column).Length);
+                        if (value != 0) AddHashed(chunk, feature, value, feature.Length);
                     }
                     else if (kind == CsvColumn.Categorical && !field.IsEmpty)
                     {

@@ -41,7 +41,7 @@ public sealed class IlgpuAccelerator : Accelerator
     /// <see cref="KernelPlan.PreferredWorkGroupSize"/> on a GPU), within what the device allows. Tests set it: lower,
     /// and on the CPU accelerator to a GPU's size.
     /// </summary>
-    internal int MaxWorkGroupSize { get; init; }
+    internal int AskedWorkGroupSize { get; init; }
 
     /// <summary>Upper bound on the pairs per backward tile (0: as many as shared memory holds). Tests lower it.</summary>
     internal int MaxTilePairs { get; init; }
@@ -54,7 +54,7 @@ public sealed class IlgpuAccelerator : Accelerator
     {
         get
         {
-            int preferred = MaxWorkGroupSize > 0 ? MaxWorkGroupSize
+            int preferred = AskedWorkGroupSize > 0 ? AskedWorkGroupSize
                 : Descriptor.Kind == AcceleratorKind.IlgpuCpu ? CpuGroupSize : KernelPlan.PreferredWorkGroupSize;
             return KernelPlan.WorkGroupSize(Native.MaxNumThreadsPerGroup, preferred);
         }

@@ -93,11 +93,11 @@ internal sealed class IlgpuBackend(AcceleratorKind kind) : AcceleratorRegistry.I
     }
 
     /// <summary>ILGPU's CPU accelerator, for tests: optionally with a narrower work-group and a smaller tile.</summary>
-    internal static IlgpuAccelerator CreateCpu(int maxWorkGroupSize = 0, int maxTilePairs = 0)
+    internal static IlgpuAccelerator CreateCpu(int workGroupSize = 0, int maxTilePairs = 0)
     {
         var backend = new IlgpuBackend(AcceleratorKind.IlgpuCpu);
         var devices = backend.Devices(out string? why);
         if (devices.Count == 0) throw new AcceleratorUnavailableException($"ilgpu-cpu: {why}");
-        return new IlgpuAccelerator(backend.Describe(devices[0], 0), devices[0]) { MaxWorkGroupSize = maxWorkGroupSize, MaxTilePairs = maxTilePairs };
+        return new IlgpuAccelerator(backend.Describe(devices[0], 0), devices[0]) { AskedWorkGroupSize = workGroupSize, MaxTilePairs = maxTilePairs };
     }
 }
