@@ -117,6 +117,76 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Equal([Row("site=a")], RowOf(scored, 0).Ids);
     }
 
+    [Theory]
+    [InlineData(0.0, "SP0")]
+    [InlineData(2.0, "SP2")]
+    [InlineData(-2.0, "SP-2")]
+    [InlineData(-0.5, "SP-1")]
+    [InlineData(1.99, "SP1")]
+    [InlineData(0.25, "SP0")]
+    [InlineData(2.5, "0")]
+    [InlineData(100.0, "21")]
+    [InlineData(-100.0, "N21")]
+    [InlineData(1e6, "190")]
+    [InlineData(double.MaxValue, "503791")]
+    [InlineData(double.MinValue, "N503791")]
+    public void ABucketIsSmallValuesKeptAndLargerOnesOnALogScale(double value, string bucket)
+    {
+        Assert.Equal(bucket, CsvFormat.Bucket(value));
+        Assert.Equal("price=" + bucket, CsvFormat.BucketFeature("price", value));
+    }
+
+    [Fact]
+    public void AnIntegersBucketIsCriteosAndANonFiniteValueHasNone()
+    {
+        var rng = new Random(5);
+        var values = Enumerable.Range(-2, 2000).Select(v => (long)v).Concat(Enumerable.Range(0, 2000).Select(_ => rng.NextInt64(1L << 40)));
+        foreach (long v in values) Assert.Equal(CriteoFormat.IntegerBucket(v), CsvFormat.Bucket(v));
+        foreach (double bad in new[] { double.NaN, double.PositiveInfinity, double.NegativeInfinity })
+            Assert.Throws<ArgumentOutOfRangeException>(() => CsvFormat.Bucket(bad));
+    }
+
+    [Fact]
+    public void ABucketedColumnIsOneFeaturePerBucketOfItsColumn()
+    {
+        string wide = new('w', 300); // a name too long for the reader's stack buffer
+        string path = Write($"id,click,price,site,{wide}\n1,1,100,a,3\n2,0,,b,\n3,1,-0.5,a,1e6\n4,0, 2.5 ,,-100\n5,1,1.5e2,c,0\n");
+        var options = Csv() with { BucketColumns = $"price,{wide}" };
+        var (d, names) = LibFmReader.ReadWithNames(path, options);
+        Assert.Equal(5, d.Rows);
+        Assert.Equal([Row("price=21"), Row("site=a"), Row($"{wide}=1")], RowOf(d, 0).Ids);
+        Assert.Equal([1f, 1f, 1f], RowOf(d, 0).Values);
+        Assert.Equal([Row("site=b")], RowOf(d, 1).Ids); // empty fields are missing
+        Assert.Equal([Row("price=SP-1"), Row("site=a"), Row($"{wide}=190")], RowOf(d, 2).Ids);
+        Assert.Equal([Row("price=0"), Row($"{wide}=N21")], RowOf(d, 3).Ids); // spaces around a number are allowed, as in numeric columns
+        Assert.Equal([Row("price=25"), Row("site=c"), Row($"{wide}=SP0")], RowOf(d, 4).Ids); // a zero is a bucket, not missing
+        string FieldOf(string feature) => names.FieldNames[names.FieldOf(Row(feature))];
+        Assert.Equal("price", FieldOf("price=21"));
+        Assert.Equal(wide, FieldOf($"{wide}=N21"));
+        // the same rows read in many small chunks
+        var chunked = LibFmReader.Read(path, options with { ChunkBytes = 64, Threads = 3 });
+        Assert.Equal(d.FeatureIds, chunked.FeatureIds);
+    }
+
+    [Theory]
+    [InlineData("abc")]
+    [InlineData("inf")]
+    [InlineData("NaN")]
+    [InlineData("1e400")]
+    [InlineData("12a")]
+    public void ABucketedFieldThatIsNotAFiniteNumberNamesItsLine(string field)
+    {
+        string path = Write($"id,click,price\n1,1,3\n2,0,{field}\n");
+        var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path, Csv() with { BucketColumns = "price" }));
+        Assert.Equal((path, 3L), (e.File, e.Line));
+        Assert.Contains($"column 'price': '{field}' is not a finite number (it is a bucketed column)", e.Problem);
+
+        path = Write("id,click,cost\n1,1,3\n");
+        e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path, Csv() with { BucketColumns = "price" }));
+        Assert.Equal(1L, e.Line);
+        Assert.Contains("no column 'price' to bucket", e.Problem);
+    }
+
     [Fact]
     public void ColumnsAreFoundByNameSoTheirOrderDoesNotMatterAndScoringDataMayLackTheLabel()
     {
@@ -252,6 +322,56 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Contains("cannot hold a model of CSV data", Assert.Throws<ModelFormatException>(() => ModelFile.Load(path)).Message);
     }
 
+    [Fact]
+    public void TheModelFileKeepsBucketedColumnsAsVersion4AndSafetensorsAndOnnxCarryThem()
+    {
+        var input = InputEncoding.Csv("click", 8, ["id"], ["age"], bucketColumns: ["price", "visits"]);
+        Assert.Equal("price,visits", input.BucketColumns);
+        Assert.Equal(["price", "visits"], input.BucketColumnList);
+        Assert.Null(InputEncoding.Csv("click", 8, bucketColumns: []).BucketColumns);
+        Assert.Equal(InputEncoding.Csv("click", 8), new InputEncoding(DataFormat.Csv, 8, "click", "", "", ""));
+        var model = RandomModel(input);
+        string path = Path.Combine(_dir, "b.afm");
+        ModelFile.Save(model, path);
+        Assert.Equal(4u, BinaryPrimitives.ReadUInt32LittleEndian(File.ReadAllBytes(path).AsSpan(8)));
+        var loaded = ModelFile.Load(path);
+        Assert.Equal(input, loaded.Input);
+        foreach (var (x, y) in model.Tensors().Zip(loaded.Tensors())) Assert.Equal(x.Data, y.Data);
+        Assert.Equal("price,visits", LibFmReadOptions.For(loaded, labelsMatter: false).BucketColumns);
+
+        string st = Path.Combine(_dir, "b.safetensors");
+        Safetensors.Export(model, st);
+        Assert.Equal(input, Safetensors.Import(st).Input);
+        var props = OnnxExport.Build(model, null, new OnnxExportOptions()).MetadataProps.ToDictionary(p => p.Key, p => p.Value);
+        Assert.Equal("price,visits", props["csv_bucket_columns"]);
+        var plain = OnnxExport.Build(RandomModel(InputEncoding.Csv("click", 8)), null, new OnnxExportOptions()).MetadataProps;
+        Assert.DoesNotContain(plain, p => p.Key == "csv_bucket_columns");
+
+        // a CSV model without bucketed columns stays version 3, and a bucketed one relabelled 3 is refused
+        ModelFile.Save(RandomModel(InputEncoding.Csv("click", 8)), Path.Combine(_dir, "c.afm"));
+        Assert.Equal(3u, BinaryPrimitives.ReadUInt32LittleEndian(File.ReadAllBytes(Path.Combine(_dir, "c.afm")).AsSpan(8)));
+        byte[] bytes = File.ReadAllBytes(path);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 3);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 12), Afm.Gpu.Model.Crc32.Compute(bytes.AsSpan(0, bytes.Length - 12)));
+        File.WriteAllBytes(path, bytes);
+        Assert.Throws<ModelFormatException>(() => ModelFile.Load(path));
+    }
+
+    [Theory]
+    [InlineData("price", "price", "'price' is a numeric column and cannot be bucketed too")]
+    [InlineData("id", "", "'id' is ignored and cannot be a bucketed feature too")]
+    [InlineData("click", "", "'click' is the label column and cannot be a bucketed feature too")]
+    [InlineData("a,a", "", "bucketed columns 'a,a' name a column twice")]
+    [InlineData("a,", "", "bucketed column: a column name is empty")]
+    public void InvalidBucketedColumnsAreRefused(string bucketed, string numeric, string problem)
+    {
+        var e = Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.Csv, 8, "click", "id", numeric, bucketed).Validate());
+        Assert.Contains(problem, e.Message);
+        Assert.Equal(nameof(InputEncoding.BucketColumns), e.ParamName);
+        e = Assert.Throws<ArgumentException>(() => new InputEncoding(DataFormat.LibFm, 8, null, null, null, "price").Validate());
+        Assert.Contains("for the csv and tsv formats", e.Message);
+    }
+
     [Theory]
     [InlineData("", "", "label column: a column name is empty")]
     [InlineData("click", "id,click", "'click' is the label column and cannot be ignored too")]
@@ -281,6 +401,8 @@ public sealed class CsvFormatTests : IDisposable
         Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { LabelOptional = true }));
         Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { NumericColumns = "site" }));
         Assert.Equal(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { NumericColumns = "" }));
+        Assert.NotEqual(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { BucketColumns = "site" }));
+        Assert.Equal(CacheFile.Fingerprint(csv), CacheFile.Fingerprint(csv with { BucketColumns = "" }));
 
         string text = Write("id,click,site\n1,1,a\n2,0,b\n");
         string cache = Path.Combine(_dir, "d.afmbin");
@@ -289,7 +411,7 @@ public sealed class CsvFormatTests : IDisposable
         file.CheckAgainst(csv);
         file.CheckAgainst(csv with { LabelOptional = true }); // labelled rows serve scoring too
         var e = Assert.Throws<DataFormatException>(() => file.CheckAgainst(csv with { IgnoredColumns = "" }));
-        Assert.Contains("other label, ignored or numeric columns", e.Problem);
+        Assert.Contains("other label, ignored, numeric or bucketed columns", e.Problem);
     }
 
     private static (int Code, string Out, string Err) Run(params string[] args)
@@ -351,6 +473,44 @@ public sealed class CsvFormatTests : IDisposable
 
         (code, _, err) = Run("train", "--train", train, "--format", "libfm", "--label-column", "click");
         Assert.Equal(1, code);
-        Assert.Contains("--label-column, --ignore-columns and --numeric-columns name columns of --format csv or tsv, not of libfm", err);
+        Assert.Contains("--label-column, --ignore-columns, --numeric-columns and --bucket-columns name columns of --format csv or tsv, not of libfm", err);
+    }
+
+    [Fact]
+    public void TrainKeepsBucketedColumnsInTheModelAndPredictAndExplainReadThem()
+    {
+        var rng = new Random(4);
+        string Line(bool label)
+        {
+            int site = rng.Next(8);
+            double price = Math.Round(Math.Exp(rng.NextDouble() * 8), 2);
+            int y = rng.NextDouble() < (site % 2 == (price > 50 ? 1 : 0) ? 0.8 : 0.2) ? 1 : 0;
+            return label ? $"{y},s{site},{price}" : $"{price},s{site}";
+        }
+        string train = Write("click,site,price\n" + string.Concat(Enumerable.Range(0, 800).Select(_ => Line(true) + "\n")), "train.csv");
+        string score = Write("price,site\n" + string.Concat(Enumerable.Range(0, 30).Select(_ => Line(false) + "\n")), "score.csv");
+        string model = Path.Combine(_dir, "m.afm");
+        var (code, output, err) = Run("train", "--train", train, "--format", "csv", "--label-column", "click", "--bucket-columns", "price",
+            "--hash-bits", "10", "--loss", "logistic", "-k", "4", "-t", "4", "--epochs", "2", "--accelerator", "cpu", "-o", model);
+        Assert.True(code == 0, err + output);
+        Assert.Equal(InputEncoding.Csv("click", 10, bucketColumns: ["price"]), ModelFile.Load(model).Input);
+
+        string predictions = Path.Combine(_dir, "p.txt");
+        (code, output, err) = Run("predict", "-m", model, "-d", score, "-o", predictions, "--accelerator", "cpu");
+        Assert.True(code == 0, err + output);
+        Assert.Equal(30, File.ReadAllLines(predictions).Length);
+        (code, output, err) = Run("explain", "-m", model, "-d", train, "--accelerator", "cpu");
+        Assert.True(code == 0, err + output);
+        Assert.Contains("site x price", output);
+
+        (code, _, err) = Run("train", "--train", train, "--format", "csv", "--label-column", "click", "--bucket-columns", "price", "--numeric-columns", "price");
+        Assert.Equal(1, code);
+        Assert.Contains("--bucket-columns price: column 'price' is a numeric column and cannot be bucketed too", err);
+        Assert.DoesNotContain("   at ", err);
+        string bad = Write("click,site,price\n1,a,cheap\n", "bad.csv");
+        (code, _, err) = Run("train", "--train", bad, "--format", "csv", "--label-column", "click", "--bucket-columns", "price", "--accelerator", "cpu", "-o", Path.Combine(_dir, "x.afm"));
+        Assert.Equal(1, code);
+        Assert.Contains("bad.csv:2: column 'price': 'cheap' is not a finite number (it is a bucketed column)", err);
+        Assert.DoesNotContain("   at ", err);
     }
 }

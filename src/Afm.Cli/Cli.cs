@@ -290,7 +290,7 @@ public static class Cli
         bool seekable = Afm.Gpu.Data.DataCache.IsSeekable(input);
         string of = seekable && LibFmReader.IsGzip(input) ? "gzip" : "text";
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var encoding = TrainCommand.EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, o.NumericColumns, stdout);
+        var encoding = TrainCommand.EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, o.NumericColumns, o.BucketColumns, stdout);
         var h = CacheFile.Write(input, o.Output, LibFmReadOptions.Reading(encoding), o.ChunkRows);
         double seconds = sw.Elapsed.TotalSeconds;
         stdout.WriteLine($"cached {o.Input}: {h.Rows} rows, {h.NonZeros} non-zeros, {h.FeatureCount} features, up to {h.MaxNnz} per row, " +

@@ -29,6 +29,9 @@ internal sealed class TrainOptions : DataCommandOptions
     [Option("numeric-columns", HelpText = "--format csv or tsv: comma-separated header names of columns of numbers, each one feature valued by its field (others are categorical). Stored in the model.")]
     public string? NumericColumns { get; set; }
 
+    [Option("bucket-columns", HelpText = "--format csv or tsv: comma-separated header names of columns of numbers (counts, prices, durations) bucketed on a log scale, each bucket a categorical feature of its column. Stored in the model.")]
+    public string? BucketColumns { get; set; }
+
     [Option("validation", HelpText = "Validation data for early stopping. Default: hold out --validation-fraction of the training rows.")]
     public string? ValidationFile { get; set; }
 
@@ -194,6 +197,9 @@ internal sealed class CacheOptions
 
     [Option("numeric-columns", HelpText = "--format csv or tsv: the columns of numbers, as for train.")]
     public string? NumericColumns { get; set; }
+
+    [Option("bucket-columns", HelpText = "--format csv or tsv: the bucketed columns of numbers, as for train.")]
+    public string? BucketColumns { get; set; }
 }
 
 [Verb("devices", HelpText = "List the accelerators on this machine.")]

@@ -261,19 +261,19 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
 
     private InputEncoding InputEncodingOf(bool demo)
     {
-        if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase) || o.LabelColumn is not null || o.IgnoreColumns is not null || o.NumericColumns is not null))
-            throw new ArgumentException("--format, --hash-bits and the CSV columns (--label-column, --ignore-columns, --numeric-columns) apply to data given with --train, not to the demo");
-        var encoding = EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, o.NumericColumns, stdout);
+        if (demo && (o.HashBits is not null || !o.Format.Equals("libfm", StringComparison.OrdinalIgnoreCase) || o.LabelColumn is not null || o.IgnoreColumns is not null || o.NumericColumns is not null || o.BucketColumns is not null))
+            throw new ArgumentException("--format, --hash-bits and the CSV columns (--label-column, --ignore-columns, --numeric-columns, --bucket-columns) apply to data given with --train, not to the demo");
+        var encoding = EncodingOf(o.Format, o.HashBits, o.LabelColumn, o.IgnoreColumns, o.NumericColumns, o.BucketColumns, stdout);
         if (encoding.Format == DataFormat.Criteo && o.Loss is null)
             stdout.WriteLine("criteo: logistic loss on the click labels (the default; --loss squared to change)");
         return encoding;
     }
 
     /// <summary>
-    /// The data format, hashing and CSV columns from --format, --hash-bits, --label-column, --ignore-columns and
-    /// --numeric-columns, saying when a format's default hash bits or label column are taken.
+    /// The data format, hashing and CSV columns from --format, --hash-bits, --label-column, --ignore-columns,
+    /// --numeric-columns and --bucket-columns, saying when a format's default hash bits or label column are taken.
     /// </summary>
-    internal static InputEncoding EncodingOf(string formatName, int? hashBits, string? labelColumn, string? ignoreColumns, string? numericColumns, TextWriter stdout)
+    internal static InputEncoding EncodingOf(string formatName, int? hashBits, string? labelColumn, string? ignoreColumns, string? numericColumns, string? bucketColumns, TextWriter stdout)
     {
         var format = formatName.ToLowerInvariant() switch
         {
@@ -288,8 +288,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             throw new ArgumentException($"--hash-bits {hashBits}: must be in 1..{FeatureHash.MaxBits} (0 = no hashing, libfm only)");
         if (format != DataFormat.LibFm && hashBits == 0)
             throw new ArgumentException($"--hash-bits 0: the {name} format is always hashed; give 1..{FeatureHash.MaxBits}");
-        if (!CsvFormat.HasHeader(format) && (labelColumn is not null || ignoreColumns is not null || numericColumns is not null))
-            throw new ArgumentException($"--label-column, --ignore-columns and --numeric-columns name columns of --format csv or tsv, not of {name}");
+        if (!CsvFormat.HasHeader(format) && (labelColumn is not null || ignoreColumns is not null || numericColumns is not null || bucketColumns is not null))
+            throw new ArgumentException($"--label-column, --ignore-columns, --numeric-columns and --bucket-columns name columns of --format csv or tsv, not of {name}");
         int bits = hashBits ?? format switch { DataFormat.Criteo => CriteoFormat.DefaultHashBits, DataFormat.Csv or DataFormat.Tsv => CsvFormat.DefaultHashBits, _ => 0 };
         if (format != DataFormat.LibFm && hashBits is null)
             stdout.WriteLine($"{name}: hashing features into 2^{bits} embedding rows (the default; --hash-bits B to change)");
@@ -299,11 +299,16 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         string label = labelColumn?.Trim() ?? CsvFormat.DefaultLabelColumn;
         if (CsvFormat.ColumnNameError(label) is { } bad) throw new ArgumentException($"--label-column {labelColumn}: {bad}");
         static string[] Names(string? list) => (list ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        var encoding = InputEncoding.Csv(label, bits, Names(ignoreColumns), Names(numericColumns), format);
+        var encoding = InputEncoding.Csv(label, bits, Names(ignoreColumns), Names(numericColumns), format, Names(bucketColumns));
         try { encoding.Validate(); }
         catch (ArgumentException e)
         {
-            string option = e.ParamName == nameof(InputEncoding.NumericColumns) ? $"--numeric-columns {numericColumns}" : $"--ignore-columns {ignoreColumns}";
+            string option = e.ParamName switch
+            {
+                nameof(InputEncoding.NumericColumns) => $"--numeric-columns {numericColumns}",
+                nameof(InputEncoding.BucketColumns) => $"--bucket-columns {bucketColumns}",
+                _ => $"--ignore-columns {ignoreColumns}",
+            };
             throw new ArgumentException($"{option}: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}");
         }
         return encoding;

@@ -152,7 +152,8 @@ public sealed class CacheFile : IDisposable
         XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(Inv($"format={FormatIdOf(options)};hash_bits={HashBitsOf(options)};max_rows={options?.MaxRows ?? 0}{CsvColumnsOf(options)}")));
 
     /// <summary>
-    /// For CSV, what the fingerprint adds: <c>;label=L;ignore=I</c> (the label column and the ignored ones), <c>;numeric=N</c> when there are numeric columns, and
+    /// For CSV, what the fingerprint adds: <c>;label=L;ignore=I</c> (the label column and the ignored ones), <c>;numeric=N</c> when there are numeric columns,
+    /// <c>;bucket=B</c> when there are bucketed ones, and
     /// <c>;label_optional=1</c> when the label column may be absent (data to be scored), so that a cache of such rows is
     /// never taken for labelled ones; empty for other formats, whose fingerprints stay as they were.
     /// </summary>
@@ -161,7 +162,8 @@ public sealed class CacheFile : IDisposable
         if (options is null || !CsvFormat.HasHeader(options.Format)) return "";
         var input = options.Encoding;
         string numeric = string.IsNullOrEmpty(input.NumericColumns) ? "" : $";numeric={input.NumericColumns}";
-        return $";label={input.LabelColumn};ignore={input.IgnoredColumns}{numeric}{(options.LabelOptional ? ";label_optional=1" : "")}";
+        string bucket = input.BucketColumns is null ? "" : $";bucket={input.BucketColumns}";
+        return $";label={input.LabelColumn};ignore={input.IgnoredColumns}{numeric}{bucket}{(options.LabelOptional ? ";label_optional=1" : "")}";
     }
 
     /// <summary>The reading options a cache of text read with <paramref name="options"/> is built with: what changes the rows read, nothing that only checks them.</summary>
@@ -172,6 +174,7 @@ public sealed class CacheFile : IDisposable
         LabelColumn = options?.LabelColumn,
         IgnoredColumns = options?.IgnoredColumns,
         NumericColumns = options?.NumericColumns,
+        BucketColumns = options?.BucketColumns,
         LabelOptional = options?.LabelOptional ?? false,
         RequireAllColumns = options?.RequireAllColumns ?? true,
         MaxRows = options?.MaxRows ?? 0,
@@ -479,7 +482,7 @@ public sealed class CacheFile : IDisposable
         if (h.FormatId != FormatIdOf(options) || h.HashBits != HashBitsOf(options))
             throw new DataFormatException(Path, 0, $"the cache holds {Describe(h.FormatId, h.HashBits)}, but {Describe(FormatIdOf(options), HashBitsOf(options))} is needed here; build the cache with the same --format and --hash-bits");
         if (CsvFormat.HasHeader((DataFormat)h.FormatId) && !CsvColumnsMatch(h.OptionsFingerprint, options))
-            throw new DataFormatException(Path, 0, $"the cache holds CSV rows read with other label, ignored or numeric columns than {options.Encoding} needs here; build the cache with the same --label-column, --ignore-columns and --numeric-columns");
+            throw new DataFormatException(Path, 0, $"the cache holds CSV rows read with other label, ignored, numeric or bucketed columns than {options.Encoding} needs here; build the cache with the same --label-column, --ignore-columns, --numeric-columns and --bucket-columns");
         if (options.FeatureCount > 0 && h.FeatureCount > options.FeatureCount)
             throw new DataFormatException(Path, 0, $"feature ids go up to {h.FeatureCount - 1}, not below the model's feature count {options.FeatureCount} (features new since training; afm-gpu's --unknown-ids ignore drops such ids)");
         if (options.MaxFeatureCount > 0 && h.FeatureCount > options.MaxFeatureCount)

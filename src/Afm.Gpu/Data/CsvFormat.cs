@@ -1,3 +1,6 @@
+using System.Buffers.Text;
+using System.Globalization;
+
 namespace Afm.Gpu.Data;
 
 /// <summary>
@@ -13,7 +16,9 @@ namespace Afm.Gpu.Data;
 /// <para>A present field <c>s</c> of a categorical column <c>col</c> becomes the feature <c>col=s</c> with value 1, so
 /// that equal values in different columns differ and explanations group features by their column; a field of a numeric
 /// column (<see cref="InputEncoding.NumericColumns"/>) is the feature <c>col</c> with the field as its value (none for
-/// 0, a sparse row's zero, so that it takes no part in the attention). Features
+/// 0, a sparse row's zero, so that it takes no part in the attention); a field v of a bucketed column
+/// (<see cref="InputEncoding.BucketColumns"/>) is the feature <c>col=b</c> with value 1, b its bucket on a log scale
+/// (<see cref="Bucket"/>). Features
 /// are hashed (<see cref="FeatureHash"/>); an empty field is missing and gives no feature. The label must be a number (0/1 or -1/1 for
 /// logistic loss). Where labels are not needed (prediction, explanation) the label column may be absent from the
 /// header, as in data to be scored, and data read for a trained model may lack its ignored and numeric columns; columns
@@ -41,6 +46,53 @@ public static class CsvFormat
 
     /// <summary>The feature name of column <paramref name="column"/> holding <paramref name="text"/>: <c>column=text</c>.</summary>
     public static string Feature(string column, string text) => $"{column}={text}";
+
+    /// <summary>
+    /// The bucket of a field v of a bucketed column, on the scale of Criteo's integer columns (<see cref="CriteoFormat.IntegerBucket"/>):
+    /// <c>SP⌊v⌋</c> for |v| &lt;= 2 (<c>SP-2</c> .. <c>SP2</c>), <c>⌊(ln v)²⌋</c> for v &gt; 2 (100 gives <c>21</c>) and
+    /// <c>N⌊(ln -v)²⌋</c> for v &lt; -2. An integer of at least -2 gets the bucket Criteo's converter gives it; a column
+    /// of counts, prices or durations thus takes a few dozen features however wide its range, where a categorical
+    /// column would take one per distinct value. A column of rates or fractions in [0, 1] suits
+    /// <see cref="InputEncoding.NumericColumns"/> better: every such value but 1 falls into <c>SP0</c> here.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="value"/> is not finite.</exception>
+    public static string Bucket(double value)
+    {
+        Span<byte> text = stackalloc byte[MaxBucketBytes];
+        return System.Text.Encoding.ASCII.GetString(text[..WriteBucket(text, value)]);
+    }
+
+    /// <summary>The feature of a field holding <paramref name="value"/> in the bucketed column <paramref name="column"/>: <c>column=b</c> (<see cref="Bucket"/>).</summary>
+    public static string BucketFeature(string column, double value) => Feature(column, Bucket(value));
+
+    /// <summary>The most bytes <see cref="WriteBucket"/> writes.</summary>
+    internal const int MaxBucketBytes = 16;
+
+    /// <summary>Writes the ASCII bucket of <paramref name="value"/> (<see cref="Bucket"/>) into <paramref name="dest"/>; returns its length.</summary>
+    internal static int WriteBucket(Span<byte> dest, double value)
+    {
+        if (!double.IsFinite(value)) throw new ArgumentOutOfRangeException(nameof(value), value, "a bucketed value must be finite");
+        int n = 0;
+        int bucket;
+        if (Math.Abs(value) <= 2)
+        {
+            dest[n++] = (byte)'S';
+            dest[n++] = (byte)'P';
+            bucket = (int)Math.Floor(value);
+        }
+        else
+        {
+            if (value < 0) dest[n++] = (byte)'N';
+            double log = Math.Log(Math.Abs(value)); // at most 709.8 for a finite double: the square fits an int
+            bucket = (int)(log * log);
+        }
+        Utf8Formatter.TryFormat(bucket, dest[n..], out int written);
+        return n + written;
+    }
+
+    /// <summary>Parses a bucketed column's field as a finite number (any form <see cref="double.Parse(string, IFormatProvider)"/> takes with the invariant culture).</summary>
+    internal static bool TryParseBucketed(ReadOnlySpan<byte> field, out double value) =>
+        double.TryParse(field, NumberStyles.Float, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
 
     /// <summary>Joins column names with commas, as <see cref="InputEncoding.IgnoredColumns"/> stores them.</summary>
     public static string JoinColumns(IEnumerable<string> columns) => string.Join(",", columns);

@@ -29,20 +29,36 @@ public enum DataFormat
 /// <param name="NumericColumns">CSV and TSV only: the header names of the columns whose fields are numbers, each the feature
 /// named after its column with the field as its value, joined by commas (<c>""</c>: none; every other column is
 /// categorical).</param>
-public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0, string? LabelColumn = null, string? IgnoredColumns = null, string? NumericColumns = null)
+/// <param name="BucketColumns">CSV and TSV only: the header names of the columns of numbers (counts, amounts) whose
+/// fields are bucketed on a log scale, each bucket a categorical feature of its column (<see cref="CsvFormat.Bucket"/>),
+/// joined by commas (null or <c>""</c>: none, which is stored as null).</param>
+public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int HashBits = 0, string? LabelColumn = null, string? IgnoredColumns = null, string? NumericColumns = null, string? BucketColumns = null)
 {
+    private readonly string? _bucketColumns = string.IsNullOrEmpty(BucketColumns) ? null : BucketColumns;
+
+    /// <summary>The bucketed CSV columns joined by commas, or null for none (<c>""</c> is taken as none).</summary>
+    public string? BucketColumns
+    {
+        get => _bucketColumns;
+        init => _bucketColumns = string.IsNullOrEmpty(value) ? null : value;
+    }
+
     /// <summary>
     /// CSV (or with <paramref name="format"/> <see cref="DataFormat.Tsv"/>, TSV) whose label is the column <paramref name="labelColumn"/>, hashed into 2^<paramref name="hashBits"/> rows, with
-    /// the columns <paramref name="ignoredColumns"/> left out and the columns <paramref name="numericColumns"/> read as numbers.
+    /// the columns <paramref name="ignoredColumns"/> left out, the columns <paramref name="numericColumns"/> read as numbers and
+    /// the columns <paramref name="bucketColumns"/> read as numbers bucketed on a log scale.
     /// </summary>
-    public static InputEncoding Csv(string labelColumn, int hashBits = CsvFormat.DefaultHashBits, IEnumerable<string>? ignoredColumns = null, IEnumerable<string>? numericColumns = null, DataFormat format = DataFormat.Csv) =>
-        new(format, hashBits, labelColumn, CsvFormat.JoinColumns(ignoredColumns ?? []), CsvFormat.JoinColumns(numericColumns ?? []));
+    public static InputEncoding Csv(string labelColumn, int hashBits = CsvFormat.DefaultHashBits, IEnumerable<string>? ignoredColumns = null, IEnumerable<string>? numericColumns = null, DataFormat format = DataFormat.Csv, IEnumerable<string>? bucketColumns = null) =>
+        new(format, hashBits, labelColumn, CsvFormat.JoinColumns(ignoredColumns ?? []), CsvFormat.JoinColumns(numericColumns ?? []), CsvFormat.JoinColumns(bucketColumns ?? []));
 
     /// <summary>The ignored CSV columns as a list (empty for other formats).</summary>
     public IReadOnlyList<string> IgnoredColumnList => string.IsNullOrEmpty(IgnoredColumns) ? [] : IgnoredColumns.Split(',');
 
     /// <summary>The numeric CSV columns as a list (empty for other formats).</summary>
     public IReadOnlyList<string> NumericColumnList => string.IsNullOrEmpty(NumericColumns) ? [] : NumericColumns.Split(',');
+
+    /// <summary>The bucketed CSV columns as a list (empty for none and for other formats).</summary>
+    public IReadOnlyList<string> BucketColumnList => BucketColumns is null ? [] : BucketColumns.Split(',');
 
     /// <summary>libFM text with numeric ids and no hashing: what a model file without this information means.</summary>
     public static InputEncoding Default { get; } = new();
@@ -55,7 +71,7 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
 
     /// <summary>A short description, e.g. <c>criteo, hashed into 2^20 rows (xxh64, seed 0)</c>.</summary>
     public override string ToString() =>
-        $"{FormatName(Format)}{(CsvFormat.HasHeader(Format) ? $" (label column '{LabelColumn}'{(IgnoredColumnList.Count > 0 ? $", ignoring {string.Join(", ", IgnoredColumnList)}" : "")}{(NumericColumnList.Count > 0 ? $", numeric {string.Join(", ", NumericColumnList)}" : "")})" : "")}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
+        $"{FormatName(Format)}{(CsvFormat.HasHeader(Format) ? $" (label column '{LabelColumn}'{(IgnoredColumnList.Count > 0 ? $", ignoring {string.Join(", ", IgnoredColumnList)}" : "")}{(NumericColumnList.Count > 0 ? $", numeric {string.Join(", ", NumericColumnList)}" : "")}{(BucketColumnList.Count > 0 ? $", bucketed {string.Join(", ", BucketColumnList)}" : "")})" : "")}, {(HashBits > 0 ? $"hashed into 2^{HashBits} rows ({FeatureHash.Spec})" : "ids index the table directly")}";
 
     /// <summary>The format's name as the command line spells it (<c>libfm</c>, <c>criteo</c>).</summary>
     public static string FormatName(DataFormat format) => format switch
@@ -97,9 +113,19 @@ public sealed record InputEncoding(DataFormat Format = DataFormat.LibFm, int Has
             }
             if (numeric.Distinct(StringComparer.Ordinal).Count() != numeric.Count)
                 throw new ArgumentException($"numeric columns '{NumericColumns}' name a column twice", nameof(NumericColumns));
+            var bucketed = BucketColumnList;
+            foreach (var name in bucketed)
+            {
+                if (CsvFormat.ColumnNameError(name) is { } bad) throw new ArgumentException($"bucketed column: {bad}", nameof(BucketColumns));
+                if (name == LabelColumn) throw new ArgumentException($"column '{name}' is the label column and cannot be a bucketed feature too", nameof(BucketColumns));
+                if (ignored.Contains(name)) throw new ArgumentException($"column '{name}' is ignored and cannot be a bucketed feature too", nameof(BucketColumns));
+                if (numeric.Contains(name)) throw new ArgumentException($"column '{name}' is a numeric column and cannot be bucketed too (a numeric column is one feature valued by its field, a bucketed one a feature per bucket)", nameof(BucketColumns));
+            }
+            if (bucketed.Distinct(StringComparer.Ordinal).Count() != bucketed.Count)
+                throw new ArgumentException($"bucketed columns '{BucketColumns}' name a column twice", nameof(BucketColumns));
         }
-        else if (LabelColumn is not null || IgnoredColumns is not null || NumericColumns is not null)
-            throw new ArgumentException($"a label column, ignored and numeric columns are for the csv and tsv formats, not {FormatName(Format)}", nameof(LabelColumn));
+        else if (LabelColumn is not null || IgnoredColumns is not null || NumericColumns is not null || BucketColumns is not null)
+            throw new ArgumentException($"a label column, ignored, numeric and bucketed columns are for the csv and tsv formats, not {FormatName(Format)}", nameof(LabelColumn));
     }
 }
 

@@ -52,6 +52,9 @@ public sealed record LibFmReadOptions
     /// <summary>CSV and TSV only: the header names of the numeric columns, joined by commas (null or <c>""</c>: none).</summary>
     public string? NumericColumns { get; init; }
 
+    /// <summary>CSV and TSV only: the header names of the columns of numbers bucketed on a log scale (<see cref="CsvFormat.Bucket"/>), joined by commas (null or <c>""</c>: none).</summary>
+    public string? BucketColumns { get; init; }
+
     /// <summary>
     /// CSV and TSV only: the label column may be absent from the header (data to be scored), and then every row's label is 0.
     /// False (the default): the header must name the label.
@@ -59,10 +62,10 @@ public sealed record LibFmReadOptions
     public bool LabelOptional { get; init; }
 
     /// <summary>
-    /// CSV and TSV only: the header must name every ignored and numeric column, so that a misspelt name fails rather than
-    /// leave a column among the categorical features (true, the default, as for training data). False (data read for a
-    /// trained model, whose columns were checked when it was trained): such a column may be absent, and a numeric
-    /// one is then missing from every row.
+    /// CSV and TSV only: the header must name every ignored, numeric and bucketed column, so that a misspelt name fails
+    /// rather than leave a column among the categorical features (true, the default, as for training data). False (data
+    /// read for a trained model, whose columns were checked when it was trained): such a column may be absent, and a
+    /// numeric or bucketed one is then missing from every row.
     /// </summary>
     public bool RequireAllColumns { get; init; } = true;
 
@@ -74,14 +77,14 @@ public sealed record LibFmReadOptions
 
     /// <summary>The format and hashing these options read, as a model stores them.</summary>
     public InputEncoding Encoding => CsvFormat.HasHeader(Format)
-        ? new(Format, HashBits, LabelColumn ?? CsvFormat.DefaultLabelColumn, IgnoredColumns ?? "", NumericColumns ?? "")
-        : new(Format, HashBits, LabelColumn, IgnoredColumns, NumericColumns);
+        ? new(Format, HashBits, LabelColumn ?? CsvFormat.DefaultLabelColumn, IgnoredColumns ?? "", NumericColumns ?? "", BucketColumns)
+        : new(Format, HashBits, LabelColumn, IgnoredColumns, NumericColumns, BucketColumns);
 
     /// <summary>Options that read text as <paramref name="input"/> says: its format, hashing and CSV columns.</summary>
     public static LibFmReadOptions Reading(InputEncoding input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        return new() { Format = input.Format, HashBits = input.HashBits, LabelColumn = input.LabelColumn, IgnoredColumns = input.IgnoredColumns, NumericColumns = input.NumericColumns };
+        return new() { Format = input.Format, HashBits = input.HashBits, LabelColumn = input.LabelColumn, IgnoredColumns = input.IgnoredColumns, NumericColumns = input.NumericColumns, BucketColumns = input.BucketColumns };
     }
 
     /// <summary>

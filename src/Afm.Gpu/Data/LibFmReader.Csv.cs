@@ -54,7 +54,7 @@ public static partial class LibFmReader
     }
 
     /// <summary>What a CSV column is.</summary>
-    private enum CsvColumn : byte { Categorical, Numeric, Label, Ignored }
+    private enum CsvColumn : byte { Categorical, Numeric, Bucketed, Label, Ignored }
 
     /// <summary>What each CSV column is, from the header.</summary>
     private sealed class CsvLayout(string[] names, CsvColumn[] kinds)
@@ -70,7 +70,10 @@ public static partial class LibFmReader
         /// <summary>The name of column j.</summary>
         public string Name(int j) => names[j];
 
-        /// <summary>The UTF-8 bytes <c>name=</c> of categorical column j (a field's feature is the prefix and the field), <c>name</c> of a numeric one (its feature).</summary>
+        /// <summary>
+        /// The UTF-8 bytes <c>name=</c> of categorical column j (a field's feature is the prefix and the field) or of a
+        /// bucketed one (the prefix and the field's bucket), <c>name</c> of a numeric one (its feature).
+        /// </summary>
         public ReadOnlySpan<byte> Prefix(int j) => _prefixes[j];
     }
 
@@ -122,7 +125,7 @@ public static partial class LibFmReader
             else if (!_o.LabelOptional)
                 throw new DataFormatException(name, 1, $"header: no column '{IO.Printable.Escape(label)}' for the label (--label-column names it); the columns are {Listed(names)}"
                     + (LooksLikeData(names) ? "; the first line looks like data: the file needs a header line naming its columns" : OtherSeparator(names)));
-            foreach (var (columns, kind, what) in new[] { (input.IgnoredColumnList, CsvColumn.Ignored, "to ignore"), (input.NumericColumnList, CsvColumn.Numeric, "of numbers") })
+            foreach (var (columns, kind, what) in new[] { (input.IgnoredColumnList, CsvColumn.Ignored, "to ignore"), (input.NumericColumnList, CsvColumn.Numeric, "of numbers"), (input.BucketColumnList, CsvColumn.Bucketed, "to bucket") })
                 foreach (var column in columns)
                 {
                     if (index.TryGetValue(column, out int j)) kinds[j] = kind;
@@ -186,6 +189,16 @@ public static partial class LibFmReader
                         var feature = layout.Prefix(column); // the column's name: the feature and its field
                         // a zero is absent from a sparse row; kept, it would be a slot in the AFM's softmax
                         if (value != 0) AddHashed(chunk, feature, value, feature.Length);
+                    }
+                    else if (kind == CsvColumn.Bucketed && !field.IsEmpty)
+                    {
+                        if (!CsvFormat.TryParseBucketed(field, out double number))
+                            throw Error($"column '{IO.Printable.Escape(layout.Name(column))}': '{Show(field)}' is not a finite number (it is a bucketed column)");
+                        var prefix = layout.Prefix(column);
+                        var bucketed = prefix.Length + CsvFormat.MaxBucketBytes <= name.Length ? name : new byte[prefix.Length + CsvFormat.MaxBucketBytes];
+                        prefix.CopyTo(bucketed);
+                        int length = prefix.Length + CsvFormat.WriteBucket(bucketed[prefix.Length..], number);
+                        AddHashed(chunk, bucketed[..length], fieldLength: prefix.Length - 1);
                     }
                     else if (kind == CsvColumn.Categorical && !field.IsEmpty)
                     {

@@ -22,19 +22,25 @@ public static class ModelFile
     // Layout, version 1; all little-endian, strings are an int32 byte count then UTF-8 bytes:
     //   "AFMGPU\0\0" | version u32 = 1
     //   kind u32 | loss u32 | featureCount i32 | k i32 | t i32 | labelMin f32 | labelMax f32
-    //   (versions 2 and 3: data format u32 | hash bits u32)
-    //   (version 3 only: label column string | ignored columns string | numeric columns string, the CSV columns)
+    //   (versions 2 to 4: data format u32 | hash bits u32)
+    //   (versions 3 and 4: label column string | ignored columns string | numeric columns string, the CSV columns)
+    //   (version 4 only: bucketed columns string, non-empty)
     //   metadata count i32 | (key string, value string) x count, sorted by key
     //   per tensor, in AfmModel.Tensors() order: name string | rank i32 | dims i32 x rank | count i64 | f32 x count
     //   CRC-32 (IEEE) u32 of every byte above | "AFMGPEND"
 
     /// <summary>
-    /// The newest format version, which this build writes for a model of CSV or TSV data (<see cref="Data.DataFormat.Csv"/>, <see cref="Data.DataFormat.Tsv"/>:
-    /// its label and ignored columns); another non-default <see cref="AfmModel.Input"/> (format and feature hashing) is
-    /// written as version 2 (<see cref="HashedFormatVersion"/>) and a model without one as version 1, each byte for byte
-    /// as before. All three versions are read.
+    /// The newest format version, which this build writes for a model of CSV or TSV data with bucketed columns
+    /// (<see cref="Data.InputEncoding.BucketColumns"/>). A model of CSV or TSV data without them is written as version 3
+    /// (<see cref="CsvFormatVersion"/>: its label, ignored and numeric columns), another non-default
+    /// <see cref="AfmModel.Input"/> (format and feature hashing) as version 2 (<see cref="HashedFormatVersion"/>) and a
+    /// model without one as version 1, each byte for byte as before, so that a file needing no later version stays
+    /// readable by older builds. All four versions are read.
     /// </summary>
-    public const uint FormatVersion = 3;
+    public const uint FormatVersion = 4;
+
+    /// <summary>The version that added the CSV columns (label, ignored, numeric).</summary>
+    public const uint CsvFormatVersion = 3;
 
     /// <summary>The version that added the data format and hashing.</summary>
     public const uint HashedFormatVersion = 2;
@@ -96,6 +102,7 @@ public static class ModelFile
                 w.String(model.Input.LabelColumn!, "label column");
                 w.String(model.Input.IgnoredColumns!, "ignored columns");
                 w.String(model.Input.NumericColumns!, "numeric columns");
+                if (model.Input.BucketColumns is { } bucketed) w.String(bucketed, "bucketed columns");
             }
             w.Int32(entries.Length);
             foreach (var (key, value) in entries)
@@ -141,7 +148,7 @@ public static class ModelFile
         if (!magic[..n].SequenceEqual(Magic[..n])) throw r.Error("not an afm-gpu model file");
         r.Read(magic[n..], "magic");
         uint version = r.UInt32("format version");
-        if (version is not (FirstFormatVersion or HashedFormatVersion or FormatVersion))
+        if (version is not (FirstFormatVersion or HashedFormatVersion or CsvFormatVersion or FormatVersion))
             throw r.Error($"unsupported format version {version}; this build reads versions {FirstFormatVersion} to {FormatVersion}");
 
         AfmModel model;
@@ -217,22 +224,31 @@ public static class ModelFile
 
     /// <summary>The version a model with <paramref name="input"/> is written as: the oldest that holds it.</summary>
     private static uint VersionFor(Data.InputEncoding input) =>
-        input.IsDefault ? FirstFormatVersion : Data.CsvFormat.HasHeader(input.Format) ? FormatVersion : HashedFormatVersion;
+        input.IsDefault ? FirstFormatVersion
+        : !Data.CsvFormat.HasHeader(input.Format) ? HashedFormatVersion
+        : input.BucketColumns is null ? CsvFormatVersion : FormatVersion;
 
     /// <summary>
-    /// Reads the data format and hash bits (versions 2 and 3) and the CSV columns (version 3), which must agree with
-    /// the feature count and with the version.
+    /// Reads the data format and hash bits (versions 2 to 4), the CSV columns (versions 3 and 4) and the bucketed ones
+    /// (version 4), which must agree with the feature count and with the version.
     /// </summary>
     private static Data.InputEncoding ReadInput(Reader r, int featureCount, uint version)
     {
         var format = (Data.DataFormat)r.UInt32("data format");
         int bits = r.Int32("hash bits");
-        if ((version == FormatVersion) != Data.CsvFormat.HasHeader(format))
-            throw r.Error(Data.CsvFormat.HasHeader(format) ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {FormatVersion})"
+        bool csvVersion = version is CsvFormatVersion or FormatVersion;
+        if (csvVersion != Data.CsvFormat.HasHeader(format))
+            throw r.Error(Data.CsvFormat.HasHeader(format) ? $"format version {version} has no CSV columns, so it cannot hold a model of CSV data (version {CsvFormatVersion} or {FormatVersion})"
                 : $"format version {version} is for models of CSV data, but the data format is {(uint)format}");
-        var input = version == FormatVersion
+        var input = csvVersion
             ? new Data.InputEncoding(format, bits, r.String("label column"), r.String("ignored columns"), r.String("numeric columns"))
             : new Data.InputEncoding(format, bits);
+        if (version == FormatVersion)
+        {
+            string bucketed = r.String("bucketed columns");
+            if (bucketed.Length == 0) throw r.Error($"format version {version} is for models with bucketed CSV columns, but none are named (such a model is version {CsvFormatVersion})");
+            input = input with { BucketColumns = bucketed };
+        }
         try { input.Validate(); }
         catch (ArgumentException e) { throw r.Error(e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal), e); }
         if (input.HashBits > 0 && input.HashedFeatureCount != featureCount)

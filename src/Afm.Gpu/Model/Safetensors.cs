@@ -24,7 +24,7 @@ public static class Safetensors
     /// <summary>The largest header accepted, as in the reference implementation (100 MB).</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32", "data_format", "hash_bits", "feature_hash", "csv_label_column", "csv_ignored_columns", "csv_numeric_columns"];
+    private static readonly string[] Reserved = ["format", "model", "loss", "k", "t", "label_min", "label_max", "crc32", "data_format", "hash_bits", "feature_hash", "csv_label_column", "csv_ignored_columns", "csv_numeric_columns", "csv_bucket_columns"];
     private const int ChunkFloats = 1 << 18;
 
     /// <summary>
@@ -135,7 +135,7 @@ public static class Safetensors
     /// The entries of a model's <see cref="AfmModel.Input"/>, written only when it is not the default (then also
     /// <c>feature_hash</c>, the hash in words); the checksum covers them after <see cref="Checked"/> when present.
     /// </summary>
-    private static readonly string[] InputKeys = ["data_format", "hash_bits", "csv_label_column", "csv_ignored_columns", "csv_numeric_columns"];
+    private static readonly string[] InputKeys = ["data_format", "hash_bits", "csv_label_column", "csv_ignored_columns", "csv_numeric_columns", "csv_bucket_columns"];
 
     private static Dictionary<string, string> Fields(AfmModel model) => new(StringComparer.Ordinal)
     {
@@ -162,6 +162,7 @@ public static class Safetensors
             fields["csv_label_column"] = model.Input.LabelColumn!;
             fields["csv_ignored_columns"] = model.Input.IgnoredColumns!;
             fields["csv_numeric_columns"] = model.Input.NumericColumns!;
+            if (model.Input.BucketColumns is { } bucketed) fields["csv_bucket_columns"] = bucketed;
         }
         return fields;
     }
@@ -288,7 +289,10 @@ public static class Safetensors
         return result;
     }
 
-    /// <summary>The model's input from <c>data_format</c> and <c>hash_bits</c> (both absent: the default), and for CSV <c>csv_label_column</c> and <c>csv_ignored_columns</c>.</summary>
+    /// <summary>
+    /// The model's input from <c>data_format</c> and <c>hash_bits</c> (both absent: the default), and for CSV
+    /// <c>csv_label_column</c>, <c>csv_ignored_columns</c>, <c>csv_numeric_columns</c> and <c>csv_bucket_columns</c> (absent: none).
+    /// </summary>
     private static Data.InputEncoding ReadInput(Dictionary<string, string> meta, int featureCount, string path)
     {
         bool hasFormat = meta.TryGetValue("data_format", out var formatText), hasBits = meta.TryGetValue("hash_bits", out var bitsText);
@@ -307,7 +311,8 @@ public static class Safetensors
         meta.TryGetValue("csv_label_column", out var label);
         meta.TryGetValue("csv_ignored_columns", out var ignored);
         meta.TryGetValue("csv_numeric_columns", out var numeric);
-        var input = new Data.InputEncoding(format, bits, label, ignored, numeric);
+        meta.TryGetValue("csv_bucket_columns", out var bucketed);
+        var input = new Data.InputEncoding(format, bits, label, ignored, numeric, bucketed);
         try { input.Validate(); }
         catch (ArgumentException e) { throw Bad(path, $"__metadata__: {e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal)}", e); }
         if (bits > 0 && input.HashedFeatureCount != featureCount)

@@ -240,6 +240,7 @@ public static class OnnxExport
             props["csv_label_column"] = model.Input.LabelColumn!;
             props["csv_ignored_columns"] = model.Input.IgnoredColumns!;
             props["csv_numeric_columns"] = model.Input.NumericColumns!;
+            if (model.Input.BucketColumns is { } bucketed) props["csv_bucket_columns"] = bucketed;
         }
         foreach (var (key, value) in metadata?.Properties ?? [])
         {
