@@ -109,7 +109,9 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Equal(2, e.Line);
         Assert.Contains("column 'age': 'old' is not a number (it is a numeric column)", e.Problem);
         e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click,age\n1,1,1e39\n", "big.csv"), Csv() with { NumericColumns = "age" }));
-        Assert.Contains("not finite", e.Problem);
+        Assert.Contains("value in '1e39' is too large (the limit is 1E+18 in magnitude", e.Problem);
+        e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click,age\n1,1,-inf\n", "inf.csv"), Csv() with { NumericColumns = "age" }));
+        Assert.Contains("value in '-inf' is not finite", e.Problem);
         e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(Write("id,click\n1,1\n", "none.csv"), Csv() with { NumericColumns = "age" }));
         Assert.Equal((1L, true), (e.Line, e.Problem.Contains("no column 'age' of numbers")));
         // data read for a trained model may lack them: the model's columns were checked when it was trained

@@ -236,7 +236,12 @@ public sealed class ReaderTests(ITestOutputHelper output)
     [InlineData("99999999999999999999:1", "is too large")]
     [InlineData("3:NaN", "value in '3:NaN' is not finite")]
     [InlineData("3:Infinity", "value in '3:Infinity' is not finite")]
-    [InlineData("3:-1e39", "value in '3:-1e39' is not finite")]
+    [InlineData("3:inf", "value in '3:inf' is not finite")]
+    [InlineData("3:-INF", "value in '3:-INF' is not finite")]
+    [InlineData("3:nan", "value in '3:nan' is not finite")]
+    [InlineData("3:-1e39", "value in '3:-1e39' is too large (the limit is 1E+18 in magnitude")]
+    [InlineData("3:1e19", "value in '3:1e19' is too large (the limit is 1E+18 in magnitude")]
+    [InlineData("3:infx", "malformed token '3:infx' (expected id:value)")]
     public void BadFeatureTokens(string token, string problem) =>
         ReadFails($"# comment\n1 0:1\n\n2 1:1 {token} 4:1\n3 0:1\n", 4, problem);
 
@@ -245,7 +250,9 @@ public sealed class ReaderTests(ITestOutputHelper output)
     [InlineData("abc 2:1", "malformed label 'abc' (expected a number)")]
     [InlineData("NaN 2:1", "label 'NaN' is not finite")]
     [InlineData("-Infinity 2:1", "label '-Infinity' is not finite")]
-    [InlineData("1e39", "label '1e39' is not finite")]
+    [InlineData("inf 2:1", "label 'inf' is not finite")]
+    [InlineData("+Inf 2:1", "label '+Inf' is not finite")]
+    [InlineData("1e39", "label '1e39' is too large (the limit is 1E+18 in magnitude")]
     public void BadLabels(string line, string problem) => ReadFails($"1 0:1\r\n2 1:1\r\n{line}\r\n", 3, problem);
 
     [Fact]

@@ -136,9 +136,9 @@ public static partial class LibFmReader
         {
             if (!TryParseFloat(token, out float label))
                 throw Error($"malformed label '{Show(token)}' (expected a number)");
-            if (!float.IsFinite(label))
+            if (!float.IsFinite(label) && !Overflowed(token, label))
                 throw Error($"label '{Show(token)}' is not finite");
-            if (MathF.Abs(label) > MaxMagnitude)
+            if (!float.IsFinite(label) || MathF.Abs(label) > MaxMagnitude)
                 throw Error($"label '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that squared errors stay finite); scale the labels");
             if (_o.BinaryLabels && label is not (0f or 1f or -1f))
                 throw Error($"label '{Show(token)}' is not binary: logistic loss takes labels 0/1 or -1/1");
@@ -199,9 +199,9 @@ public static partial class LibFmReader
 
         private static void CheckValue(ReadOnlySpan<byte> token, float value)
         {
-            if (!float.IsFinite(value))
+            if (!float.IsFinite(value) && !Overflowed(token[(token.LastIndexOf((byte)':') + 1)..], value))
                 throw Error($"value in '{Show(token)}' is not finite");
-            if (MathF.Abs(value) > MaxMagnitude)
+            if (!float.IsFinite(value) || MathF.Abs(value) > MaxMagnitude)
                 throw Error($"value in '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that products of two values stay finite); scale the feature");
         }
 
@@ -318,10 +318,23 @@ public static partial class LibFmReader
 
     /// <summary>
     /// Parses a float like <see cref="float.TryParse(ReadOnlySpan{byte}, NumberStyles, IFormatProvider?, out float)"/>
-    /// with <see cref="NumberStyles.Float"/> and the invariant culture, with a fast path for plain decimals.
+    /// with <see cref="NumberStyles.Float"/> and the invariant culture, with a fast path for plain decimals, and takes
+    /// C's and Python's spelling of an infinity as well
+    /// (<c>inf</c>, <c>-inf</c>, any case), so that such a value is reported as not finite rather than as malformed.
     /// </summary>
-    private static bool TryParseFloat(ReadOnlySpan<byte> s, out float value) =>
-        TryParsePlainDecimal(s, out value) || float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
+    private static bool TryParseFloat(ReadOnlySpan<byte> s, out float value)
+    {
+        if (TryParsePlainDecimal(s, out value) || float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out value))
+            return true;
+        var unsigned = !s.IsEmpty && (s[0] == '-' || s[0] == '+') ? s[1..] : s;
+        if (!System.Text.Ascii.EqualsIgnoreCase(unsigned, "inf"u8)) return false;
+        value = s[0] == '-' ? float.NegativeInfinity : float.PositiveInfinity;
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="value"/> is infinite because the number written in <paramref name="text"/> is beyond single precision's range (it has digits), not because it says infinity.</summary>
+    private static bool Overflowed(ReadOnlySpan<byte> text, float value) =>
+        float.IsInfinity(value) && text.IndexOfAnyInRange((byte)'0', (byte)'9') >= 0;
 
     /// <summary>
     /// Parses <c>[+-]digits[.digits]</c> with at most 7 digits in all. The digits and the power of ten are then exact
