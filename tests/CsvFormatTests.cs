@@ -294,19 +294,26 @@ public sealed class CsvFormatTests : IDisposable
         return m;
     }
 
+    /// <summary>Saves <paramref name="model"/> as <paramref name="name"/>, checks the file's version and that loading it gives the same input encoding and tensors.</summary>
+    private (AfmModel Loaded, string Path) SavedAndLoaded(AfmModel model, string name, uint version)
+    {
+        string path = Path.Combine(_dir, name);
+        ModelFile.Save(model, path);
+        Assert.Equal(version, BinaryPrimitives.ReadUInt32LittleEndian(File.ReadAllBytes(path).AsSpan(8)));
+        var loaded = ModelFile.Load(path);
+        Assert.Equal(model.Input, loaded.Input);
+        foreach (var (x, y) in model.Tensors().Zip(loaded.Tensors())) Assert.Equal(x.Data, y.Data);
+        return (loaded, path);
+    }
+
     [Fact]
     public void TheModelFileKeepsTheColumnsAsVersion3AndSafetensorsAndOnnxCarryThem()
     {
         var input = InputEncoding.Csv("click", 8, ["id", "hour"], ["age"]);
         Assert.Equal(("id,hour", "age"), (input.IgnoredColumns, input.NumericColumns));
         var model = RandomModel(input);
-        string path = Path.Combine(_dir, "m.afm");
-        ModelFile.Save(model, path);
-        Assert.Equal(3u, BinaryPrimitives.ReadUInt32LittleEndian(File.ReadAllBytes(path).AsSpan(8)));
-        var loaded = ModelFile.Load(path);
-        Assert.Equal(input, loaded.Input);
+        var (loaded, path) = SavedAndLoaded(model, "m.afm", version: 3);
         Assert.Equal(["id", "hour"], loaded.Input.IgnoredColumnList);
-        foreach (var (x, y) in model.Tensors().Zip(loaded.Tensors())) Assert.Equal(x.Data, y.Data);
         var read = LibFmReadOptions.For(loaded, labelsMatter: false);
         Assert.Equal((DataFormat.Csv, 8, "click", "id,hour", "age", true, false), (read.Format, read.HashBits, read.LabelColumn, read.IgnoredColumns, read.NumericColumns, read.LabelOptional, read.RequireAllColumns));
 
@@ -333,12 +340,7 @@ public sealed class CsvFormatTests : IDisposable
         Assert.Null(InputEncoding.Csv("click", 8, bucketColumns: []).BucketColumns);
         Assert.Equal(InputEncoding.Csv("click", 8), new InputEncoding(DataFormat.Csv, 8, "click", "", "", ""));
         var model = RandomModel(input);
-        string path = Path.Combine(_dir, "b.afm");
-        ModelFile.Save(model, path);
-        Assert.Equal(4u, BinaryPrimitives.ReadUInt32LittleEndian(File.ReadAllBytes(path).AsSpan(8)));
-        var loaded = ModelFile.Load(path);
-        Assert.Equal(input, loaded.Input);
-        foreach (var (x, y) in model.Tensors().Zip(loaded.Tensors())) Assert.Equal(x.Data, y.Data);
+        var (loaded, path) = SavedAndLoaded(model, "b.afm", version: 4);
         Assert.Equal("price,visits", LibFmReadOptions.For(loaded, labelsMatter: false).BucketColumns);
 
         string st = Path.Combine(_dir, "b.safetensors");
