@@ -119,6 +119,8 @@ public sealed class HashingReaderTests(ITestOutputHelper output) : IDisposable
     [InlineData(":1", "malformed token ':1' (expected name:value)")]
     [InlineData("user:", "malformed token 'user:' (expected name:value)")]
     [InlineData("user:NaN", "value in 'user:NaN' is not finite")]
+    [InlineData("user:-inf", "value in 'user:-inf' is not finite")]
+    [InlineData("user:1e39", "value in 'user:1e39' is too large (the limit is 1E+18 in magnitude")]
     [InlineData("3:1e30", "is too large")]
     public void MalformedTokensWithHashing(string token, string problem) =>
         Fails($"1 a:1\n1 {token}\n", 2, problem, new LibFmReadOptions { HashBits = 8 });

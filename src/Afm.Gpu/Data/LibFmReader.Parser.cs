@@ -136,9 +136,9 @@ public static partial class LibFmReader
         {
             if (!TryParseFloat(token, out float label))
                 throw Error($"malformed label '{Show(token)}' (expected a number)");
-            if (!float.IsFinite(label) && !Overflowed(token, label))
+            if (NotFinite(token, label))
                 throw Error($"label '{Show(token)}' is not finite");
-            if (!float.IsFinite(label) || MathF.Abs(label) > MaxMagnitude)
+            if (MathF.Abs(label) > MaxMagnitude)
                 throw Error($"label '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that squared errors stay finite); scale the labels");
             if (_o.BinaryLabels && label is not (0f or 1f or -1f))
                 throw Error($"label '{Show(token)}' is not binary: logistic loss takes labels 0/1 or -1/1");
@@ -199,9 +199,9 @@ public static partial class LibFmReader
 
         private static void CheckValue(ReadOnlySpan<byte> token, float value)
         {
-            if (!float.IsFinite(value) && !Overflowed(token[(token.LastIndexOf((byte)':') + 1)..], value))
+            if (NotFinite(token[(token.LastIndexOf((byte)':') + 1)..], value))
                 throw Error($"value in '{Show(token)}' is not finite");
-            if (!float.IsFinite(value) || MathF.Abs(value) > MaxMagnitude)
+            if (MathF.Abs(value) > MaxMagnitude)
                 throw Error($"value in '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that products of two values stay finite); scale the feature");
         }
 
@@ -332,9 +332,13 @@ public static partial class LibFmReader
         return true;
     }
 
-    /// <summary>Whether <paramref name="value"/> is infinite because the number written in <paramref name="text"/> is beyond single precision's range (it has digits), not because it says infinity.</summary>
-    private static bool Overflowed(ReadOnlySpan<byte> text, float value) =>
-        float.IsInfinity(value) && text.IndexOfAnyInRange((byte)'0', (byte)'9') >= 0;
+    /// <summary>
+    /// Whether <paramref name="text"/>, parsed as <paramref name="value"/>, says NaN or infinity. A number with digits
+    /// that is beyond single precision's range (<c>1e39</c>) also parses as an infinity; it is too large, not this,
+    /// and the callers' magnitude check reports it so.
+    /// </summary>
+    private static bool NotFinite(ReadOnlySpan<byte> text, float value) =>
+        float.IsNaN(value) || float.IsInfinity(value) && !text.ContainsAnyInRange((byte)'0', (byte)'9');
 
     /// <summary>
     /// Parses <c>[+-]digits[.digits]</c> with at most 7 digits in all. The digits and the power of ten are then exact
