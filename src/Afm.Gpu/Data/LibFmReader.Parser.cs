@@ -199,7 +199,8 @@ public static partial class LibFmReader
 
         private static void CheckValue(ReadOnlySpan<byte> token, float value)
         {
-            if (NotFinite(token[(token.LastIndexOf((byte)':') + 1)..], value))
+            // the value's text is looked up only for a value that is not finite: this runs for every feature
+            if (!float.IsFinite(value) && NotFinite(token[(token.LastIndexOf((byte)':') + 1)..], value))
                 throw Error($"value in '{Show(token)}' is not finite");
             if (MathF.Abs(value) > MaxMagnitude)
                 throw Error($"value in '{Show(token)}' is too large (the limit is {MaxMagnitude:G} in magnitude, so that products of two values stay finite); scale the feature");
