@@ -18,8 +18,8 @@ Build first: dotnet build -c Release.
 
 afm-gpu runs `afm-gpu train --train A --test B --model fm|afm --accelerator cpu` with nothing else
 (plus --loss logistic on the binary data and --seed). The PyTorch reference gets the same
-hyper-parameters as those defaults (k = t = 16, batch 512, Adagrad lr 0.05, keep1 0.8, λ as afm-gpu chose it on its
-validation rows) but has no validation split or early stopping: it trains on every training row for the epoch counts
+hyper-parameters as those defaults (k = t = 16, batch 512, Adagrad lr 0.05, and the AFM's λ and keep1 as afm-gpu chose
+them on its validation rows) but has no validation split or early stopping: it trains on every training row for the epoch counts
 afm-gpu's early stopping chose (the FM's, and for the AFM its FM pre-training's and its own, as afm-gpu's refit does)
 and reports its last epoch; its FM has no dropout.
 """
@@ -74,6 +74,7 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False, shape=None):
     keep = re.search(r"^pre-training kept: keep1 ([0-9.]+)", out, re.M)
     lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
     fm_keep = re.search(r"^FM dropout kept: keep1 ([0-9.]+)", out, re.M)
+    afm_keep = re.search(r"^AFM dropout kept: keep1 ([0-9.]+)", out, re.M)
     metrics = {k: float(v) for k, v in metrics.items()}
     metrics["best_epoch"] = float(best)
     if pre:
@@ -82,20 +83,20 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False, shape=None):
         metrics["lambda"] = float(lam.group(1))
     if keep:
         metrics["pretrain_keep1"] = float(keep.group(1))
-    if fm_keep:
-        metrics["keep1"] = float(fm_keep.group(1))
-    return metrics, (f"best epoch {best}" + (f" (keep1 {fm_keep.group(1)})" if fm_keep else "") + (f", FM pre-training {pre.group(1)}" if pre else "")
+    if fm_keep or afm_keep:
+        metrics["keep1"] = float((fm_keep or afm_keep).group(1))
+    return metrics, (f"best epoch {best}" + (f" (keep1 {(fm_keep or afm_keep).group(1)})" if fm_keep or afm_keep else "") + (f", FM pre-training {pre.group(1)}" if pre else "")
                      + (f" (keep1 {keep.group(1)})" if keep else "") + (f", λ = {lam.group(1)}" if lam else ""))
 
 
-def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epochs=20, shape=None):
+def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epochs=20, shape=None, keep1=0.8):
     k, t = shape or (16, 16)
     # the reference trains whole epochs: a best model within an epoch (1.5) is rounded to the nearest count
     epochs, pretrain_epochs = max(1, round(epochs)), max(1, round(pretrain_epochs))
     cmd = [python, os.path.join(HERE, "reference", "afm_torch.py"), "train",
            "--train", os.path.join(data, "train.libfm"), "--test", os.path.join(data, "test.libfm"),
            "--model", model, "--k", str(k), "--t", str(t), "--batch", "512", "--lr", "0.05", "--optimizer", "adagrad",
-           "--keep1", "0.8", "--epochs", str(epochs), "--seed", str(seed)]
+           "--keep1", str(keep1), "--epochs", str(epochs), "--seed", str(seed)]
     if model == "afm":
         cmd += ["--pretrain-fm", "--pretrain-epochs", str(pretrain_epochs), "--lambda", str(lam)]
     if logistic:
@@ -107,7 +108,7 @@ def torch_ref(python, data, model, logistic, seed, lam, epochs=20, pretrain_epoc
         if m:
             metrics[key] = float(m.group(1))
     note = f"last of {epochs} epochs" + (f" (FM pre-training {pretrain_epochs})" if model == "afm" else "")
-    return metrics, note + (f", λ = {lam:g}" if model == "afm" else "")
+    return metrics, note + (f", λ = {lam:g}, keep1 {keep1:g}" if model == "afm" else "")
 
 
 def main():
@@ -171,14 +172,15 @@ def main():
                     if system == "afm-gpu":
                         metrics, note = engine(cli, d, model, logistic, seed, extra, criteo=label == "ctr-logs", shape=shape)
                     else:
-                        # the reference AFM gets the λ that afm-gpu chose on its validation rows (0 if none)
+                        # the reference AFM gets the λ and the dropout that afm-gpu chose on its validation rows
                         mine = {r[3]: r[4] for r in rows if r[0] == label and r[1] == seed and r[2] == "afm-gpu"}
                         lam = mine.get("afm", {}).get("lambda", 0.0)
+                        keep1 = mine.get("afm", {}).get("keep1", 0.8) if model == "afm" else 0.8
                         # The reference has no early stopping: it trains on every row for the epoch counts afm-gpu's
                         # early stopping chose (as afm-gpu's refit does), so that neither is cut short or overfit by a
                         # fixed count (click logs overfit after an epoch or two; ml-100k's FM improves for 40).
                         epochs = mine[model]["best_epoch"]
-                        metrics, note = torch_ref(args.python, d, model, logistic, seed, lam, epochs, mine["afm"].get("pretrain_epoch", epochs), shape)
+                        metrics, note = torch_ref(args.python, d, model, logistic, seed, lam, epochs, mine["afm"].get("pretrain_epoch", epochs), shape, keep1)
                     rows.append((label, seed, system, model, metrics, note))
                     print(f"  {label} seed {seed} {system} {model}: {metrics} ({note})", file=sys.stderr, flush=True)
 

@@ -100,10 +100,17 @@ public sealed class CliTests : IDisposable
         Assert.Contains("AFM with λ = 1", r.Out);
         Assert.Matches(@"λ = [01] chosen", r.Out);
         Assert.True(System.Text.RegularExpressions.Regex.IsMatch(r.Out, @"pre-training kept: keep1 (0\.8|1), FM best epoch \d+, AFM best epoch \d+ \(AFM validation scores: keep1 0\.8: [0-9.]+, keep1 1: [0-9.]+\)"), r.Out);
-        var given = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--pretrain-keep1", "1", "--no-refit", "--accelerator", "cpu", "-o", model, "--no-progress");
+        // then the AFM's own dropout: 0.8 and 0.5, the one that validates better kept and recorded in the model
+        var afmKept = System.Text.RegularExpressions.Regex.Match(r.Out, @"AFM dropout kept: keep1 (0\.8|0\.5), best epoch \d+ \(validation scores: keep1 0\.8: [0-9.]+, keep1 0\.5: [0-9.]+\)");
+        Assert.True(afmKept.Success, r.Out);
+        Assert.Equal(afmKept.Groups[1].Value, ModelFile.LoadWithMetadata(model).Metadata.Properties["keep1"]);
+        Assert.Contains("keep1=0.8,0.5 pretrain_keep1=0.8,1", ModelFile.LoadWithMetadata(model).Metadata.Properties["options"]);
+        var given = Run("train", "--train", train, "-k", "8", "-t", "4", "--epochs", "1", "--pretrain-keep1", "1", "--keep1", "0.8", "--no-refit", "--accelerator", "cpu", "-o", model, "--no-progress");
         Assert.True(given.Code == 0, given.Err);
         Assert.Contains("pre-training an FM (k = 8) on the same rows", given.Out);
         Assert.DoesNotContain("pre-training kept", given.Out);
+        Assert.DoesNotContain("AFM dropout kept", given.Out); // a dropout given trains once
+        Assert.False(ModelFile.LoadWithMetadata(model).Metadata.Properties.ContainsKey("keep1"));
         Assert.Contains("refit: the AFM on all 500 rows", r.Out);
         // the recipe's cost: every epoch line it printed, in its runs (each run that trained an epoch starts at epoch 1)
         var cost = System.Text.RegularExpressions.Regex.Match(r.Out, @"trained (\d+) epochs in (\d+) runs, [0-9.]+ s");
@@ -236,11 +243,14 @@ public sealed class CliTests : IDisposable
         Assert.Equal([0f, 0.3f, 3f], a.LambdaCandidates!);
         Assert.Equal([TrainerOptions.RecommendedKeep1, 1f], a.Keep1Candidates!);
         Assert.Equal([TrainerOptions.RecommendedKeep1, 1f], a.PretrainKeep1Candidates!);
+        Assert.Equal([TrainerOptions.RecommendedKeep1, 0.5f], a.AfmKeep1Candidates!);
         a.LambdaCandidates![0] = 9f;
         a.Keep1Candidates![0] = 0.5f;
+        a.AfmKeep1Candidates![1] = 1f;
         var b = TrainerOptions.Recommended();
         Assert.Equal(0f, b.LambdaCandidates![0]);
         Assert.Equal(TrainerOptions.RecommendedKeep1, b.Keep1Candidates![0]);
+        Assert.Equal(0.5f, b.AfmKeep1Candidates![1]);
         Assert.Equal(0f, TrainerOptions.DefaultLambdaCandidates[0]);
     }
 

@@ -308,6 +308,79 @@ public class RecipeTests(ITestOutputHelper output)
         Assert.Null(new Recipe(acc, afm).Run(data).Keep1);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnAfmKeepsItsOwnDropoutThatValidatesBetterFromTheKeptStart(bool refit)
+    {
+        var data = Data();
+        using var acc = new CpuAccelerator();
+        TrainerOptions Options(float keep, float[]? keeps, float? pretrainKeep, float[]? pretrainKeeps)
+        {
+            var o = Small();
+            o.Keep1 = keep;
+            o.AfmKeep1Candidates = keeps;
+            o.PretrainKeep1 = pretrainKeep;
+            o.PretrainKeep1Candidates = pretrainKeeps;
+            o.Lambda = 0.3f;
+            o.ValidationFraction = 0.2f;
+            o.Refit = refit;
+            return o;
+        }
+        // Keep1 first (λ and the pre-training are chosen with it), then the others without repeats.
+        Assert.Equal([0.8f, 0.5f], Recipe.AfmKeeps(Options(0.8f, [0.5f, 0.8f, 0.5f], null, null)));
+        Assert.Equal([0.8f], Recipe.AfmKeeps(Options(0.8f, null, null, null)));
+
+        var said = new List<string>();
+        var recipe = new Recipe(acc, Options(0.8f, [0.8f, 0.5f], null, [0.8f, 1f]));
+        recipe.Message += said.Add;
+        var chosen = recipe.Run(data);
+        // each dropout's AFM is the one the recipe trains with that dropout alone, from the pre-training it kept
+        var withDefault = new Recipe(acc, Options(0.8f, null, chosen.PretrainKeep1, null)).Run(data);
+        var withHalf = new Recipe(acc, Options(0.5f, null, chosen.PretrainKeep1, null)).Run(data);
+        Assert.NotEqual(Score(withDefault), Score(withHalf)); // the two runs differ, so the choice is a real one
+        var expected = Score(withHalf) < Score(withDefault) ? withHalf : withDefault;
+
+        Assert.Equal(expected == withHalf ? 0.5f : 0.8f, chosen.Keep1);
+        Assert.Null(withDefault.Keep1);
+        Assert.Equal(Score(expected), Score(chosen));
+        Assert.Equal(expected.Training.BestEpoch, chosen.Training.BestEpoch);
+        Assert.Equal(refit, chosen.Refitted);
+        AssertSameModel(expected.Model, chosen.Model); // the refit, when on, trains with the dropout kept
+        Assert.Single(said, l => l.StartsWith("AFM with dropout keep1 0.5, λ = 0.3, from the FM pre-trained with keep1 ", StringComparison.Ordinal)
+            && l.EndsWith(" (of keep1 0.8, 0.5 the best validation score is kept)", StringComparison.Ordinal));
+        Assert.Contains($"AFM dropout kept: keep1 {chosen.Keep1}, best epoch {chosen.Training.BestEpoch} (validation scores: keep1 0.8: {Score(withDefault):F4}, keep1 0.5: {Score(withHalf):F4})", said);
+
+        // With checkpoints the second dropout's run keeps its own stage folder, and a second run of the recipe with
+        // Resume (its stages finished) ends with the same model.
+        string dir = Path.Combine(Path.GetTempPath(), "afm-recipe-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            RecipeResult Checkpointed() =>
+                new Recipe(acc, Options(0.8f, [0.8f, 0.5f], 1f, null)) { Checkpoint = new CheckpointOptions { Directory = dir, Resume = true } }.Run(data);
+            var first = Checkpointed();
+            Assert.True(Directory.Exists(Path.Combine(dir, "afm")) && Directory.Exists(Path.Combine(dir, "afm-keep1-0.5")));
+            AssertSameModel(first.Model, Checkpointed().Model);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+
+        // Without validation rows there is nothing to choose on: one run, with Keep1; an FM ignores the AFM's list.
+        var none = Options(0.8f, [0.8f, 0.5f], 1f, null);
+        none.ValidationFraction = 0;
+        var plain = Options(0.8f, null, 1f, null);
+        plain.ValidationFraction = 0;
+        var one = new Recipe(acc, none).Run(data);
+        Assert.Null(one.Keep1);
+        AssertSameModel(new Recipe(acc, plain).Run(data).Model, one.Model);
+        var fm = Options(0.8f, [0.8f, 0.5f], null, null);
+        fm.Model = ModelKind.Fm;
+        Assert.Null(new Recipe(acc, fm).Run(data).Keep1);
+        Assert.Throws<InvalidOptionException>(() => new TrainerOptions { AfmKeep1Candidates = [0.8f, 0f] }.Validate());
+    }
+
     [Fact]
     public void ThePretrainingTakesItsOwnDropoutWhenGivenOne()
     {

@@ -74,7 +74,7 @@ internal sealed class TrainOptions : DataCommandOptions
     [Option("keep0", Default = 1f, HelpText = "Keep probability of dropout on the attention weights (1 = off).")]
     public float Keep0 { get; set; }
 
-    [Option("keep1", HelpText = "Keep probability of dropout on the pooled vector (1 = off; default 0.8, and an FM is also trained with 1 and the one that validates better kept).")]
+    [Option("keep1", HelpText = "Keep probability of dropout on the pooled vector (1 = off; default 0.8, and the one that validates better is kept of 0.8 and 1 for an FM, of 0.8 and 0.5 for an AFM; a value given trains once).")]
     public float? Keep1 { get; set; }
 
     [Option("loss", HelpText = "Loss: squared (regression; the default) or logistic (binary labels 0/1 or -1/1; the default with --format criteo).")]

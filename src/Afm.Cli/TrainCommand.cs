@@ -133,7 +133,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["best_epoch"] = EpochReport.EpochsText(result.Training.BestEpochs);
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = EpochReport.EpochsText(result.Pretraining.BestEpochs);
-        if (result.Keep1 is { } fmKeep) meta.Properties["keep1"] = fmKeep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (result.Keep1 is { } keptKeep1) meta.Properties["keep1"] = keptKeep1.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.PretrainKeep1 is { } keep) meta.Properties["pretrain_keep1"] = keep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Refitted) meta.Properties["refit"] = "all rows";
         if (_cluster is not null)
@@ -356,6 +356,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             Keep1 = o.Keep1 ?? d.Keep1,
             // by default an FM is trained with that dropout and without, and the one that validates better is kept
             Keep1Candidates = o.Keep1 is null ? d.Keep1Candidates : null,
+            // and an AFM with that dropout and with keep1 0.5, from the start and λ chosen with the first
+            AfmKeep1Candidates = o.Keep1 is null ? d.AfmKeep1Candidates : null,
             // Criteo's labels are clicks: log loss, as CTR models are trained; other data is regression, as in the paper.
             Loss = (o.Loss ?? (IsCriteo ? "logistic" : "squared")).ToLowerInvariant() switch
             {
@@ -415,5 +417,5 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
     };
 
     private static string Describe(TrainerOptions t) =>
-        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={(t.Model == ModelKind.Fm && t.Keep1Candidates is { Length: > 1 } kc ? string.Join(",", kc) : t.Keep1)}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : t.PretrainKeep1Candidates is { Length: > 0 } pks ? $" pretrain_keep1={string.Join(",", pks)}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience}{(t.EvaluationsPerEpoch > 1 ? $" evals_per_epoch={t.EvaluationsPerEpoch}" : "")} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
+        $"model={t.Model} k={t.K} t={t.T} epochs={t.Epochs} batch={t.BatchSize} lr={t.LearningRate} optimizer={t.Optimizer} lambda={(t.LambdaCandidates is { Length: > 0 } c ? string.Join(",", c) : t.Lambda)}{(t.L2Embedding != 0 || t.L2Linear != 0 ? $" l2_embedding={t.L2Embedding} l2_linear={t.L2Linear}" : "")} keep0={t.Keep0} keep1={(t.Model == ModelKind.Fm && t.Keep1Candidates is { Length: > 1 } kc ? string.Join(",", kc) : t.Model == ModelKind.Afm && t.AfmKeep1Candidates is { Length: > 0 } ak ? string.Join(",", ak.Prepend(t.Keep1).Distinct()) : t.Keep1)}{(t.PretrainKeep1 is { } pk ? $" pretrain_keep1={pk}" : t.PretrainKeep1Candidates is { Length: > 0 } pks ? $" pretrain_keep1={string.Join(",", pks)}" : "")} loss={t.Loss} seed={t.Seed} patience={t.Patience}{(t.EvaluationsPerEpoch > 1 ? $" evals_per_epoch={t.EvaluationsPerEpoch}" : "")} validation_fraction={t.ValidationFraction} pretrain={t.Pretrain} hand_off={t.HandOff} refit={t.Refit}";
 }

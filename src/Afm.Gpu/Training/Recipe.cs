@@ -26,8 +26,9 @@ public enum TrainStage
 /// <param name="Lambda">The λ of <see cref="Training"/> (chosen on the validation set when <see cref="TrainerOptions.LambdaCandidates"/> is set).</param>
 /// <param name="PretrainKeep1">The dropout keep probability of the FM pre-training kept (chosen on the validation set when
 /// <see cref="TrainerOptions.PretrainKeep1Candidates"/> is set); null when no FM was pre-trained.</param>
-/// <param name="Keep1">The dropout keep probability of an FM's <see cref="Training"/> when it was chosen on the validation set
-/// (<see cref="TrainerOptions.Keep1Candidates"/>); null when none was chosen (it trained with <see cref="TrainerOptions.Keep1"/>).</param>
+/// <param name="Keep1">The dropout keep probability of <see cref="Training"/> when it was chosen on the validation set
+/// (an FM's from <see cref="TrainerOptions.Keep1Candidates"/>, an AFM's from <see cref="TrainerOptions.AfmKeep1Candidates"/>); null
+/// when none was chosen (it trained with <see cref="TrainerOptions.Keep1"/>).</param>
 public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda, float? PretrainKeep1 = null, float? Keep1 = null);
 
 /// <summary>
@@ -80,6 +81,7 @@ public sealed class Recipe
         f.Keep1 = keep1 ?? o.PretrainKeep1 ?? o.Keep1;
         f.PretrainKeep1Candidates = null;
         f.Keep1Candidates = null;
+        f.AfmKeep1Candidates = null;
         f.LambdaCandidates = null;
         return f;
     }
@@ -90,6 +92,12 @@ public sealed class Recipe
     /// </summary>
     internal static float[] PretrainKeeps(TrainerOptions o, bool validation) =>
         validation && o.PretrainKeep1Candidates is { Length: > 0 } c ? [.. c.Distinct()] : [PretrainOptions(o).Keep1];
+
+    /// <summary>
+    /// The AFM dropouts the recipe tries: <see cref="TrainerOptions.Keep1"/> (the one λ and the pre-training are chosen
+    /// with) and then the others of <see cref="TrainerOptions.AfmKeep1Candidates"/>, without repeats.
+    /// </summary>
+    internal static float[] AfmKeeps(TrainerOptions o) => o.AfmKeep1Candidates is { Length: > 0 } c ? [.. c.Prepend(o.Keep1).Distinct()] : [o.Keep1];
 
     private TrainResult Pretrain(TrainerOptions o, float keep1, bool sayDropout, bool first, RowSource train, RowSource? validation, CancellationToken cancel)
     {
@@ -192,6 +200,26 @@ public sealed class Recipe
             });
             (pretraining, pretrainKeep1) = (pretrainings[kept], kept);
             Say(Inv($"pre-training kept: keep1 {kept}, FM best epoch {Epochs(pretraining)}, AFM best epoch {Epochs(result)} (AFM validation scores: {scores})"));
+        }
+        if (o.Model == ModelKind.Afm && validation is not null && AfmKeeps(o) is { Length: > 1 } afmKeeps)
+        {
+            // The AFM's own dropout: the others from the start and λ kept above; the better AFM is kept.
+            var start = pretraining?.Model ?? fm;
+            string from = pretrainKeep1 is { } pk && keeps.Length > 1 ? Inv($", from the FM pre-trained with keep1 {pk}") : "";
+            var first = result;
+            (result, float kept, string scores) = Best(afmKeeps, "keep1", keep =>
+            {
+                if (keep == afmKeeps[0]) return first;
+                var ko = o.Clone();
+                ko.Lambda = lambda;
+                ko.LambdaCandidates = null;
+                ko.Keep1 = keep;
+                Say(Inv($"AFM with dropout keep1 {keep}, λ = {lambda}{from} (of keep1 {List(afmKeeps)} the best validation score is kept)"));
+                string tag = (pretrainKeep1 is { } p && p != keeps[0] ? Inv($"pretrain-keep1-{p:R}-") : "") + Inv($"keep1-{keep:R}");
+                return Run(TrainStage.Training, ko, train, validation, start is null ? null : Trainer.InitializeFromFm(ko, start, train), cancel, tag);
+            });
+            keep1 = kept;
+            Say(Inv($"AFM dropout kept: keep1 {kept}, best epoch {Epochs(result)} (validation scores: {scores})"));
         }
         if (pretraining?.BestScore is { } fmScore && result.BestScore is { } afmScore)
             Say(Inv($"AFM against the FM it started from, on the validation rows: {afmScore:F4} against {fmScore:F4}")

@@ -59,11 +59,19 @@ public sealed class TrainerOptions
     /// For an FM (<see cref="Model"/> = <see cref="ModelKind.Fm"/>) with a validation set: train one FM per keep
     /// probability in this list (the pooled vector's dropout) and keep the one with the better validation score, so that
     /// an FM is not held back by a dropout its data does not want. Null or empty (default): one run, with
-    /// <see cref="Keep1"/>. An AFM's own dropout is <see cref="Keep1"/>; its FM pre-training's are
+    /// <see cref="Keep1"/>. An AFM's own dropouts are <see cref="AfmKeep1Candidates"/>; its FM pre-training's are
     /// <see cref="PretrainKeep1Candidates"/>. Applied by <see cref="Recipe"/>; the command line's default is 0.8 and 1
     /// (no dropout), unless <c>--keep1</c> names one.
     /// </summary>
     public float[]? Keep1Candidates { get; set; }
+    /// <summary>
+    /// For an AFM with a validation set: once λ and the FM pre-training are chosen (with <see cref="Keep1"/>), train the
+    /// AFM again with each other keep probability in this list (the pooled vector's dropout), from the same start and
+    /// with the same λ, and keep the run with the best validation score. Null or empty (default): the AFM trains with
+    /// <see cref="Keep1"/> only. Applied by <see cref="Recipe"/>; the command line's default is 0.8 and 0.5
+    /// (<see cref="RecommendedAfmKeep1Candidates"/>), unless <c>--keep1</c> names one.
+    /// </summary>
+    public float[]? AfmKeep1Candidates { get; set; }
     /// <summary>Loss: squared (regression, default) or logistic (binary labels).</summary>
     public LossKind Loss { get; set; } = LossKind.Squared;
     /// <summary>Seed of initialisation, shuffling, the validation split and dropout (default 1).</summary>
@@ -143,7 +151,8 @@ public sealed class TrainerOptions
     /// The command line's recipe for a data file (<c>afm-gpu train --train F</c> with no other option), which the README's
     /// quality figures measure: at most 100 epochs with early stopping, batch 512, Adagrad at 0.05, dropout keep1 0.8;
     /// λ chosen from <see cref="DefaultLambdaCandidates"/>; the FM pre-training's dropout chosen from keep1 0.8 and 1
-    /// (<see cref="PretrainKeep1Candidates"/>), and an FM's own likewise (<see cref="Keep1Candidates"/>); and a
+    /// (<see cref="PretrainKeep1Candidates"/>), an FM's own likewise (<see cref="Keep1Candidates"/>), an AFM's own from 0.8
+    /// and 0.5 (<see cref="AfmKeep1Candidates"/>); and a
     /// <see cref="Refit"/> on all rows for the best epoch counts. The plain constructor's defaults choose nothing: an
     /// AFM's FM pre-training, then one run (20 epochs, batch 4096, no dropout, λ = 0), no refit. Set <see cref="Model"/>, <see cref="K"/>, <see cref="T"/>
     /// and <see cref="Loss"/> on the result as needed; after changing <see cref="Keep1"/>, set the candidate lists too (or
@@ -157,6 +166,7 @@ public sealed class TrainerOptions
         LearningRate = 0.05f,
         Keep1 = RecommendedKeep1,
         Keep1Candidates = [RecommendedKeep1, 1f],
+        AfmKeep1Candidates = [.. RecommendedAfmKeep1Candidates],
         PretrainKeep1Candidates = [RecommendedKeep1, 1f],
         LambdaCandidates = [.. DefaultLambdaCandidates],
         Refit = true,
@@ -165,6 +175,9 @@ public sealed class TrainerOptions
     /// <summary>The dropout keep probability on the pooled vector that <see cref="Recommended"/> tries first.</summary>
     public const float RecommendedKeep1 = 0.8f;
 
+    /// <summary>The AFM's own dropouts that <see cref="Recommended"/> tries (<see cref="AfmKeep1Candidates"/>): 0.8, then 0.5.</summary>
+    public static IReadOnlyList<float> RecommendedAfmKeep1Candidates { get; } = [RecommendedKeep1, 0.5f];
+
     /// <summary>A copy of every option.</summary>
     public TrainerOptions Clone()
     {
@@ -172,6 +185,7 @@ public sealed class TrainerOptions
         c.LambdaCandidates = LambdaCandidates?.ToArray();
         c.PretrainKeep1Candidates = PretrainKeep1Candidates?.ToArray();
         c.Keep1Candidates = Keep1Candidates?.ToArray();
+        c.AfmKeep1Candidates = AfmKeep1Candidates?.ToArray();
         return c;
     }
 
@@ -194,6 +208,8 @@ public sealed class TrainerOptions
         Check(Keep1 is > 0 and <= 1, nameof(Keep1), Keep1, "must be in (0, 1]");
         Check(Keep1Candidates is null || Keep1Candidates.All(k => k is > 0 and <= 1), nameof(Keep1Candidates),
             Keep1Candidates is null ? "" : string.Join(",", Keep1Candidates), "every keep probability must be in (0, 1]");
+        Check(AfmKeep1Candidates is null || AfmKeep1Candidates.All(k => k is > 0 and <= 1), nameof(AfmKeep1Candidates),
+            AfmKeep1Candidates is null ? "" : string.Join(",", AfmKeep1Candidates), "every keep probability must be in (0, 1]");
         Check(ValidationFraction is >= 0 and < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1)");
         Check(Patience >= 0, nameof(Patience), Patience, "must not be negative");
         Check(EvaluationsPerEpoch is >= 1 and <= MaxEvaluationsPerEpoch, nameof(EvaluationsPerEpoch), EvaluationsPerEpoch, $"must be in 1..{MaxEvaluationsPerEpoch}");
