@@ -73,8 +73,8 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False, shape=None):
     pre = re.search(r"^pre-training kept: keep1 [0-9.]+, FM best epoch ([0-9]+(?:\.[0-9]+)?)", out, re.M) or re.search(r"^FM pre-training: best epoch ([0-9]+(?:\.[0-9]+)?)", out, re.M)
     keep = re.search(r"^pre-training kept: keep1 ([0-9.]+)", out, re.M)
     lam = re.search(r"^λ = ([0-9.]+) chosen", out, re.M)
-    fm_keep = re.search(r"^FM dropout kept: keep1 ([0-9.]+)", out, re.M)
-    afm_keep = re.search(r"^AFM dropout kept: keep1 ([0-9.]+)", out, re.M)
+    # the model's own dropout, when the recipe chose it (an FM's or an AFM's)
+    own_keep = re.search(r"^(?:FM|AFM) dropout kept: keep1 ([0-9.]+)", out, re.M)
     metrics = {k: float(v) for k, v in metrics.items()}
     metrics["best_epoch"] = float(best)
     if pre:
@@ -83,9 +83,9 @@ def engine(cli, data, model, logistic, seed, extra, criteo=False, shape=None):
         metrics["lambda"] = float(lam.group(1))
     if keep:
         metrics["pretrain_keep1"] = float(keep.group(1))
-    if fm_keep or afm_keep:
-        metrics["keep1"] = float((fm_keep or afm_keep).group(1))
-    return metrics, (f"best epoch {best}" + (f" (keep1 {(fm_keep or afm_keep).group(1)})" if fm_keep or afm_keep else "") + (f", FM pre-training {pre.group(1)}" if pre else "")
+    if own_keep:
+        metrics["keep1"] = float(own_keep.group(1))
+    return metrics, (f"best epoch {best}" + (f" (keep1 {own_keep.group(1)})" if own_keep else "") + (f", FM pre-training {pre.group(1)}" if pre else "")
                      + (f" (keep1 {keep.group(1)})" if keep else "") + (f", λ = {lam.group(1)}" if lam else ""))
 
 
