@@ -302,6 +302,19 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void AModelGivenAsDataIsNamedAsSuch()
+    {
+        // --train model.afm where --pretrain-fm model.afm was meant: one line that says what the file is, not a label
+        // made of the model's header bytes.
+        string model = PathOf("fm.afm");
+        ModelFile.Save(new AfmModel(ModelKind.Fm, 4, 2, 0, LossKind.Squared), model);
+        string expected = $"afm-gpu: error: {model}: is an afm-gpu model file, not data (a model is read by --pretrain-fm, and by --model of evaluate, predict and explain)";
+        Assert.Equal(expected, ErrorLine(Run("train", "--train", model, "-a", "cpu", "--no-progress", "-o", PathOf("m.afm"))));
+        Assert.Equal(expected, ErrorLine(Run("evaluate", "-m", model, "-d", model, "-a", "cpu")));
+        Assert.False(File.Exists(PathOf("m.afm")));
+    }
+
+    [Fact]
     public void PredictionsThatOverflowAreAnError()
     {
         // A model whose products overflow single precision: its scores are not finite, which predict and evaluate refuse to print

@@ -415,6 +415,32 @@ public sealed class HashingReaderTests(ITestOutputHelper output) : IDisposable
         Assert.Throws<ArgumentException>(() => LibFmReader.ReadWithNames(path, new LibFmReadOptions()));
     }
 
+    [Theory]
+    [InlineData(new byte[] { 0x28, 0xB5, 0x2F, 0xFD, 4, 0, 0x51, 0 }, "is zstd-compressed; only gzip is decompressed as it is read (zstd -d it, or recompress it with gzip)")]
+    [InlineData(new byte[] { 0xFD, 0x37, 0x7A, 0x58, 0x5A, 0, 0, 4 }, "is xz-compressed; only gzip is decompressed as it is read (xz -d it, or recompress it with gzip)")]
+    [InlineData(new byte[] { 0x42, 0x5A, 0x68, 0x39, 0x31, 0x41, 0x59, 0x26, 0x53, 0x59, 0x10, 0x20 }, "is bzip2-compressed; only gzip is decompressed as it is read (bzip2 -d it, or recompress it with gzip)")]
+    [InlineData(new byte[] { 0x50, 0x4B, 3, 4, 20, 0, 0, 0 }, "is a zip archive; extract its data file first (only gzip is decompressed as it is read)")]
+    [InlineData(new byte[] { 0x31, 0x20, 0x30, 0x3A, 0x31, 0x0A, 0x31, 0, 0x3A }, "is binary, not text (a NUL byte at offset 7)")]
+    public void BinaryDataIsRefusedSayingWhatItIs(byte[] head, string problem)
+    {
+        // Every format reads its first bytes through the same check, gzip-wrapped or not; text without a NUL byte is
+        // unaffected (the last case's first line alone is valid libFM).
+        string path = Path.Combine(_dir, "binary.dat");
+        File.WriteAllBytes(path, head);
+        foreach (var format in new[] { DataFormat.LibFm, DataFormat.Criteo, DataFormat.Csv })
+        {
+            var e = Assert.Throws<DataFormatException>(() => LibFmReader.Read(path, new LibFmReadOptions { Format = format, HashBits = format == DataFormat.LibFm ? 0 : 16 }));
+            Assert.Equal($"{path}: {problem}", e.Message);
+        }
+        string gz = path + ".gz";
+        using (var f = File.Create(gz))
+        using (var z = new System.IO.Compression.GZipStream(f, System.IO.Compression.CompressionLevel.Fastest))
+            z.Write(head);
+        Assert.Equal($"{gz}: {problem}", Assert.Throws<DataFormatException>(() => LibFmReader.Read(gz)).Message);
+        File.WriteAllBytes(path, head[..6]);
+        if (problem.StartsWith("is binary", StringComparison.Ordinal)) Assert.Equal(1, LibFmReader.Read(path).Rows);
+    }
+
     [Fact]
     public void Utf16TextIsRefusedWithItsName()
     {

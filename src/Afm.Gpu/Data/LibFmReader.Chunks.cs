@@ -64,12 +64,36 @@ public static partial class LibFmReader
             return length - skip;
         }
 
-        /// <summary>The length of a UTF-8 byte order mark at the start of <paramref name="head"/> (0 or 3); fails on UTF-16 text.</summary>
+        /// <summary>
+        /// The length of a UTF-8 byte order mark at the start of <paramref name="head"/> (0 or 3); fails on UTF-16 text
+        /// and on binary data (a NUL byte among the first 4 KiB), naming what it is where its first bytes tell: an
+        /// afm-gpu model or data cache, or a compression other than gzip.
+        /// </summary>
         public static int ByteOrderMarkLength(ReadOnlySpan<byte> head, string name)
         {
             if (head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || head.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
                 throw new DataFormatException(name, 0, "is UTF-16 text; save it as UTF-8");
+            if (BinaryKind(head) is { } kind) throw new DataFormatException(name, 0, kind);
             return head.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0;
+        }
+
+        /// <summary>Why <paramref name="head"/>, the first bytes of a file, is not text, or null where it may be.</summary>
+        internal static string? BinaryKind(ReadOnlySpan<byte> head)
+        {
+            if (head.StartsWith("AFMGPU\0\0"u8))
+                return "is an afm-gpu model file, not data (a model is read by --pretrain-fm, and by --model of evaluate, predict and explain)";
+            if (head.StartsWith(CacheFile.Magic))
+                return "is an afm-gpu data cache, not text (CacheFile.Open reads it; the command line takes it wherever a data file goes)";
+            if (head.StartsWith((ReadOnlySpan<byte>)[0x28, 0xB5, 0x2F, 0xFD]))
+                return "is zstd-compressed; only gzip is decompressed as it is read (zstd -d it, or recompress it with gzip)";
+            if (head.StartsWith((ReadOnlySpan<byte>)[0xFD, (byte)'7', (byte)'z', (byte)'X', (byte)'Z', 0]))
+                return "is xz-compressed; only gzip is decompressed as it is read (xz -d it, or recompress it with gzip)";
+            if (head.Length >= 10 && head.StartsWith("BZh"u8) && head[3] is >= (byte)'1' and <= (byte)'9' && head[4..].StartsWith("1AY&SY"u8))
+                return "is bzip2-compressed; only gzip is decompressed as it is read (bzip2 -d it, or recompress it with gzip)";
+            if (head.StartsWith("PK\u0003\u0004"u8))
+                return "is a zip archive; extract its data file first (only gzip is decompressed as it is read)";
+            int nul = head[..Math.Min(head.Length, 4096)].IndexOf((byte)0);
+            return nul >= 0 ? $"is binary, not text (a NUL byte at offset {nul})" : null;
         }
 
         /// <summary>
