@@ -326,11 +326,23 @@ public sealed class OnnxExportTests(ITestOutputHelper output) : IDisposable
         Assert.True(Cli("export", "-m", afm, "--format", "onnx", "--no-attention", "-o", onnx).Code == 0);
         using (var session = new InferenceSession(onnx)) Assert.DoesNotContain("attention", session.OutputMetadata.Keys);
 
+        // Without --format the output's name chooses: .onnx writes ONNX (with the attention output, as --format onnx
+        // does), any other name safetensors.
+        string named = Path.Combine(_dir, "named.onnx"), other = Path.Combine(_dir, "weights.bin");
+        Assert.True(Cli("export", "-m", afm, "-o", named).Code == 0);
+        using (var session = new InferenceSession(named)) Assert.Contains("attention", session.OutputMetadata.Keys);
+        Assert.True(Cli("export", "-m", afm, "-o", other).Code == 0);
+        Assert.True(Safetensors.Import(other).V.AsSpan().SequenceEqual(model.V));
+
         foreach (var (args, message) in new (string[], string)[]
         {
             (["export", "-m", afm, "--format", "tflite", "-o", onnx], "--format tflite: must be safetensors or onnx"),
             (["export", "--import", "-m", afm, "--format", "onnx", "-o", onnx], "--import reads safetensors; --format onnx cannot be imported"),
-            (["export", "-m", afm, "--no-attention", "-o", onnx], "--no-attention applies to --format onnx only"),
+            (["export", "-m", afm, "--no-attention", "-o", Path.Combine(_dir, "m.safetensors")], "--no-attention applies to --format onnx only"),
+            (["export", "-m", afm, "--format", "safetensors", "-o", onnx], $"-o/--output {onnx}: the name says ONNX, but --format safetensors writes safetensors; name it .safetensors or give --format onnx"),
+            (["export", "-m", afm, "--format", "onnx", "-o", Path.Combine(_dir, "m.safetensors")], $"-o/--output {Path.Combine(_dir, "m.safetensors")}: the name says safetensors, but --format onnx writes ONNX; name it .onnx or give --format safetensors"),
+            (["export", "-m", afm, "-o", Path.Combine(_dir, "copy.afm")], $"-o/--output {Path.Combine(_dir, "copy.afm")}: the name says a native .afm model, but export writes safetensors; a native model is written by train, or by export --import from safetensors"),
+            (["export", "--import", "-m", afm, "-o", Path.Combine(_dir, "back.safetensors")], $"-o/--output {Path.Combine(_dir, "back.safetensors")}: --import writes the native .afm format, but the name says safetensors; name it .afm"),
             (["export", "-m", afm, "--format", "onnx", "-o", afm], $"-o/--output {afm}: is also an input of this command ({afm}); writing it would replace that file"),
             (["export", "-m", onnx, "--format", "onnx", "-o", Path.Combine(_dir, "x.onnx")], $"{onnx}: "),
         })

@@ -77,13 +77,43 @@ internal static class ExplainCommand
         stderr.WriteLine($"wrote {path}");
     }
 
+    /// <summary>
+    /// The format <c>export</c> writes: <c>--format</c> where given, else the output's extension (<c>.onnx</c>: ONNX,
+    /// anything else: safetensors); an output named for one format that would receive another is refused, since a
+    /// file's name is how the next program chooses its reader.
+    /// </summary>
+    internal static string ExportFormat(ExportOptions o)
+    {
+        string? named = Path.GetExtension(o.Output).ToLowerInvariant() switch
+        {
+            ".onnx" => "onnx",
+            ".safetensors" => "safetensors",
+            ".afm" => "afm",
+            _ => null,
+        };
+        string? given = o.Format?.ToLowerInvariant();
+        if (given is not (null or "safetensors" or "onnx")) throw new ArgumentException($"--format {o.Format}: must be safetensors or onnx");
+        if (o.Import)
+        {
+            if (given == "onnx") throw new ArgumentException("--import reads safetensors; --format onnx cannot be imported");
+            if (named is "onnx" or "safetensors")
+                throw new ArgumentException($"-o/--output {o.Output}: --import writes the native .afm format, but the name says {Name(named)}; name it .afm");
+            return "safetensors";
+        }
+        string format = given ?? (named == "onnx" ? "onnx" : "safetensors");
+        if (named is not null && named != format)
+            throw new ArgumentException($"-o/--output {o.Output}: the name says {Name(named)}, but {(given is null ? "export" : $"--format {o.Format}")} writes {Name(format)}; "
+                + (named == "afm" ? "a native model is written by train, or by export --import from safetensors" : $"name it {(format == "onnx" ? ".onnx" : ".safetensors")} or give --format {named}"));
+        return format;
+
+        static string Name(string f) => f switch { "onnx" => "ONNX", "safetensors" => "safetensors", _ => "a native .afm model" };
+    }
+
     public static int Export(ExportOptions o, TextWriter stderr)
     {
-        string format = o.Format.ToLowerInvariant();
-        if (format is not ("safetensors" or "onnx")) throw new ArgumentException($"--format {o.Format}: must be safetensors or onnx");
-        if (o.Import && format != "safetensors") throw new ArgumentException("--import reads safetensors; --format onnx cannot be imported");
-        if (o.NoAttention && format != "onnx") throw new ArgumentException("--no-attention applies to --format onnx only");
         Cli.CheckOutput("-o/--output", o.Output, o.Model);
+        string format = ExportFormat(o);
+        if (o.NoAttention && format != "onnx") throw new ArgumentException("--no-attention applies to --format onnx only");
         if (format == "onnx")
         {
             var model = Afm.Gpu.AfmEngine.LoadModel(o.Model);

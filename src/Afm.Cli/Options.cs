@@ -254,8 +254,8 @@ internal sealed class ExportOptions
     [Option("import", HelpText = "Convert a safetensors export back to the native .afm format.")]
     public bool Import { get; set; }
 
-    [Option("format", Default = "safetensors", HelpText = "Export format: safetensors or onnx.")]
-    public string Format { get; set; } = "safetensors";
+    [Option("format", HelpText = "Export format: safetensors or onnx (default: onnx for an output named .onnx, else safetensors).")]
+    public string? Format { get; set; }
 
     [Option("no-attention", HelpText = "ONNX: leave out the attention output.")]
     public bool NoAttention { get; set; }
