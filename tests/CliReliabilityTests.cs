@@ -301,6 +301,18 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         Assert.Equal($"afm-gpu: error: {missing}: file not found", ErrorLine(Run("predict", "-m", missing, "-d", data, "-a", "cpu")));
     }
 
+    [Theory]
+    [InlineData("m.onnx", "ONNX")]
+    [InlineData("m.SafeTensors", "safetensors")]
+    public void TrainRefusesAnOutputNamedForAnExportFormat(string name, string says)
+    {
+        // train writes the native format; under an export's name the next program would read it as that export.
+        string data = Ratings("data.libfm", 60), output = PathOf(name);
+        Assert.Equal($"afm-gpu: error: -o/--output {output}: train writes the native .afm format, but the name says {says}; name it .afm, then convert it with afm-gpu export -m {Path.ChangeExtension(output, ".afm")} -o {output}",
+            ErrorLine(Run("train", "--train", data, "-a", "cpu", "--epochs", "1", "--no-progress", "-o", output)));
+        Assert.False(File.Exists(output));
+    }
+
     [Fact]
     public void AModelGivenAsDataIsNamedAsSuch()
     {
