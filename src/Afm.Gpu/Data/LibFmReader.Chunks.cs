@@ -80,7 +80,7 @@ public static partial class LibFmReader
         /// <summary>Why <paramref name="head"/>, the first bytes of a file, is not text, or null where it may be.</summary>
         internal static string? BinaryKind(ReadOnlySpan<byte> head)
         {
-            if (head.StartsWith("AFMGPU\0\0"u8))
+            if (head.StartsWith(Model.ModelFile.Magic))
                 return "is an afm-gpu model file, not data (a model is read by --pretrain-fm, and by --model of evaluate, predict and explain)";
             if (head.StartsWith(CacheFile.Magic))
                 return "is an afm-gpu data cache, not text (CacheFile.Open reads it; the command line takes it wherever a data file goes)";

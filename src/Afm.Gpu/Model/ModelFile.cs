@@ -53,7 +53,7 @@ public static class ModelFile
 
     private const int TrailerBytes = 12;
     private const int ChunkFloats = 1 << 18; // 1 MiB per write, read and CRC step
-    private static ReadOnlySpan<byte> Magic => "AFMGPU\0\0"u8;
+    internal static ReadOnlySpan<byte> Magic => "AFMGPU\0\0"u8;
     private static ReadOnlySpan<byte> EndMarker => "AFMGPEND"u8;
     private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
