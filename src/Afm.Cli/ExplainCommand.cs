@@ -84,13 +84,7 @@ internal static class ExplainCommand
     /// </summary>
     internal static string ExportFormat(ExportOptions o)
     {
-        string? named = Path.GetExtension(o.Output).ToLowerInvariant() switch
-        {
-            ".onnx" => "onnx",
-            ".safetensors" => "safetensors",
-            ".afm" => "afm",
-            _ => null,
-        };
+        string? named = FormatNamed(o.Output);
         string? given = o.Format?.ToLowerInvariant();
         if (given is not (null or "safetensors" or "onnx")) throw new ArgumentException($"--format {o.Format}: must be safetensors or onnx");
         if (o.Import)
@@ -105,9 +99,19 @@ internal static class ExplainCommand
             throw new ArgumentException($"-o/--output {o.Output}: the name says {Name(named)}, but {(given is null ? "export" : $"--format {o.Format}")} writes {Name(format)}; "
                 + (named == "afm" ? "a native model is written by train, or by export --import from safetensors" : $"name it {(format == "onnx" ? ".onnx" : ".safetensors")} or give --format {named}"));
         return format;
-
-        static string Name(string f) => f switch { "onnx" => "ONNX", "safetensors" => "safetensors", _ => "a native .afm model" };
     }
+
+    /// <summary>The model format a file's name says (<c>onnx</c>, <c>safetensors</c> or <c>afm</c>), or null where it says none.</summary>
+    internal static string? FormatNamed(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+    {
+        ".onnx" => "onnx",
+        ".safetensors" => "safetensors",
+        ".afm" => "afm",
+        _ => null,
+    };
+
+    /// <summary>A format of <see cref="FormatNamed"/> as a message names it.</summary>
+    internal static string Name(string format) => format switch { "onnx" => "ONNX", "safetensors" => "safetensors", _ => "a native .afm model" };
 
     public static int Export(ExportOptions o, TextWriter stderr)
     {

@@ -51,8 +51,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         if (Root && Cli.IsStandardOutput(output))
             throw new ArgumentException($"-o/--output {output}: is standard output, where train writes its log, so the model would be mixed into it; give a file");
         if (Root) Cli.CheckOutput("-o/--output", output, o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);
-        if (Path.GetExtension(output).ToLowerInvariant() is ".onnx" or ".safetensors")
-            throw new ArgumentException($"-o/--output {output}: train writes the native .afm format, but the name says {(output.EndsWith("onnx", StringComparison.OrdinalIgnoreCase) ? "ONNX" : "safetensors")}; "
+        if (ExplainCommand.FormatNamed(output) is { } named && named != "afm")
+            throw new ArgumentException($"-o/--output {output}: train writes the native .afm format, but the name says {ExplainCommand.Name(named)}; "
                 + $"name it .afm, then convert it with afm-gpu export -m {Path.ChangeExtension(output, ".afm")} -o {output}");
         if (o.SaveReplicas && _cluster is not null)
             Cli.CheckOutput("--save-replicas", Replica(output, _cluster.Rank), o.TrainFile, o.ValidationFile, o.TestFile, o.PretrainFm);

@@ -55,21 +55,21 @@ public static partial class LibFmReader
             }
         }
 
-        /// <summary>Drops a UTF-8 byte order mark at the start of the stream; fails on UTF-16 text.</summary>
+        /// <summary>Drops a UTF-8 byte order mark at the start of the stream; fails on UTF-16 text and binary data (<see cref="TextStart"/>).</summary>
         private int SkipByteOrderMark(byte[] buffer, int length)
         {
             _started = true;
-            int skip = ByteOrderMarkLength(buffer.AsSpan(0, length), name);
+            int skip = TextStart(buffer.AsSpan(0, length), name);
             if (skip > 0) buffer.AsSpan(skip, length - skip).CopyTo(buffer);
             return length - skip;
         }
 
         /// <summary>
-        /// The length of a UTF-8 byte order mark at the start of <paramref name="head"/> (0 or 3); fails on UTF-16 text
-        /// and on binary data (a NUL byte among the first 4 KiB), naming what it is where its first bytes tell: an
+        /// Where the text of a file whose first bytes are <paramref name="head"/> starts: after a UTF-8 byte order mark
+        /// (3) or at 0. Fails on UTF-16 text and on binary data (a NUL byte among the first 4 KiB), naming what it is where its first bytes tell: an
         /// afm-gpu model or data cache, or a compression other than gzip.
         /// </summary>
-        public static int ByteOrderMarkLength(ReadOnlySpan<byte> head, string name)
+        public static int TextStart(ReadOnlySpan<byte> head, string name)
         {
             if (head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || head.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
                 throw new DataFormatException(name, 0, "is UTF-16 text; save it as UTF-8");

@@ -38,7 +38,7 @@ public static partial class LibFmReader
             eof = n == 0;
         }
         var text = buffer.AsSpan(0, length);
-        int start = Chunker.ByteOrderMarkLength(text, name);
+        int start = Chunker.TextStart(text, name);
         var header = end < 0 ? text[start..] : text[start..Math.Max(start, end)];
         if (header.IndexOfAnyExcept((byte)' ', (byte)'\t') < 0)
             throw new DataFormatException(name, 1, length == 0 ? "no header line: CSV data starts with a line naming its columns" : "the header line is blank: CSV data starts with a line naming its columns");
