@@ -7,6 +7,8 @@ using Afm.Gpu.Model;
 using Xunit.Abstractions;
 using CliApp = Afm.Cli.Cli;
 
+using Afm.Gpu.Tests.Reference;
+
 namespace Afm.Gpu.Tests;
 
 /// <summary>The command as a hostile user drives it: every mistake is one line and exit 1 (2 for syntax), nothing is clobbered.</summary>
@@ -299,6 +301,35 @@ public sealed class CliReliabilityTests(ITestOutputHelper output) : IDisposable
         Assert.Equal($"afm-gpu: error: {_dir}: is a directory, not a model file", ErrorLine(Run("export", "-m", _dir, "-o", PathOf("x.safetensors"))));
         string missing = PathOf("missing.afm");
         Assert.Equal($"afm-gpu: error: {missing}: file not found", ErrorLine(Run("predict", "-m", missing, "-d", data, "-a", "cpu")));
+    }
+
+    [Fact]
+    public void TrainLowersItsOwnLearningRateWhenARunDivergesButNotOneItWasGiven()
+    {
+        var data = Fixtures.ManyNonZeros(2000, 400, 60, seed: 1);
+        var sb = new StringBuilder();
+        for (int r = 0; r < data.Rows; r++)
+        {
+            sb.Append(data.Labels[r].ToString("R", CultureInfo.InvariantCulture));
+            foreach (int id in data.RowIds(r)) sb.Append(CultureInfo.InvariantCulture, $" {id}:1");
+            sb.Append('\n');
+        }
+        string train = Write("dense.libfm", sb.ToString()), model = PathOf("dense.afm");
+        string[] args = ["train", "--train", train, "--model", "fm", "-k", "8", "--epochs", "2", "--keep1", "1", "--accelerator", "cpu", "--no-progress"];
+
+        var ok = Run([.. args, "-o", model]);
+        output.WriteLine(ok.Out);
+        Assert.True(ok.Code == 0, ok.Err);
+        Assert.Contains("the FM diverged with learning rate 0.05, in epoch 1: the mean training loss of the first epoch, ", ok.Out);
+        Assert.Contains("; the recipe starts again with learning rate 0.01\n", ok.Out.ReplaceLineEndings("\n"));
+        Assert.Equal("0.01", ModelFile.LoadWithMetadata(model).Metadata.Properties["lr"]);
+
+        // --lr names the rate: the divergence is an error, and nothing is written
+        string given = PathOf("given.afm");
+        string line = ErrorLine(Run([.. args, "--lr", "0.05", "-o", given]));
+        Assert.StartsWith("afm-gpu: error: training diverged in epoch 1 by step ", line);
+        Assert.EndsWith("lower the learning rate (now 0.05)", line);
+        Assert.False(File.Exists(given));
     }
 
     [Theory]

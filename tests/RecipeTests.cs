@@ -30,6 +30,40 @@ public class RecipeTests(ITestOutputHelper output)
     private static TrainerOptions Small() => new() { K = 8, T = 6, Epochs = 3, BatchSize = 64, Seed = 2, Patience = 0 };
 
     [Fact]
+    public void ADivergedRecipeStartsAgainAtAFifthOfTheLearningRate()
+    {
+        // Rows of 60 non-zeros: the FM pre-training at 0.05 overshoots in its first epoch (ReliabilityTests).
+        var data = Fixtures.ManyNonZeros(2000, 400, 60, seed: 1);
+        var o = new TrainerOptions { K = 8, T = 4, Epochs = 2, BatchSize = 256, Patience = 0, LearningRateBackoffs = 3 };
+        Assert.Equal(TrainerOptions.RecommendedLearningRateBackoffs, TrainerOptions.Recommended().LearningRateBackoffs);
+        using var acc = new CpuAccelerator(1);
+        var lines = new List<string>();
+        var recipe = new Recipe(acc, o);
+        recipe.Message += lines.Add;
+        var r = recipe.Run(data);
+        output.WriteLine(string.Join("\n", lines));
+        Assert.Equal(0.01f, r.LearningRate);
+        var said = Assert.Single(lines, l => l.Contains(" diverged with learning rate "));
+        Assert.StartsWith("the FM pre-training diverged with learning rate 0.05, in epoch 1: the mean training loss of the first epoch, ", said);
+        Assert.EndsWith("; the recipe starts again with learning rate 0.01", said);
+        Assert.Equal(2, lines.Count(l => l.StartsWith("validation: ", StringComparison.Ordinal)));
+
+        // the same model, bit for bit, as a recipe told that rate
+        var told = o.Clone();
+        told.LearningRate = 0.01f;
+        told.LearningRateBackoffs = 0;
+        var direct = new Recipe(acc, told).Run(data);
+        Assert.Equal(0.01f, direct.LearningRate);
+        AssertSameModel(direct.Model, r.Model);
+
+        // without a back-off the divergence is the caller's
+        var none = o.Clone();
+        none.LearningRateBackoffs = 0;
+        var e = Assert.Throws<TrainingDivergedException>(() => new Recipe(acc, none).Run(data));
+        Assert.EndsWith("lower the learning rate (now 0.05)", e.Message);
+    }
+
+    [Fact]
     public void HandOffCopiesTheFmAndStartsAttentionAsThePapersCode()
     {
         var data = Data();

@@ -202,6 +202,30 @@ public sealed class ReliabilityTests : IDisposable
             new Trainer(acc, new TrainerOptions { K = 4, T = 4, Epochs = 3, BatchSize = 16, Loss = loss, LearningRate = 1e6f }).Train(data));
     }
 
+    [Theory]
+    [InlineData(0.1f)]
+    [InlineData(0f)]
+    public void Trainer_AFirstEpochFarAboveItsStartIsADivergenceNotAModel(float validation)
+    {
+        // 60 non-zeros a row: 1770 pairs, whose FM sum Adagrad's first steps (about ±lr each) move far beyond the labels'
+        // scale. Before this check the run went on from there and kept its starting model ("best epoch 0").
+        var data = Fixtures.ManyNonZeros(2000, 400, 60, seed: 1);
+        using var acc = new CpuAccelerator(1);
+        var o = new TrainerOptions { Model = ModelKind.Fm, K = 16, Epochs = 3, BatchSize = 256, ValidationFraction = validation };
+        var e = Assert.Throws<TrainingDivergedException>(() => new Trainer(acc, o).Train(data));
+        Assert.Equal(1, e.Epoch);
+        Assert.StartsWith("the mean training loss of the first epoch, ", e.Reason);
+        Assert.Contains(" is over 10 times that of the starting model (", e.Reason);
+        Assert.Equal($"training diverged in epoch 1 by step {e.Step}: {e.Reason}; lower the learning rate (now 0.05)", e.Message);
+
+        // a tenth of that rate trains, each epoch below where it started
+        o.LearningRate = 0.005f;
+        var r = new Trainer(acc, o).Train(data);
+        Assert.Equal(3, r.History.Count);
+        Assert.True(r.History[0].TrainLoss < data.Labels.Average(y => (double)y * y), $"first epoch's loss {r.History[0].TrainLoss}");
+        if (validation > 0) Assert.True(r.BestEpoch > 0);
+    }
+
     [Fact]
     public void Trainer_DivergenceOnHugeInputNamesTheInput()
     {

@@ -135,6 +135,7 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         meta.Properties["accelerator"] = acc.Descriptor.Name;
         meta.Properties["best_epoch"] = EpochReport.EpochsText(result.Training.BestEpochs);
         meta.Properties["lambda"] = result.Lambda.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (result.LearningRate != options.LearningRate) meta.Properties["lr"] = result.LearningRate.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.Pretraining is not null) meta.Properties["pretrain_best_epoch"] = EpochReport.EpochsText(result.Pretraining.BestEpochs);
         if (result.Keep1 is { } keptKeep1) meta.Properties["keep1"] = keptKeep1.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
         if (result.PretrainKeep1 is { } keep) meta.Properties["pretrain_keep1"] = keep.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
@@ -149,6 +150,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
         stdout.WriteLine($"best epoch {EpochReport.EpochsText(result.Training.BestEpochs)}{(result.Refitted ? ", refit on all rows" : "")}; model written to {output}");
         // Early stopping chose that epoch unless it was the cap: then the run was still improving when it was cut.
         bool validated = result.Refitted || result.Training.History.Any(h => h.Validation is not null);
+        if (validated && result.Training.BestEpochs == 0)
+            stdout.WriteLine("note: no epoch scored better on the validation rows than the model it started from, so that starting model is what was written");
         if (validated && result.Training.BestEpochs >= options.Epochs)
             stdout.WriteLine($"note: the best epoch is the last one --epochs allows ({options.Epochs}), so the model was still improving; a larger --epochs may train a better one");
         if (test is not null)
@@ -344,6 +347,8 @@ internal sealed class TrainCommand(TrainOptions o, TextWriter stdout, TextWriter
             Epochs = o.Epochs ?? (demo ? 30 : d.Epochs),
             BatchSize = o.Batch ?? d.BatchSize,
             LearningRate = o.LearningRate ?? (demo ? 0.1f : d.LearningRate),
+            // a rate the recipe chose is lowered when a run diverges; one named by --lr is kept, and a divergence is an error
+            LearningRateBackoffs = o.LearningRate is null ? d.LearningRateBackoffs : 0,
             Optimizer = o.Optimizer.ToLowerInvariant() switch
             {
                 "adagrad" => OptimizerKind.Adagrad,

@@ -50,6 +50,37 @@ public static class Fixtures
         return new SparseDataset(off, ids.ToArray(), vals.ToArray(), labels, features);
     }
 
+    /// <summary>
+    /// Rows of <paramref name="nonZeros"/> binary features each, labelled by a planted FM (k = 4) scaled to unit variance:
+    /// data on which an FM's pair sum grows with the square of the row length, so that Adagrad at 0.05 overshoots.
+    /// </summary>
+    public static SparseDataset ManyNonZeros(int rows, int features, int nonZeros, int seed)
+    {
+        var rng = new Random(seed);
+        double Normal() => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+        var w = Enumerable.Range(0, features).Select(_ => Normal()).ToArray();
+        var v = Enumerable.Range(0, features * 4).Select(_ => Normal()).ToArray();
+        var off = new long[rows + 1];
+        var ids = new int[rows * nonZeros];
+        var raw = new double[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            var chosen = Enumerable.Range(0, features).OrderBy(_ => rng.Next()).Take(nonZeros).ToArray();
+            chosen.CopyTo(ids, r * nonZeros);
+            off[r + 1] = (r + 1) * nonZeros;
+            double linear = chosen.Sum(i => w[i]), pairs = 0;
+            for (int d = 0; d < 4; d++)
+            {
+                double sum = chosen.Sum(i => v[i * 4 + d]), squares = chosen.Sum(i => v[i * 4 + d] * v[i * 4 + d]);
+                pairs += 0.5 * (sum * sum - squares);
+            }
+            raw[r] = linear / Math.Sqrt(nonZeros) + pairs / Math.Sqrt(nonZeros * (nonZeros - 1) / 2.0 * 4);
+        }
+        double mean = raw.Average(), std = Math.Sqrt(raw.Average(x => (x - mean) * (x - mean)));
+        var labels = raw.Select(x => (float)((x - mean) / std + 0.3 * Normal())).ToArray();
+        return new SparseDataset(off, ids, Enumerable.Repeat(1f, ids.Length).ToArray(), labels, features);
+    }
+
     public static List<RefRow> Rows(SparseDataset d) =>
         Enumerable.Range(0, d.Rows).Select(r => new RefRow(d.RowIds(r).ToArray(), Array.ConvertAll(d.RowValues(r).ToArray(), v => (double)v), d.Labels[r])).ToList();
 

@@ -29,7 +29,14 @@ public enum TrainStage
 /// <param name="Keep1">The dropout keep probability of <see cref="Training"/> when it was chosen on the validation set
 /// (an FM's from <see cref="TrainerOptions.Keep1Candidates"/>, an AFM's from <see cref="TrainerOptions.AfmKeep1Candidates"/>); null
 /// when none was chosen (it trained with <see cref="TrainerOptions.Keep1"/>).</param>
-public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda, float? PretrainKeep1 = null, float? Keep1 = null);
+public sealed record RecipeResult(AfmModel Model, TrainResult Training, TrainResult? Pretraining, long HeldOut, bool Refitted, float Lambda, float? PretrainKeep1 = null, float? Keep1 = null)
+{
+    /// <summary>
+    /// The learning rate every run trained with: <see cref="TrainerOptions.LearningRate"/>, or a fifth of it per
+    /// restart after a divergence (<see cref="TrainerOptions.LearningRateBackoffs"/>).
+    /// </summary>
+    public float LearningRate { get; init; }
+}
 
 /// <summary>
 /// The whole training recipe around <see cref="Trainer"/>: hold out a validation set (saying how
@@ -130,8 +137,35 @@ public sealed class Recipe
     public RecipeResult Run(RowSource train, RowSource? validation, AfmModel? pretrainedFm = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(train);
+        if (pretrainedFm is not null && _options.Model != ModelKind.Afm) throw new ArgumentException("a pre-trained FM applies to an AFM", nameof(pretrainedFm));
         var o = _options;
-        if (pretrainedFm is not null && o.Model != ModelKind.Afm) throw new ArgumentException("a pre-trained FM applies to an AFM", nameof(pretrainedFm));
+        for (int backoff = 0; ; backoff++)
+        {
+            // each rate keeps its checkpoints apart, so that a resumed run replays the same attempts
+            _checkpointDirectory = Checkpoint is null ? null
+                : backoff == 0 ? Checkpoint.Directory : Path.Combine(Checkpoint.Directory, Inv($"lr-{o.LearningRate:R}"));
+            try
+            {
+                return RunOnce(o, train, validation, pretrainedFm, cancel) with { LearningRate = o.LearningRate };
+            }
+            catch (TrainingDivergedException e) when (backoff < _options.LearningRateBackoffs)
+            {
+                float lower = o.LearningRate / TrainerOptions.LearningRateBackoffFactor;
+                Say(Inv($"{_running} diverged with learning rate {o.LearningRate:G}, in epoch {e.Epoch}: {e.Reason}; the recipe starts again with learning rate {lower:G}"));
+                o = o.Clone();
+                o.LearningRate = lower;
+            }
+        }
+    }
+
+    // The checkpoint folder of the learning rate being tried (see Run).
+    private string? _checkpointDirectory;
+
+    // The run in progress, as a message names it: "the FM pre-training".
+    private string _running = "training";
+
+    private RecipeResult RunOnce(TrainerOptions o, RowSource train, RowSource? validation, AfmModel? pretrainedFm, CancellationToken cancel)
+    {
         var all = train;
         long heldOut = 0;
         if (validation is null && o.ValidationFraction > 0 && train.Rows >= 10)
@@ -298,9 +332,17 @@ public sealed class Recipe
                 _ => options.LambdaCandidates is { Length: > 0 } || options.Lambda != _options.Lambda ? Inv($"{model}-lambda-{options.Lambda:R}") : model,
             };
             if (tag is not null) name += "-" + tag;
-            checkpoint = new CheckpointOptions { Directory = Path.Combine(Checkpoint.Directory, name), Resume = Checkpoint.Resume };
+            checkpoint = new CheckpointOptions { Directory = Path.Combine(_checkpointDirectory ?? Checkpoint.Directory, name), Resume = Checkpoint.Resume };
             Directory.CreateDirectory(checkpoint.Directory);
         }
+        string kind = options.Model.ToString().ToUpperInvariant();
+        _running = stage switch
+        {
+            TrainStage.Pretraining => "the FM pre-training",
+            TrainStage.RefitPretraining => "the FM pre-training's refit",
+            TrainStage.Refit => $"the {kind}'s refit",
+            _ => $"the {kind}",
+        };
         var trainer = new Trainer(_accelerator, options) { Checkpoint = checkpoint, Cluster = Cluster };
         trainer.EpochCompleted += r => EpochCompleted?.Invoke(stage, r);
         trainer.Progress += p => Progress?.Invoke(stage, p);

@@ -206,6 +206,9 @@ public sealed partial class Trainer
         var eps = o.Optimizer == OptimizerKind.Adam ? 1e-8f : 1e-10f;
         long step = 0;
         var lossSum = new float[1];
+        // The starting model's mean loss on the first batch (its forward pass precedes the first update), against
+        // which a fresh run's first epoch is judged; NaN until read, and in a resumed run.
+        double initialLoss = double.NaN;
         double baselineLoss = train.BaselineLoss(o.Loss);
         int sinceBest = 0;
         int firstEpoch = 1;
@@ -268,6 +271,11 @@ public sealed partial class Trainer
                 else exchange.Step(device, batch, work, op);
                 // Reading the loss waits for the device, so it is read every few steps only: on a GPU the host then
                 // queues the next steps while the device runs. A sum that is no longer finite stays so until the epoch's end.
+                if (step == 1 && history.Count == 0)
+                {
+                    work.LossSum.CopyTo(lossSum);
+                    initialLoss = lossSum[0] / count;
+                }
                 if (step % LossCheckSteps == 0)
                 {
                     work.LossSum.CopyTo(lossSum);
@@ -301,6 +309,10 @@ public sealed partial class Trainer
             if (trainLoss > DivergenceFactor * baselineLoss)
                 throw Diverged(epoch, step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"the mean training loss {trainLoss:G3} is over {DivergenceFactor:G0} times that of predicting the mean label ({baselineLoss:G3}, at least 1% of the labels' scale)"), train);
+            // a run's first report (a resumed run has its history from the checkpoint)
+            if (history.Count == 0 && !double.IsNaN(initialLoss) && trainLoss > FirstEpochFactor * Math.Max(baselineLoss, initialLoss))
+                throw Diverged(epoch, step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"the mean training loss of the first {(parts > 1 ? "validation interval" : "epoch")}, {trainLoss:G3}, is over {FirstEpochFactor:G0} times that of the starting model ({initialLoss:G3}) and of predicting the mean label ({baselineLoss:G3}): the steps overshoot"), train);
             var (metrics, badRow, badValue) = EvaluateOnRoot(kernels, device, batch, evalHost, work, probe, model);
             if (badRow >= 0) throw Diverged(epoch, step, $"the prediction for row {badRow + 1} of {probe.Name} is {badValue}", train);
             if (validation is null) metrics = null;

@@ -14,7 +14,7 @@ public sealed partial class Trainer
             : $"lower the learning rate (now {_options.LearningRate:G})";
         return new TrainingDivergedException(epoch, step, epoch == 0
             ? $"training cannot start: {what}; {advice}"
-            : $"training diverged in epoch {epoch} by step {step}: {what}; {advice}");
+            : $"training diverged in epoch {epoch} by step {step}: {what}; {advice}", what);
     }
 
     /// <summary>
@@ -23,6 +23,15 @@ public sealed partial class Trainer
     /// works stays within a few times that loss from its first step.
     /// </summary>
     internal const double DivergenceFactor = 1e4;
+
+    /// <summary>
+    /// A first epoch (or first validation interval) whose mean training loss is this many times both the starting
+    /// model's loss and that of the best constant prediction is a divergence too: training that works ends its first
+    /// epoch below where it started, while steps too large for the data (rows with many non-zeros, whose FM pair sum
+    /// moves with the square of their count) send it tens or hundreds of times higher, after which the run rarely beats
+    /// its starting point.
+    /// </summary>
+    internal const double FirstEpochFactor = 10;
 
     /// <summary>Steps between the reads of the running loss that stop a diverging run within the epoch.</summary>
     internal const int LossCheckSteps = 16;

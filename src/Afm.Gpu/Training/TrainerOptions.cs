@@ -130,6 +130,21 @@ public sealed class TrainerOptions
     public bool Refit { get; set; }
 
     /// <summary>
+    /// When a run diverges (<see cref="TrainingDivergedException"/>: a non-finite loss or weight, or a first epoch that
+    /// ends far above where it started), start the whole recipe again with <see cref="LearningRate"/> divided by
+    /// <see cref="LearningRateBackoffFactor"/>, at most this many times (default 0: the divergence is thrown). Applied by
+    /// <see cref="Recipe"/>, which reports the rate it trained with (<see cref="RecipeResult.LearningRate"/>); the
+    /// command line's default is <see cref="RecommendedLearningRateBackoffs"/>, unless <c>--lr</c> names a rate.
+    /// </summary>
+    public int LearningRateBackoffs { get; set; }
+
+    /// <summary>What each of <see cref="LearningRateBackoffs"/> divides the learning rate by.</summary>
+    public const float LearningRateBackoffFactor = 5;
+
+    /// <summary>The <see cref="LearningRateBackoffs"/> of <see cref="Recommended"/>: 0.05, then 0.01, 0.002 and 0.0004.</summary>
+    public const int RecommendedLearningRateBackoffs = 3;
+
+    /// <summary>
     /// For an AFM with a validation set: train once per λ in this list (after one FM pre-training)
     /// and keep the run with the best validation score; <see cref="Lambda"/> is then ignored.
     /// Null or empty (default): train once with <see cref="Lambda"/>. Applied by <see cref="Recipe"/>;
@@ -152,8 +167,9 @@ public sealed class TrainerOptions
     /// quality figures measure: at most 100 epochs with early stopping, batch 512, Adagrad at 0.05, dropout keep1 0.8;
     /// λ chosen from <see cref="DefaultLambdaCandidates"/>; the FM pre-training's dropout chosen from keep1 0.8 and 1
     /// (<see cref="PretrainKeep1Candidates"/>), an FM's own likewise (<see cref="Keep1Candidates"/>), an AFM's own from 0.8
-    /// and 0.5 (<see cref="AfmKeep1Candidates"/>); and a
-    /// <see cref="Refit"/> on all rows for the best epoch counts. The plain constructor's defaults choose nothing: an
+    /// and 0.5 (<see cref="AfmKeep1Candidates"/>); a
+    /// <see cref="Refit"/> on all rows for the best epoch counts; and, should a run diverge, the recipe again at a fifth of
+    /// the learning rate (<see cref="LearningRateBackoffs"/>). The plain constructor's defaults choose nothing: an
     /// AFM's FM pre-training, then one run (20 epochs, batch 4096, no dropout, λ = 0), no refit. Set <see cref="Model"/>, <see cref="K"/>, <see cref="T"/>
     /// and <see cref="Loss"/> on the result as needed; after changing <see cref="Keep1"/>, set the candidate lists too (or
     /// null to train once). With a validation set of your own, set <see cref="Refit"/> to false to keep its rows out
@@ -170,6 +186,7 @@ public sealed class TrainerOptions
         PretrainKeep1Candidates = [RecommendedKeep1, 1f],
         LambdaCandidates = [.. DefaultLambdaCandidates],
         Refit = true,
+        LearningRateBackoffs = RecommendedLearningRateBackoffs,
     };
 
     /// <summary>The dropout keep probability on the pooled vector that <see cref="Recommended"/> tries first.</summary>
@@ -220,6 +237,7 @@ public sealed class TrainerOptions
         Check(PretrainKeep1 is null or (> 0 and <= 1), nameof(PretrainKeep1), PretrainKeep1 ?? 0, "must be in (0, 1]");
         Check(PretrainKeep1Candidates is null || PretrainKeep1Candidates.All(k => k is > 0 and <= 1), nameof(PretrainKeep1Candidates),
             PretrainKeep1Candidates is null ? "" : string.Join(",", PretrainKeep1Candidates), "every keep probability must be in (0, 1]");
+        Check(LearningRateBackoffs is >= 0 and <= 10, nameof(LearningRateBackoffs), LearningRateBackoffs, "must be in 0..10");
         Check(float.IsFinite(InitStd) && InitStd > 0, nameof(InitStd), InitStd, "must be a positive number");
     }
 }
